@@ -1,0 +1,499 @@
+//! The configuration schema: every key, its default and its unit.
+//!
+//! Units: `story.block_interval` is in **milliseconds** (as in the seed); every other interval,
+//! timeout or period is in **seconds** and may be fractional (`0.5`).
+//!
+//! Every struct carries `#[serde(default)]`, so any key may be left out. A key written with no
+//! value (`tls:`) also means "use the default" (see `parse.rs`). Unknown keys are not silently
+//! ignored: the loader reports them, with a suggestion when a known key is near.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole `config-story.yaml`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub story: StoryConfig,
+    pub failover: FailoverConfig,
+    pub health: HealthConfig,
+    pub communication: CommunicationConfig,
+    pub coordination: CoordinationConfig,
+    pub alerts: AlertsConfig,
+    pub logging: LoggingConfig,
+}
+
+/// The site's standing (`server.role`). It must agree with `story.is_primary_site`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SiteRole {
+    /// The preferred active: fallback returns the role here.
+    Primary,
+    Secondary,
+}
+
+/// What the node should be doing now (`story.node_role`, `--role`). A wish, not an order:
+/// a node asked to start active still checks that nobody else signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    Active,
+    Passive,
+}
+
+impl std::str::FromStr for NodeRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(NodeRole::Active),
+            "passive" => Ok(NodeRole::Passive),
+            other => Err(format!("`{other}` is not a role: use `active` or `passive`")),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeRole::Active => "active",
+            NodeRole::Passive => "passive",
+        })
+    }
+}
+
+/// `server:` — this SyncGuard instance and its HTTP port.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// Unique id of this node in the cluster (peers refer to it). Default: empty, which the
+    /// validator rejects — two hosts must never share an id.
+    pub id: String,
+    /// `primary` or `secondary`. Default: derived from `story.is_primary_site`, else `secondary`.
+    pub role: Option<SiteRole>,
+    /// Address the HTTP API binds to. Default `0.0.0.0` (peers must reach it).
+    pub bind: String,
+    /// HTTP API port (health, status, peer protocol). Default 8080.
+    pub port: u16,
+    /// Token for mutating admin calls (`POST /switchover`, `/pause`, `/resume`), compared in
+    /// constant time. Default: none (admin calls then need mutual TLS).
+    pub admin_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            role: None,
+            bind: "0.0.0.0".into(),
+            port: 8080,
+            admin_token: None,
+        }
+    }
+}
+
+/// `story:` — the Story node this SyncGuard guards, its files and how to start and stop it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StoryConfig {
+    /// CometBFT RPC of the local node. Default `http://localhost:26657`.
+    pub comet_rpc_url: String,
+    /// story-geth JSON-RPC of the local node. Default `http://localhost:8545`.
+    pub evm_rpc_url: String,
+    /// Story's CometBFT home; the default file paths below hang off it.
+    /// Default `/root/.story/story` (`$HOME/.story/story` of the root user).
+    pub home: PathBuf,
+    /// CometBFT's `priv_validator_state.json`. Default `<home>/data/priv_validator_state.json`.
+    pub validator_state_path: Option<PathBuf>,
+    /// The highest state known on this host: the active's own copy, the passive's replica of
+    /// the active's state. Never goes lower. Default `/var/lib/syncguard/priv_validator_state.json`.
+    pub validator_state_backup: PathBuf,
+    /// The role this node should start in: `active` or `passive`. Default `passive`.
+    pub node_role: Option<NodeRole>,
+    /// Whether this is the primary site. Default: derived from `server.role`, else `false`.
+    pub is_primary_site: Option<bool>,
+    /// Fewest CometBFT peers for a healthy node. Default 3.
+    pub min_peers: u32,
+    /// Expected block interval in **milliseconds**. Default 2400 (Story mainnet).
+    pub block_interval: u64,
+    /// How often the passive pulls the active's state, seconds. Default 5.
+    pub state_sync_interval: f64,
+    /// The live key file `story` reads. Default `<home>/config/priv_validator_key.json`.
+    pub validator_key_path: Option<PathBuf>,
+    /// The real validator key at rest on this host (mode 0600).
+    /// Default `/etc/syncguard/priv_validator_key.json`.
+    pub validator_key_store: PathBuf,
+    /// A non-validator key installed while passive. Default `/etc/syncguard/placeholder_key.json`.
+    pub placeholder_key_path: PathBuf,
+    /// CometBFT's `config.toml`, read to recommend `double_sign_check_height`.
+    /// Default `<home>/config/config.toml`.
+    pub node_config_path: Option<PathBuf>,
+    /// Command that starts `story`. Default `systemctl start story`.
+    pub start_command: String,
+    /// Command that stops `story`. Default `systemctl stop story`.
+    pub stop_command: String,
+    /// How long to wait for `story` to stop, seconds. Default 30.
+    pub stop_timeout: f64,
+    /// Blocks within which a newly active node's signatures must appear. Default 5.
+    pub verify_blocks: u32,
+    /// Recent commits searched for the validator's signature before an unplanned promotion.
+    /// Default 5.
+    pub witness_blocks: u32,
+}
+
+impl Default for StoryConfig {
+    fn default() -> Self {
+        Self {
+            comet_rpc_url: "http://localhost:26657".into(),
+            evm_rpc_url: "http://localhost:8545".into(),
+            home: PathBuf::from("/root/.story/story"),
+            validator_state_path: None,
+            validator_state_backup: PathBuf::from("/var/lib/syncguard/priv_validator_state.json"),
+            node_role: None,
+            is_primary_site: None,
+            min_peers: 3,
+            block_interval: 2400,
+            state_sync_interval: 5.0,
+            validator_key_path: None,
+            validator_key_store: PathBuf::from("/etc/syncguard/priv_validator_key.json"),
+            placeholder_key_path: PathBuf::from("/etc/syncguard/placeholder_key.json"),
+            node_config_path: None,
+            start_command: "systemctl start story".into(),
+            stop_command: "systemctl stop story".into(),
+            stop_timeout: 30.0,
+            verify_blocks: 5,
+            witness_blocks: 5,
+        }
+    }
+}
+
+impl StoryConfig {
+    pub fn state_path(&self) -> PathBuf {
+        self.validator_state_path
+            .clone()
+            .unwrap_or_else(|| self.home.join("data/priv_validator_state.json"))
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.validator_key_path
+            .clone()
+            .unwrap_or_else(|| self.home.join("config/priv_validator_key.json"))
+    }
+    pub fn node_config(&self) -> PathBuf {
+        self.node_config_path
+            .clone()
+            .unwrap_or_else(|| self.home.join("config/config.toml"))
+    }
+    pub fn block_interval(&self) -> Duration {
+        Duration::from_millis(self.block_interval)
+    }
+    pub fn state_sync_interval(&self) -> Duration {
+        secs(self.state_sync_interval)
+    }
+    pub fn stop_timeout(&self) -> Duration {
+        secs(self.stop_timeout)
+    }
+}
+
+/// `failover:` — detection and role-change timing.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FailoverConfig {
+    /// Seconds between health rounds. Default 5.
+    pub health_check_interval: f64,
+    /// Consecutive failed rounds that make a node unhealthy. Default 3.
+    pub retry_attempts: u32,
+    /// Seconds the primary must stay healthy before it takes the role back. Default 60.
+    pub fallback_grace_period: f64,
+    /// Seconds after which an active that is stalled and cut off from every peer fences
+    /// itself. Must be shorter than the failover window
+    /// (`health_check_interval × retry_attempts`). Default: half the window.
+    pub self_fence_timeout: Option<f64>,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        Self {
+            health_check_interval: 5.0,
+            retry_attempts: 3,
+            fallback_grace_period: 60.0,
+            self_fence_timeout: None,
+        }
+    }
+}
+
+impl FailoverConfig {
+    pub fn health_check_interval(&self) -> Duration {
+        secs(self.health_check_interval)
+    }
+    /// How long a peer must be gone before a passive may promote.
+    pub fn failover_window(&self) -> Duration {
+        secs(self.health_check_interval * f64::from(self.retry_attempts))
+    }
+    pub fn fallback_grace_period(&self) -> Duration {
+        secs(self.fallback_grace_period)
+    }
+    pub fn self_fence_timeout(&self) -> Duration {
+        match self.self_fence_timeout {
+            Some(s) => secs(s),
+            None => self.failover_window() / 2,
+        }
+    }
+}
+
+/// `health:` — thresholds of the health checks (DESIGN §6).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Per-call timeout of every RPC request, seconds. Default 2.
+    pub rpc_timeout: f64,
+    /// Seconds without a new block before the node counts as stalled.
+    /// Default: derived from `story.block_interval` (see the health crate).
+    pub stall_threshold: Option<f64>,
+    /// Consecutive good rounds that make an unhealthy node healthy again.
+    /// Default: `failover.retry_attempts`.
+    pub recovery_rounds: Option<u32>,
+    /// Free space below which the state directory's disk fails its check, MiB. Default 512.
+    pub min_free_disk_mb: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            rpc_timeout: 2.0,
+            stall_threshold: None,
+            recovery_rounds: None,
+            min_free_disk_mb: 512,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn rpc_timeout(&self) -> Duration {
+        secs(self.rpc_timeout)
+    }
+}
+
+/// `communication:` — the other SyncGuards and how we talk to them.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CommunicationConfig {
+    pub peers: Vec<PeerConfig>,
+    /// Mutual TLS material for the peer protocol.
+    pub tls: Option<TlsConfig>,
+    /// Plain HTTP between peers. For local tests and the demo only; warned about at every start.
+    pub insecure: bool,
+    /// Timeout of one peer request, seconds. Default 2.
+    pub request_timeout: Option<f64>,
+}
+
+impl CommunicationConfig {
+    pub fn request_timeout(&self) -> Duration {
+        secs(self.request_timeout.unwrap_or(2.0))
+    }
+}
+
+/// One other SyncGuard.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PeerConfig {
+    pub id: String,
+    /// `host:port` of the peer's SyncGuard HTTP API.
+    pub address: String,
+}
+
+/// PEM files for mutual TLS.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TlsConfig {
+    /// The cluster CA that signed every node's certificate.
+    pub ca_cert: PathBuf,
+    /// This node's certificate (its id in the subject alternative name).
+    pub cert: PathBuf,
+    /// This node's TLS private key.
+    pub key: PathBuf,
+}
+
+/// Which coordination backend decides who may hold the role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Two nodes, the chain as witness.
+    #[default]
+    Peer,
+    /// A leader key under a lease in etcd, for three or more machines.
+    Etcd,
+}
+
+/// `coordination:`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct CoordinationConfig {
+    pub backend: Backend,
+    pub etcd: EtcdConfig,
+    /// Lower promotes first when several passives stand by. Default 0.
+    pub failover_priority: u32,
+}
+
+/// `coordination.etcd:`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct EtcdConfig {
+    /// `http(s)://host:port` of each etcd member.
+    pub endpoints: Vec<String>,
+    /// Key prefix. Default `/syncguard`.
+    pub prefix: String,
+    /// Lease time-to-live, seconds. Default 10.
+    pub lease_ttl: f64,
+    /// The active fences itself this many seconds before its lease would expire. Default 3.
+    pub safety_margin: f64,
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for EtcdConfig {
+    fn default() -> Self {
+        Self {
+            endpoints: Vec::new(),
+            prefix: "/syncguard".into(),
+            lease_ttl: 10.0,
+            safety_margin: 3.0,
+            tls: None,
+        }
+    }
+}
+
+/// `alerts:` — where alerts go when `logging.enable_alerts` is true.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct AlertsConfig {
+    /// Generic JSON webhook.
+    pub webhook_url: Option<String>,
+    pub slack_webhook_url: Option<String>,
+    pub discord_webhook_url: Option<String>,
+    pub telegram: Option<TelegramConfig>,
+    pub pagerduty: Option<PagerDutyConfig>,
+    /// Timeout of one send, seconds. Default 5.
+    pub timeout: f64,
+    /// Attempts per alert, with backoff. Default 3.
+    pub retries: u32,
+    /// Identical alerts within this many seconds are sent once. Default 300.
+    pub dedup_window: f64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            webhook_url: None,
+            slack_webhook_url: None,
+            discord_webhook_url: None,
+            telegram: None,
+            pagerduty: None,
+            timeout: 5.0,
+            retries: 3,
+            dedup_window: 300.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TelegramConfig {
+    pub bot_token: String,
+    pub chat_id: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PagerDutyConfig {
+    /// Events v2 integration key.
+    pub routing_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `logging:`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LoggingConfig {
+    /// `trace`, `debug`, `info`, `warn` or `error`. Default `info`.
+    pub level: LogLevel,
+    /// Adds targets and spans to each line. Default false.
+    pub verbose: bool,
+    /// Send alerts to the sinks in `alerts:`. Default false.
+    pub enable_alerts: bool,
+    /// Log file, besides stderr. Default `story-failover.log`.
+    pub file: Option<PathBuf>,
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: LogLevel::Info,
+            verbose: false,
+            enable_alerts: false,
+            file: Some(PathBuf::from("story-failover.log")),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// The site's standing, reconciling `server.role` and `story.is_primary_site`
+    /// (validation guarantees they agree when both are given).
+    pub fn site_role(&self) -> SiteRole {
+        match (self.server.role, self.story.is_primary_site) {
+            (Some(role), _) => role,
+            (None, Some(true)) => SiteRole::Primary,
+            (None, _) => SiteRole::Secondary,
+        }
+    }
+    pub fn is_primary_site(&self) -> bool {
+        self.site_role() == SiteRole::Primary
+    }
+    /// The configured starting role; passive when unset, because starting passive is safe.
+    pub fn node_role(&self) -> NodeRole {
+        self.story.node_role.unwrap_or(NodeRole::Passive)
+    }
+    pub fn recovery_rounds(&self) -> u32 {
+        self.health
+            .recovery_rounds
+            .unwrap_or(self.failover.retry_attempts)
+    }
+}
+
+/// Seconds to a Duration without panicking on values validation would reject anyway.
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
+}
