@@ -94,7 +94,10 @@ pub(crate) fn parse(text: &str) -> Parsed {
             if bad_paths.contains(&shown) {
                 continue;
             }
-            problems.push(Problem::new(shown.clone(), friendly(&err.inner().to_string())));
+            problems.push(Problem::new(
+                shown.clone(),
+                friendly(&err.inner().to_string()),
+            ));
             bad_paths.push(shown);
             repair(&mut doc, at);
         }
@@ -222,9 +225,9 @@ fn ignored_path(p: &serde_ignored::Path<'_>) -> Vec<Seg> {
             v.push(Seg::Key(key.clone()));
             v
         }
-        Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
-            ignored_path(parent)
-        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => ignored_path(parent),
     }
 }
 
@@ -251,9 +254,11 @@ fn unknown_key_message(path: &[Seg]) -> String {
     };
     let parent = &path[..path.len() - 1];
     let here = fields_at(parent);
-    if let Some(best) = here.iter().copied().max_by(|a, b| {
-        strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b))
-    }) {
+    if let Some(best) = here
+        .iter()
+        .copied()
+        .max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)))
+    {
         if strsim::jaro_winkler(name, best) >= 0.85 {
             return format!("unknown key; did you mean `{best}`?");
         }

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole `config-story.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -27,7 +27,7 @@ pub struct Config {
 }
 
 /// The site's standing (`server.role`). It must agree with `story.is_primary_site`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SiteRole {
     /// The preferred active: fallback returns the role here.
@@ -37,7 +37,7 @@ pub enum SiteRole {
 
 /// What the node should be doing now (`story.node_role`, `--role`). A wish, not an order:
 /// a node asked to start active still checks that nobody else signs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeRole {
     Active,
@@ -50,7 +50,9 @@ impl std::str::FromStr for NodeRole {
         match s {
             "active" => Ok(NodeRole::Active),
             "passive" => Ok(NodeRole::Passive),
-            other => Err(format!("`{other}` is not a role: use `active` or `passive`")),
+            other => Err(format!(
+                "`{other}` is not a role: use `active` or `passive`"
+            )),
         }
     }
 }

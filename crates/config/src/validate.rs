@@ -22,9 +22,15 @@ impl Findings {
     }
     fn positive_secs(&mut self, path: &str, v: f64) {
         if !(v.is_finite() && v > 0.0) {
-            self.error(path, format!("must be a positive number of seconds, not {v}"));
+            self.error(
+                path,
+                format!("must be a positive number of seconds, not {v}"),
+            );
         } else if v > 86_400.0 * 365.0 {
-            self.error(path, format!("{v} seconds is more than a year; check the unit"));
+            self.error(
+                path,
+                format!("{v} seconds is more than a year; check the unit"),
+            );
         }
     }
     fn non_negative_secs(&mut self, path: &str, v: f64) {
@@ -68,7 +74,10 @@ fn server(c: &Config, f: &mut Findings) {
     if s.bind.parse::<std::net::IpAddr>().is_err() {
         f.error(
             "server.bind",
-            format!("`{}` is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)", s.bind),
+            format!(
+                "`{}` is not an IP address (e.g. 0.0.0.0 or 127.0.0.1)",
+                s.bind
+            ),
         );
     }
     if let Some(token) = &s.admin_token {
@@ -108,7 +117,10 @@ fn story(c: &Config, f: &mut Findings) {
     }
     for (path, value) in [
         ("story.validator_state_path", s.state_path()),
-        ("story.validator_state_backup", s.validator_state_backup.clone()),
+        (
+            "story.validator_state_backup",
+            s.validator_state_backup.clone(),
+        ),
         ("story.validator_key_path", s.key_path()),
         ("story.validator_key_store", s.validator_key_store.clone()),
         ("story.placeholder_key_path", s.placeholder_key_path.clone()),
@@ -224,7 +236,9 @@ fn health(c: &Config, f: &mut Findings) {
         if t.is_finite() && t < 2.0 * block {
             f.error(
                 "health.stall_threshold",
-                format!("{t} s is less than two blocks ({block} s each): every node would look stalled"),
+                format!(
+                    "{t} s is less than two blocks ({block} s each): every node would look stalled"
+                ),
             );
         }
     }
@@ -375,7 +389,10 @@ fn url_field(f: &mut Findings, path: &str, value: &str) {
         Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
         Ok(u) => f.error(
             path,
-            format!("`{value}` must be an http:// or https:// URL (scheme `{}`)", u.scheme()),
+            format!(
+                "`{value}` must be an http:// or https:// URL (scheme `{}`)",
+                u.scheme()
+            ),
         ),
         Err(e) => f.error(path, format!("`{value}` is not a URL: {e}")),
     }

@@ -8,8 +8,8 @@ use syncguard_config::{from_yaml_str, Config, NodeRole, SiteRole};
 /// The YAML block of the original SyncGuard README, read from the file itself so that this
 /// test follows the seed rather than a copy of it.
 fn seed_yaml() -> String {
-    let readme = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed/SyncGuard-README.md");
+    let readme =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed/SyncGuard-README.md");
     let text = std::fs::read_to_string(&readme).expect("the seed README is in ../shared/seed");
     let start = text
         .find("```yaml\n")
@@ -59,13 +59,19 @@ fn config_seed_yaml_parses_unchanged() {
 
 #[test]
 fn config_defaults_fill_every_missing_key() {
-    let c = from_yaml_str("server:\n  id: a\n", "t").expect("valid").config;
+    let c = from_yaml_str("server:\n  id: a\n", "t")
+        .expect("valid")
+        .config;
     assert_eq!(c, {
         let mut d = Config::default();
         d.server.id = "a".into();
         d
     });
-    assert_eq!(c.node_role(), NodeRole::Passive, "unset role is the safe one");
+    assert_eq!(
+        c.node_role(),
+        NodeRole::Passive,
+        "unset role is the safe one"
+    );
     assert_eq!(c.site_role(), SiteRole::Secondary);
     assert_eq!(c.story.witness_blocks, 5);
     assert_eq!(c.story.start_command, "systemctl start story");
@@ -87,7 +93,10 @@ fn config_five_mistakes_are_all_reported_with_paths() {
     let found = problems(&yaml);
     assert_eq!(found.len(), 5, "{found:#?}");
     let has = |needle: &str| found.iter().any(|p| p.starts_with(needle));
-    assert!(has("failover.retry_attempts: must be at least 1"), "{found:#?}");
+    assert!(
+        has("failover.retry_attempts: must be at least 1"),
+        "{found:#?}"
+    );
     assert!(has("server.port: invalid type"), "{found:#?}");
     assert!(
         has("story.min_peer: unknown key; did you mean `min_peers`?"),
@@ -99,28 +108,66 @@ fn config_five_mistakes_are_all_reported_with_paths() {
 
 #[test]
 fn config_unknown_keys_get_suggestions_or_the_right_section() {
-    let found = problems("server:\n  id: a\nfailover:\n  retry_attempt: 2\n  min_peers: 2\nstroy:\n  x: 1\n");
-    assert!(found.iter().any(|p| p == "failover.retry_attempt: unknown key; did you mean `retry_attempts`?"), "{found:#?}");
-    assert!(found.iter().any(|p| p == "failover.min_peers: unknown key here; `min_peers` belongs in the `story` section"), "{found:#?}");
-    assert!(found.iter().any(|p| p == "stroy: unknown key; did you mean `story`?"), "{found:#?}");
+    let found = problems(
+        "server:\n  id: a\nfailover:\n  retry_attempt: 2\n  min_peers: 2\nstroy:\n  x: 1\n",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p == "failover.retry_attempt: unknown key; did you mean `retry_attempts`?"),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p
+            == "failover.min_peers: unknown key here; `min_peers` belongs in the `story` section"),
+        "{found:#?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p == "stroy: unknown key; did you mean `story`?"),
+        "{found:#?}"
+    );
 }
 
 #[test]
 fn config_roles_must_agree_and_use_known_words() {
     let found = problems("server:\n  id: a\n  role: primary\nstory:\n  is_primary_site: false\n");
-    assert!(found.iter().any(|p| p.starts_with("server.role: is `primary` but story.is_primary_site is false")), "{found:#?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("server.role: is `primary` but story.is_primary_site is false")),
+        "{found:#?}"
+    );
     let found = problems("server:\n  id: a\n  role: leader\nstory:\n  node_role: standby\n");
-    assert!(found.iter().any(|p| p.starts_with("server.role: unknown variant `leader`, expected `primary` or `secondary`")), "{found:#?}");
-    assert!(found.iter().any(|p| p.starts_with("story.node_role: unknown variant `standby`, expected `active` or `passive`")), "{found:#?}");
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "server.role: unknown variant `leader`, expected `primary` or `secondary`"
+        )),
+        "{found:#?}"
+    );
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "story.node_role: unknown variant `standby`, expected `active` or `passive`"
+        )),
+        "{found:#?}"
+    );
     // One side given: the other is derived.
-    let c = from_yaml_str("server:\n  id: a\nstory:\n  is_primary_site: true\n", "t").expect("valid").config;
+    let c = from_yaml_str("server:\n  id: a\nstory:\n  is_primary_site: true\n", "t")
+        .expect("valid")
+        .config;
     assert_eq!(c.site_role(), SiteRole::Primary);
 }
 
 #[test]
 fn config_self_fence_must_beat_the_failover_window() {
     let found = problems("server:\n  id: a\nfailover:\n  health_check_interval: 4\n  retry_attempts: 3\n  self_fence_timeout: 12\n");
-    assert!(found.iter().any(|p| p.starts_with("failover.self_fence_timeout: 12 s must be shorter than the failover window")), "{found:#?}");
+    assert!(
+        found.iter().any(|p| p.starts_with(
+            "failover.self_fence_timeout: 12 s must be shorter than the failover window"
+        )),
+        "{found:#?}"
+    );
     assert!(problems("server:\n  id: a\nfailover:\n  health_check_interval: 4\n  retry_attempts: 3\n  self_fence_timeout: 11.5\n").is_empty());
 }
 
@@ -136,7 +183,10 @@ fn config_peer_addresses_and_ids_are_checked() {
         "communication.peers[4].address:",
         "communication.peers[5]: invalid type",
     ] {
-        assert!(found.iter().any(|p| p.starts_with(expected)), "missing {expected}: {found:#?}");
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "missing {expected}: {found:#?}"
+        );
     }
     assert_eq!(found.len(), 6, "{found:#?}");
 }
@@ -146,20 +196,37 @@ fn config_broken_yaml_and_odd_documents_are_clear_errors() {
     for (yaml, needle) in [
         ("server: [", "not valid YAML"),
         ("- a\n- b\n", "must be a mapping of sections"),
-        ("server: 5\n", "server: invalid type: integer `5`, expected a section of keys"),
+        (
+            "server: 5\n",
+            "server: invalid type: integer `5`, expected a section of keys",
+        ),
         ("server:\n  id: a\n  id: b\n", "not valid YAML"),
-        ("story:\n  block_interval: -5\n", "story.block_interval: invalid value"),
-        ("failover:\n  health_check_interval: .nan\n", "failover.health_check_interval: must be a positive number"),
-        ("story:\n  retry_attempts: 99999999999999999999999\n", "story.retry_attempts:"),
+        (
+            "story:\n  block_interval: -5\n",
+            "story.block_interval: invalid value",
+        ),
+        (
+            "failover:\n  health_check_interval: .nan\n",
+            "failover.health_check_interval: must be a positive number",
+        ),
+        (
+            "story:\n  retry_attempts: 99999999999999999999999\n",
+            "story.retry_attempts:",
+        ),
     ] {
         let found = problems(yaml);
-        assert!(found.iter().any(|p| p.contains(needle)), "{yaml:?} → {found:#?}");
+        assert!(
+            found.iter().any(|p| p.contains(needle)),
+            "{yaml:?} → {found:#?}"
+        );
     }
 }
 
 #[test]
 fn config_empty_values_mean_defaults() {
-    let c = from_yaml_str("server:\n  id: a\ncommunication:\n  tls:\nlogging:\n", "t").expect("valid").config;
+    let c = from_yaml_str("server:\n  id: a\ncommunication:\n  tls:\nlogging:\n", "t")
+        .expect("valid")
+        .config;
     assert_eq!(c.communication.tls, None);
     assert_eq!(c.logging, Config::default().logging);
 }
