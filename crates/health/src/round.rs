@@ -1,0 +1,127 @@
+//! The async shell around the pure verdict: one health round against the local node.
+//!
+//! A round sends at most one request per check endpoint, all at once (`tokio::join!`), each
+//! bounded by the per-call timeout, with no retries inside the round (retrying is the
+//! hysteresis' job, across rounds). So a round never takes much longer than one timeout,
+//! whichever endpoint hangs.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::comet::CometClient;
+use crate::evm::EvmClient;
+use crate::rpc::{self, SetupError};
+use crate::verdict::{DiskSeen, RoundObservation, StateSyncSeen};
+
+/// Probes of one node: its CometBFT RPC, its EVM RPC and the disk of its state directory.
+#[derive(Debug, Clone)]
+pub struct NodeProbe {
+    comet: CometClient,
+    evm: EvmClient,
+    state_dir: Option<PathBuf>,
+    timeout: Duration,
+}
+
+impl NodeProbe {
+    /// Clients for `comet_url` (e.g. `http://localhost:26657`) and `evm_url`
+    /// (e.g. `http://localhost:8545`); `timeout` bounds every call of a round.
+    pub fn new(comet_url: &str, evm_url: &str, timeout: Duration) -> Result<Self, SetupError> {
+        let http = rpc::build_http(comet_url, timeout)?;
+        Ok(NodeProbe {
+            comet: CometClient::with_http(http.clone(), comet_url, timeout)?,
+            evm: EvmClient::with_http(http, evm_url, timeout)?,
+            state_dir: None,
+            timeout,
+        })
+    }
+
+    /// Measure free disk under this directory (the state file's) in every round.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    pub fn comet(&self) -> &CometClient {
+        &self.comet
+    }
+
+    pub fn evm(&self) -> &EvmClient {
+        &self.evm
+    }
+
+    /// One round. `state_sync` is the daemon's own knowledge of its last state pull.
+    pub async fn observe(&self, state_sync: StateSyncSeen) -> RoundObservation {
+        let started = std::time::Instant::now();
+        let (
+            status,
+            net_info,
+            evm_block_number,
+            evm_syncing,
+            evm_peer_count,
+            evm_latest_block,
+            disk,
+        ) = tokio::join!(
+            self.comet.status(),
+            self.comet.net_info(),
+            self.evm.block_number(),
+            self.evm.syncing(),
+            self.evm.peer_count(),
+            self.evm.latest_block(),
+            self.disk(),
+        );
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            comet = %self.comet.base_url(),
+            evm = %self.evm.url(),
+            "health round observed"
+        );
+        RoundObservation {
+            status,
+            net_info,
+            evm_block_number,
+            evm_syncing,
+            evm_peer_count,
+            evm_latest_block,
+            state_sync,
+            disk,
+        }
+    }
+
+    /// statvfs on a blocking thread, under the same timeout: a hung file system (NFS, a
+    /// dying disk) must not hold the round either.
+    async fn disk(&self) -> DiskSeen {
+        let Some(dir) = self.state_dir.clone() else {
+            return DiskSeen::NotMeasured;
+        };
+        let shown = dir.display().to_string();
+        let task = tokio::task::spawn_blocking(move || free_bytes(&dir));
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(Ok(bytes))) => DiskSeen::Free(bytes),
+            Ok(Ok(Err(e))) => DiskSeen::Error(format!("statvfs {shown}: {e}")),
+            Ok(Err(join)) => DiskSeen::Error(format!("statvfs {shown}: task failed: {join}")),
+            Err(_) => DiskSeen::Error(format!(
+                "statvfs {shown}: no answer within {:?}",
+                self.timeout
+            )),
+        }
+    }
+}
+
+/// Bytes available to an unprivileged writer (`f_bavail × f_frsize`).
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn story_free_bytes_of_a_real_directory() {
+        let free = free_bytes(Path::new(env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert!(free > 0);
+        let err = free_bytes(Path::new("/nonexistent/syncguard/state")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,86 @@
+//! The command line, as clap definitions only. Handlers live in `commands/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use syncguard_config::NodeRole;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "syncguard",
+    version,
+    about = "Active/passive failover for a Story Network validator that never signs twice",
+    long_about = "SyncGuard runs beside each Story node. Exactly one node (the active) runs `story` \
+with the validator key; the others run it as full nodes with a placeholder key. SyncGuard moves \
+the role between them and carries priv_validator_state.json so that no height is signed twice."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the SyncGuard daemon beside a Story node.
+    Story(StoryArgs),
+    /// Inspect or verify a priv_validator_state.json.
+    #[command(subcommand)]
+    State(StateCommand),
+    /// Inspect a priv_validator_key.json (address and type only; never the private key).
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Check a configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct StoryArgs {
+    /// The YAML configuration file.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The role to start in. A wish, not an order: a node asked to be active first checks
+    /// that no other node holds the role and that the validator is not signing elsewhere.
+    /// Default: story.node_role from the config, else passive.
+    #[arg(long, value_name = "active|passive")]
+    pub role: Option<NodeRole>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Print the height, round, step and whether a signature is recorded.
+    Show {
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the file is one CometBFT will accept: parses, signature and sign bytes agree
+    /// with the height/round/step.
+    Verify {
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Print the key's address and type, after checking they match the private key.
+    Show {
+        #[arg(long, short, value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file. Exit 0 when valid, 2 when not (every problem is listed).
+    Check {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Check only the file itself: no paths are looked at and no network is touched.
+        #[arg(long)]
+        offline: bool,
+    },
+}

@@ -1,0 +1,25 @@
+//! One handler per subcommand. Each returns the process exit code; `anyhow` only here.
+
+mod config_check;
+mod files;
+mod story;
+
+use std::process::ExitCode;
+
+use crate::cli::{Command, ConfigCommand, KeyCommand, StateCommand};
+
+/// Exit code for "the input is invalid" (a config, state or key file), as `config check`
+/// promises: distinct from 1, which means the command itself failed.
+pub const EXIT_INVALID: u8 = 2;
+
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Story(args) => story::run(&args.config, args.role),
+        Command::State(StateCommand::Show { file, json }) => files::state_show(&file, json),
+        Command::State(StateCommand::Verify { file }) => files::state_verify(&file),
+        Command::Key(KeyCommand::Show { file }) => files::key_show(&file),
+        Command::Config(ConfigCommand::Check { config, offline }) => {
+            config_check::run(&config, offline)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Checks of the files a config names: what `syncguard config check` (without `--offline`)
+//! reports and what the daemon logs at start. Reads files only; writes nothing.
+//!
+//! Each finding says what would stop a failover and how to fix it, because the operator
+//! usually reads it while setting a host up — long before the night it matters.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use syncguard_config::{Config, Problem};
+use syncguard_validator::{verify_state, SignState, ValidatorKey};
+
+/// Errors would stop this node from ever holding the validator role safely; warnings are
+/// worth fixing.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Findings {
+    fn error(&mut self, path: &str, msg: impl Into<String>) {
+        self.errors.push(Problem::new(path, msg));
+    }
+    fn warn(&mut self, path: &str, msg: impl Into<String>) {
+        self.warnings.push(Problem::new(path, msg));
+    }
+}
+
+/// Looks at every file the config names.
+pub fn check_files(config: &Config) -> Findings {
+    let mut f = Findings::default();
+    let story = &config.story;
+
+    state_file(&mut f, &story.state_path());
+    backup_file(&mut f, &story.validator_state_backup);
+
+    let validator = key_at_rest(
+        &mut f,
+        "story.validator_key_store",
+        &story.validator_key_store,
+    );
+    let placeholder = key_at_rest(
+        &mut f,
+        "story.placeholder_key_path",
+        &story.placeholder_key_path,
+    );
+    if let (Some(v), Some(p)) = (&validator, &placeholder) {
+        if v == p {
+            f.error(
+                "story.placeholder_key_path",
+                format!("has the validator's own address {v}: a placeholder must be a different key (generate one with `syncguard init`)"),
+            );
+        }
+    }
+    live_key(
+        &mut f,
+        &story.key_path(),
+        validator.as_deref(),
+        placeholder.as_deref(),
+    );
+    node_config(&mut f, &story.node_config());
+
+    for (at, tls) in [
+        ("communication.tls", config.communication.tls.as_ref()),
+        (
+            "coordination.etcd.tls",
+            config.coordination.etcd.tls.as_ref(),
+        ),
+    ] {
+        if let Some(tls) = tls {
+            for (name, path) in [
+                ("ca_cert", &tls.ca_cert),
+                ("cert", &tls.cert),
+                ("key", &tls.key),
+            ] {
+                if !path.is_file() {
+                    f.error(
+                        &format!("{at}.{name}"),
+                        format!("{} does not exist or is not a file", path.display()),
+                    );
+                }
+            }
+        }
+    }
+    f
+}
+
+fn state_file(f: &mut Findings, path: &Path) {
+    let at = "story.validator_state_path";
+    if !path.exists() {
+        f.error(
+            at,
+            format!("{} does not exist: `story run` fails without a state file, so every node (passive too) needs one", path.display()),
+        );
+        return;
+    }
+    match SignState::load(path) {
+        Ok(state) => {
+            if let Err(e) = verify_state(&state) {
+                f.error(at, format!("{}: {e}", path.display()));
+            }
+        }
+        Err(e) => f.error(at, e.to_string()),
+    }
+}
+
+fn backup_file(f: &mut Findings, path: &Path) {
+    let at = "story.validator_state_backup";
+    match path.parent() {
+        Some(dir) if !dir.is_dir() => f.error(
+            at,
+            format!(
+                "directory {} does not exist: create it (mkdir -p) so the state can be backed up",
+                dir.display()
+            ),
+        ),
+        _ => {}
+    }
+    if path.exists() {
+        if let Err(e) = SignState::load(path) {
+            f.error(at, e.to_string());
+        }
+    }
+}
+
+/// A key that must be present on this host, readable by its owner only. Returns its address.
+fn key_at_rest(f: &mut Findings, at: &str, path: &Path) -> Option<String> {
+    if !path.exists() {
+        f.error(
+            at,
+            format!(
+                "{} does not exist: provision it on this host (it never travels over the network)",
+                path.display()
+            ),
+        );
+        return None;
+    }
+    loose_permissions(f, at, path);
+    match ValidatorKey::load(path) {
+        Ok(key) => Some(key.address_hex()),
+        Err(e) => {
+            f.error(at, e.to_string());
+            None
+        }
+    }
+}
+
+fn loose_permissions(f: &mut Findings, at: &str, path: &Path) {
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            f.error(
+                at,
+                format!(
+                    "{} is readable by group or others (mode {mode:o}); run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ),
+            );
+        }
+    }
+}
+
+/// The key `story` reads: the validator's (on the active) or the placeholder (on a passive).
+fn live_key(f: &mut Findings, path: &Path, validator: Option<&str>, placeholder: Option<&str>) {
+    let at = "story.validator_key_path";
+    let encrypted = path.with_extension("enc");
+    if encrypted.exists() {
+        f.error(
+            at,
+            format!("{} exists: story would prompt for a password, so SyncGuard cannot start it unattended; use the plain priv_validator_key.json form", encrypted.display()),
+        );
+    }
+    if !path.exists() {
+        f.warn(
+            at,
+            format!(
+                "{} does not exist yet: SyncGuard installs the validator or placeholder key there",
+                path.display()
+            ),
+        );
+        return;
+    }
+    match ValidatorKey::load(path) {
+        Ok(key) => {
+            let address = key.address_hex();
+            if Some(address.as_str()) != validator && Some(address.as_str()) != placeholder {
+                f.warn(
+                    at,
+                    format!("holds key {address}, which is neither the validator key nor the placeholder"),
+                );
+            }
+        }
+        Err(e) => f.error(at, e.to_string()),
+    }
+}
+
+/// CometBFT refuses to start when the key signed in the last `double_sign_check_height`
+/// blocks: a last line of defence worth having on every validator node.
+fn node_config(f: &mut Findings, path: &Path) {
+    let at = "story.node_config_path";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        f.warn(
+            at,
+            format!(
+                "cannot read {}; could not check double_sign_check_height",
+                path.display()
+            ),
+        );
+        return;
+    };
+    let value = text.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "double_sign_check_height")
+            .then(|| {
+                value
+                    .split('#')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+            })
+            .flatten()
+    });
+    match value {
+        Some(n) if n > 0 => {}
+        _ => f.warn(
+            at,
+            format!("double_sign_check_height is not set above 0 in {}; set it (e.g. 10) so CometBFT refuses to start a key that signed recently", path.display()),
+        ),
+    }
+}
