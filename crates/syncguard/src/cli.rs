@@ -32,6 +32,25 @@ pub enum Command {
     /// Check a configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask the chain (through the local node) whether the validator signed the last blocks:
+    /// the evidence SyncGuard needs before any unplanned promotion.
+    Witness(WitnessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WitnessArgs {
+    /// The YAML configuration file (for the RPC URL and the validator key store).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Validator address (hex). Default: the address of story.validator_key_store.
+    #[arg(long, value_name = "HEX")]
+    pub address: Option<String>,
+    /// How many recent commits to read. Default: story.witness_blocks.
+    #[arg(long, value_name = "N")]
+    pub blocks: Option<u64>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -157,3 +157,55 @@ logging:
     let (_, body) = health_until(port, Duration::from_secs(20), |status, _| status == 503).await;
     assert_eq!(check(&body, "comet.peers")["status"], "fail", "{body:#}");
 }
+
+/// `syncguard witness` reads the validator's address from the key store and reports what the
+/// chain shows: signing → "IS signing"; silent → "no signature in the window".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn story_witness_command_reports_whether_the_validator_signs() {
+    let comet = CometMock::start(Duration::from_millis(200), 3).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_src = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/privval/privval_key_secp256k1_cometbft_docs.json");
+    let key_store = dir.path().join("validator_key.json");
+    std::fs::copy(&key_src, &key_store).expect("copy key");
+    let config_path = dir.path().join("c.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "server:\n  id: a\nstory:\n  comet_rpc_url: \"{}\"\n  validator_key_store: \"{}\"\n",
+            comet.url(),
+            key_store.display()
+        ),
+    )
+    .expect("config");
+    let run = |json: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncguard"));
+        cmd.args(["witness", "--config"])
+            .arg(&config_path)
+            .args(["--blocks", "3"]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output()
+    };
+    let address = "E5B4F106D46A46820308C49B5F92DC22D9F9ACFA";
+
+    comet.set_validator_signing(address, false);
+    let out = run(false).await.expect("run syncguard witness");
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains(&format!("validator {address}")), "{said}");
+    assert!(said.contains("no signature in the window"), "{said}");
+
+    comet.set_validator_signing(address, true);
+    let out = run(true).await.expect("run syncguard witness");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["address"], address);
+    assert_eq!(v["heights"].as_array().map(Vec::len), Some(3));
+    assert!(
+        v["heights"]
+            .as_array()
+            .is_some_and(|hs| hs.iter().all(|h| h["seen"] == "signed")),
+        "{v:#}"
+    );
+}

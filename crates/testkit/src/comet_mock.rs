@@ -5,10 +5,15 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+
+/// The chain has history when the mock starts, so a witness window is full at once.
+pub const INITIAL_HEIGHT: u64 = 100;
 
 #[derive(Debug)]
 struct Chain {
@@ -19,6 +24,8 @@ struct Chain {
     frozen_at: Option<(u64, SystemTime)>,
     peers: u64,
     validator_address: String,
+    /// Whether commits carry the validator's signature (flag 2) or mark it absent (flag 1).
+    validator_signing: bool,
 }
 
 impl Chain {
@@ -29,7 +36,7 @@ impl Chain {
         let blocks =
             (self.started.elapsed().as_millis() / self.block_interval.as_millis().max(1)) as u64;
         (
-            1 + blocks,
+            INITIAL_HEIGHT + blocks,
             self.start_time + self.block_interval * blocks as u32,
         )
     }
@@ -52,10 +59,12 @@ impl CometMock {
             frozen_at: None,
             peers,
             validator_address: "2DD9F44FD9067555C322243C3C913BA7B51D2BE0".into(),
+            validator_signing: false,
         }));
         let app = Router::new()
             .route("/status", get(status))
             .route("/net_info", get(net_info))
+            .route("/commit", get(commit))
             .with_state(chain.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -79,9 +88,17 @@ impl CometMock {
             c.frozen_at = Some(head);
         } else if let Some((height, _)) = c.frozen_at.take() {
             // Resume at the frozen height, producing from now on.
-            c.started = Instant::now() - c.block_interval * (height.saturating_sub(1)) as u32;
-            c.start_time = SystemTime::now() - c.block_interval * (height.saturating_sub(1)) as u32;
+            let produced = c.block_interval * height.saturating_sub(INITIAL_HEIGHT) as u32;
+            c.started = Instant::now() - produced;
+            c.start_time = SystemTime::now() - produced;
         }
+    }
+
+    /// Whether the validator `address` signs the blocks from now on (as seen in `/commit`).
+    pub fn set_validator_signing(&self, address: &str, signing: bool) {
+        let mut c = self.chain.lock().expect("mock lock");
+        c.validator_address = address.to_string();
+        c.validator_signing = signing;
     }
 
     pub fn set_peers(&self, peers: u64) {
@@ -133,5 +150,46 @@ async fn net_info(State(chain): State<Shared>) -> Json<Value> {
         "listeners": ["Listener(@)"],
         "n_peers": peers.to_string(),
         "peers": []
+    }))
+}
+
+/// `/commit?height=h`: one signature from another validator, and the watched validator's
+/// signature (flag 2) or absence (flag 1), like the v0.38 fixture.
+async fn commit(
+    State(chain): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Json<Value> {
+    let (latest, time, address, signing) = {
+        let c = chain.lock().expect("mock lock");
+        let (h, t) = c.head();
+        (h, t, c.validator_address.clone(), c.validator_signing)
+    };
+    let height = query
+        .get("height")
+        .and_then(|h| h.trim_matches('"').parse::<u64>().ok())
+        .unwrap_or(latest)
+        .min(latest);
+    let time = humantime::format_rfc3339_nanos(time).to_string();
+    let ours = if signing {
+        json!({"block_id_flag": 2, "validator_address": address, "timestamp": time,
+               "signature": "5y0Kas3bSrgVYG/QKwWovMpTBfavZfy/A8DXkQHzFHVMjOcVk2TK6xhYQasfiodordg1bjDf7NDwNi/YdilaAw=="})
+    } else {
+        json!({"block_id_flag": 1, "validator_address": "", "timestamp": "0001-01-01T00:00:00Z", "signature": null})
+    };
+    envelope(json!({
+        "canonical": true,
+        "signed_header": {
+            "header": {"chain_id": "devnet-1", "height": height.to_string(), "time": time},
+            "commit": {
+                "height": height.to_string(),
+                "round": 0,
+                "block_id": {"hash": "00ECDAC463C201ECD4BDBBAAE4A53A4C80291D4051FD69ED97F6420CE1388BFE", "parts": {"total": 1, "hash": "FF0A320E696FD233DD4D3CC7CD82FF90F54B8FDBC9C700D9375C95A02782B062"}},
+                "signatures": [
+                    {"block_id_flag": 2, "validator_address": "0000000000000000000000000000000000000001", "timestamp": time,
+                     "signature": "5y0Kas3bSrgVYG/QKwWovMpTBfavZfy/A8DXkQHzFHVMjOcVk2TK6xhYQasfiodordg1bjDf7NDwNi/YdilaAw=="},
+                    ours
+                ]
+            }
+        }
     }))
 }

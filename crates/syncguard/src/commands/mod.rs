@@ -3,6 +3,7 @@
 mod config_check;
 mod files;
 mod story;
+mod witness;
 
 use std::process::ExitCode;
 
@@ -21,5 +22,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check { config, offline }) => {
             config_check::run(&config, offline)
         }
+        Command::Witness(args) => witness::run(&args),
     }
 }
