@@ -136,6 +136,10 @@ pub struct StoryConfig {
     pub start_command: String,
     /// Command that stops `story`. Default `systemctl stop story`.
     pub stop_command: String,
+    /// Command that exits 0 while `story` runs and non-zero once it has stopped; with the
+    /// CometBFT RPC refusing connections, it confirms a stop before any key or state moves.
+    /// Default `systemctl is-active --quiet story`.
+    pub status_command: String,
     /// How long to wait for `story` to stop, seconds. Default 30.
     pub stop_timeout: f64,
     /// Blocks within which a newly active node's signatures must appear. Default 5.
@@ -164,6 +168,7 @@ impl Default for StoryConfig {
             node_config_path: None,
             start_command: "systemctl start story".into(),
             stop_command: "systemctl stop story".into(),
+            status_command: "systemctl is-active --quiet story".into(),
             stop_timeout: 30.0,
             verify_blocks: 5,
             witness_blocks: 5,

@@ -194,6 +194,9 @@ fn story(c: &Config, f: &mut Findings) {
     if s.stop_command.trim().is_empty() {
         f.error("story.stop_command", "must not be empty");
     }
+    if s.status_command.trim().is_empty() {
+        f.error("story.status_command", "must not be empty");
+    }
 }
 
 fn failover(c: &Config, f: &mut Findings) {
