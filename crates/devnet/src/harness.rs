@@ -1,0 +1,882 @@
+//! The test harness: [`Devnet::start`] launches a chain and, per host, a home with a live
+//! key (the validator's or a placeholder), a state file, a key store, a story-geth, and —
+//! optionally — the node, all on 127.0.0.1 with free ports. Everything it started, and every
+//! node started through a host's `start_command`, is killed when the [`Devnet`] is dropped
+//! (also on a test panic); each process also exits by itself once the test process is gone
+//! (`--watch-pid`).
+//!
+//! Finding the binary: the harness runs `syncguard-devnet` (or any program embedding the
+//! devnet CLI, see [`Launcher::with_prefix`]) as child processes. Tests of this crate use
+//! `env!("CARGO_BIN_EXE_syncguard-devnet")`; other crates' tests use [`Launcher::locate`],
+//! which honours `SYNCGUARD_DEVNET_BIN` and otherwise looks in `target/<profile>/` next to
+//! the test executable (built by `cargo test --workspace`, or `cargo build -p
+//! syncguard-devnet`).
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use syncguard_validator::{KeyError, SignState, ValidatorKey};
+
+use crate::api::{BlockCommit, Head, LedgerReport};
+use crate::ctl;
+use crate::fsutil::write_atomic;
+use crate::node::{CutRequest, NodeInfo, PeersRequest, RpcFault};
+use crate::procs;
+
+/// Environment variable naming the devnet binary for [`Launcher::locate`].
+pub const BIN_ENV: &str = "SYNCGUARD_DEVNET_BIN";
+
+/// The binary's file name.
+pub const BIN_NAME: &str = "syncguard-devnet";
+
+/// Errors of the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The devnet binary is not where it was looked for.
+    #[error(
+        "the syncguard-devnet binary is not at {}: build it with `cargo build -p syncguard-devnet` \
+         (`cargo test --workspace` builds it too) or set {BIN_ENV}", .0.display()
+    )]
+    BinaryNotFound(PathBuf),
+    /// A file operation failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What.
+        action: &'static str,
+        /// Which path.
+        path: PathBuf,
+        /// OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key could not be written.
+    #[error("key: {0}")]
+    Key(#[from] KeyError),
+    /// A process did not come up.
+    #[error("{what} did not start: {detail}")]
+    Startup {
+        /// Which process.
+        what: String,
+        /// Why.
+        detail: String,
+    },
+    /// An HTTP call failed.
+    #[error("{what}: {source}")]
+    Http {
+        /// Which call.
+        what: String,
+        /// The error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A ctl command failed.
+    #[error("`{command}` failed ({status}): {output}")]
+    Ctl {
+        /// The command.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// Its output.
+        output: String,
+    },
+    /// Waited too long.
+    #[error("timed out after {after:?} waiting for {what}")]
+    Timeout {
+        /// For what.
+        what: String,
+        /// How long.
+        after: Duration,
+    },
+    /// No host with that index.
+    #[error("no host {0}")]
+    NoSuchHost(usize),
+}
+
+fn io_err<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> HarnessError + 'a {
+    move |source| HarnessError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How to run the devnet CLI: a program plus the arguments selecting the devnet in it.
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    program: PathBuf,
+    prefix: Vec<OsString>,
+}
+
+impl Launcher {
+    /// The `syncguard-devnet` binary at `program`.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Launcher {
+            program: program.into(),
+            prefix: Vec::new(),
+        }
+    }
+
+    /// A program that embeds the devnet CLI behind `prefix` (e.g. `syncguard` + `["devnet"]`).
+    pub fn with_prefix<I, S>(program: impl Into<PathBuf>, prefix: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        Launcher {
+            program: program.into(),
+            prefix: prefix.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// `$SYNCGUARD_DEVNET_BIN`, else `target/<profile>/syncguard-devnet` found from the
+    /// running test executable (`target/<profile>/deps/<test>`), else next to it.
+    pub fn locate() -> Result<Self, HarnessError> {
+        if let Some(p) = std::env::var_os(BIN_ENV) {
+            let p = PathBuf::from(p);
+            return if p.is_file() {
+                Ok(Launcher::new(p))
+            } else {
+                Err(HarnessError::BinaryNotFound(p))
+            };
+        }
+        let exe = std::env::current_exe().map_err(io_err("find", Path::new("current exe")))?;
+        let dir = exe.parent().unwrap_or(Path::new("."));
+        let candidates = [
+            dir.parent().map(|p| p.join(BIN_NAME)),
+            Some(dir.join(BIN_NAME)),
+        ];
+        for c in candidates.iter().flatten() {
+            if c.is_file() {
+                return Ok(Launcher::new(c.clone()));
+            }
+        }
+        Err(HarnessError::BinaryNotFound(
+            dir.parent().unwrap_or(dir).join(BIN_NAME),
+        ))
+    }
+
+    /// The program.
+    pub fn program(&self) -> &Path {
+        &self.program
+    }
+
+    fn argv(&self, args: &[OsString]) -> Vec<OsString> {
+        let mut v = vec![self.program.clone().into_os_string()];
+        v.extend(self.prefix.iter().cloned());
+        v.extend(args.iter().cloned());
+        v
+    }
+
+    fn std_command(&self) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.prefix);
+        c
+    }
+}
+
+/// Quote for `sh`: plain words stay as they are.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:=@,+-%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn shell_line(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Options of [`Devnet::start`].
+#[derive(Debug, Clone)]
+pub struct DevnetOptions {
+    /// How to run the devnet binary.
+    pub launcher: Launcher,
+    /// Number of hosts (each: a story home, a geth, keys). Default 2.
+    pub hosts: usize,
+    /// Block interval. Default 500 ms (≥ 10 ms).
+    pub block_time: Duration,
+    /// Hosts whose live key is the validator key at start (others get their placeholder).
+    /// Default `[0]`. Two entries make an S1 violation on purpose.
+    pub validator_hosts: Vec<usize>,
+    /// Start every host's node (via its start command). Default true; false leaves that to
+    /// SyncGuard's daemons.
+    pub start_nodes: bool,
+    /// Node start delay (restart time). Default 300 ms.
+    pub node_restart: Duration,
+    /// `n_peers` of every node and `net_peerCount` of every geth. Default 5.
+    pub peers: u64,
+    /// Heights existing at start. Default 10.
+    pub initial_height: u64,
+    /// Chain id. Default `syncguard-devnet-1`.
+    pub chain_id: String,
+    /// Where to put everything; None: a temporary directory removed on drop.
+    pub dir: Option<PathBuf>,
+}
+
+impl DevnetOptions {
+    /// Defaults with `launcher`.
+    pub fn new(launcher: Launcher) -> Self {
+        DevnetOptions {
+            launcher,
+            hosts: 2,
+            block_time: Duration::from_millis(500),
+            validator_hosts: vec![0],
+            start_nodes: true,
+            node_restart: Duration::from_millis(300),
+            peers: 5,
+            initial_height: 10,
+            chain_id: "syncguard-devnet-1".into(),
+            dir: None,
+        }
+    }
+}
+
+/// One host: everything SyncGuard's config needs to manage it.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// `host-a`, `host-b`, …: also the node id in the ledger.
+    pub name: String,
+    /// The host's directory.
+    pub dir: PathBuf,
+    /// Story's CometBFT home.
+    pub home: PathBuf,
+    /// `story.comet_rpc_url`.
+    pub comet_rpc_url: String,
+    /// `story.evm_rpc_url`.
+    pub evm_rpc_url: String,
+    /// `story.start_command` (shell words).
+    pub start_command: String,
+    /// `story.stop_command`.
+    pub stop_command: String,
+    /// `story.status_command`.
+    pub status_command: String,
+    /// `story.validator_key_store`: the validator key at rest (0600), on every host.
+    pub key_store: PathBuf,
+    /// `story.placeholder_key_path`: this host's placeholder key.
+    pub placeholder_key: PathBuf,
+    /// `story.validator_key_path`: the live key the node reads at start.
+    pub live_key: PathBuf,
+    /// `story.validator_state_path`: the node's state file.
+    pub state_file: PathBuf,
+    /// A path for `story.validator_state_backup` (not created).
+    pub state_backup: PathBuf,
+    /// The node's pid file.
+    pub pid_file: PathBuf,
+    /// The node's log.
+    pub log_file: PathBuf,
+    /// The node's RPC address.
+    pub rpc_addr: SocketAddr,
+    start_argv: Vec<OsString>,
+    stop_argv: Vec<OsString>,
+    status_argv: Vec<OsString>,
+}
+
+/// A process started by the harness, killed with its group on drop.
+struct Proc {
+    child: Child,
+    what: String,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        let pid = self.child.id() as i32;
+        let _ = procs::signal_group(pid, Signal::KILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running devnet.
+pub struct Devnet {
+    hosts: Vec<Host>,
+    chain_url: String,
+    validator_address: String,
+    launcher: Launcher,
+    http: reqwest::Client,
+    procs: Vec<Proc>,
+    dir: PathBuf,
+    // Dropped last (fields drop in order): processes are gone before their files.
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Devnet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Devnet")
+            .field("dir", &self.dir)
+            .field("chain_url", &self.chain_url)
+            .field("validator_address", &self.validator_address)
+            .field(
+                "hosts",
+                &self.hosts.iter().map(|h| &h.name).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+fn free_port() -> Result<u16, HarnessError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(io_err("bind", Path::new("127.0.0.1:0")))?;
+    let port = l
+        .local_addr()
+        .map_err(io_err("bind", Path::new("127.0.0.1:0")))?
+        .port();
+    Ok(port)
+}
+
+fn mkdir(p: &Path) -> Result<(), HarnessError> {
+    std::fs::create_dir_all(p).map_err(io_err("create", p))
+}
+
+/// Spawn a server process that prints `listening on http://ADDR` first; wait for it.
+async fn spawn_server(
+    launcher: &Launcher,
+    args: &[OsString],
+    what: &str,
+    log: &Path,
+) -> Result<(Proc, String), HarnessError> {
+    let log_file = std::fs::File::create(log).map_err(io_err("create", log))?;
+    let mut child = launcher
+        .std_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .process_group(0)
+        .spawn()
+        .map_err(io_err("spawn", launcher.program()))?;
+    let stdout = child.stdout.take();
+    let mut proc = Proc {
+        child,
+        what: what.to_string(),
+    };
+    let Some(stdout) = stdout else {
+        proc.kill();
+        return Err(HarnessError::Startup {
+            what: what.into(),
+            detail: "no stdout".into(),
+        });
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // Drains stdout for the process's whole life: a full pipe would block it.
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(url) = line.trim().strip_prefix("listening on ") {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        }
+    });
+    match tokio::time::timeout(Duration::from_secs(20), rx).await {
+        Ok(Ok(url)) => Ok((proc, url)),
+        other => {
+            proc.kill();
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            Err(HarnessError::Startup {
+                what: what.into(),
+                detail: format!(
+                    "{}; log: {}",
+                    if other.is_err() {
+                        "no address printed within 20 s"
+                    } else {
+                        "exited before printing its address"
+                    },
+                    log_text.trim()
+                ),
+            })
+        }
+    }
+}
+
+impl Devnet {
+    /// Launch the chain, prepare every host and start geths (and nodes, unless told not to).
+    pub async fn start(opts: DevnetOptions) -> Result<Devnet, HarnessError> {
+        let (tmp, dir) = match &opts.dir {
+            Some(d) => {
+                mkdir(d)?;
+                (None, d.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("syncguard-devnet-")
+                    .tempdir()
+                    .map_err(io_err("create", &std::env::temp_dir()))?;
+                let p = t.path().to_path_buf();
+                (Some(t), p)
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|source| HarnessError::Http {
+                what: "build client".into(),
+                source,
+            })?;
+        let validator = ValidatorKey::generate_secp256k1();
+        let me = std::process::id().to_string();
+        let mut devnet = Devnet {
+            hosts: Vec::new(),
+            chain_url: String::new(),
+            validator_address: validator.address_hex(),
+            launcher: opts.launcher.clone(),
+            http,
+            procs: Vec::new(),
+            dir: dir.clone(),
+            _tmp: tmp,
+        };
+
+        let chain_dir = dir.join("chain");
+        mkdir(&chain_dir)?;
+        let chain_args: Vec<OsString> = [
+            "chain",
+            "--listen",
+            "127.0.0.1:0",
+            "--block-time-ms",
+            &opts.block_time.as_millis().max(10).to_string(),
+            "--validator-address",
+            &validator.address_hex(),
+            "--validator-pubkey",
+            &validator.public_key().to_base64(),
+            "--chain-id",
+            &opts.chain_id,
+            "--initial-height",
+            &opts.initial_height.to_string(),
+            "--watch-pid",
+            &me,
+            "--dir",
+        ]
+        .iter()
+        .map(OsString::from)
+        .chain([chain_dir.clone().into_os_string()])
+        .collect();
+        let (proc, chain_url) = spawn_server(
+            &devnet.launcher,
+            &chain_args,
+            "chain",
+            &chain_dir.join("chain.log"),
+        )
+        .await?;
+        devnet.procs.push(proc);
+        devnet.chain_url = chain_url;
+
+        for i in 0..opts.hosts {
+            let host = devnet.prepare_host(i, &opts, &validator, &dir, &me)?;
+            let geth_args: Vec<OsString> = [
+                "geth",
+                "--node-rpc",
+                &host.comet_rpc_url,
+                "--listen",
+                "127.0.0.1:0",
+                "--peers",
+                &opts.peers.to_string(),
+                "--poll-ms",
+                &(opts.block_time.as_millis() / 4).clamp(10, 250).to_string(),
+                "--watch-pid",
+                &me,
+            ]
+            .iter()
+            .map(OsString::from)
+            .collect();
+            let (proc, evm_url) = spawn_server(
+                &devnet.launcher,
+                &geth_args,
+                &format!("geth of {}", host.name),
+                &host.dir.join("geth.log"),
+            )
+            .await?;
+            devnet.procs.push(proc);
+            devnet.hosts.push(Host {
+                evm_rpc_url: evm_url,
+                ..host
+            });
+        }
+
+        if opts.start_nodes {
+            for i in 0..devnet.hosts.len() {
+                devnet.start_node(i).await?;
+            }
+            let bound = opts.node_restart + Duration::from_secs(15);
+            for i in 0..devnet.hosts.len() {
+                devnet.wait_node_ready(i, bound).await?;
+            }
+        }
+        Ok(devnet)
+    }
+
+    fn prepare_host(
+        &self,
+        i: usize,
+        opts: &DevnetOptions,
+        validator: &ValidatorKey,
+        dir: &Path,
+        me: &str,
+    ) -> Result<Host, HarnessError> {
+        let letter = (b'a' + (i % 26) as u8) as char;
+        let name = if i < 26 {
+            format!("host-{letter}")
+        } else {
+            format!("host-{i}")
+        };
+        let host_dir = dir.join(&name);
+        let home = host_dir.join("story");
+        let keys = host_dir.join("keys");
+        for d in [
+            home.join("config"),
+            home.join("data"),
+            keys.clone(),
+            host_dir.join("syncguard"),
+        ] {
+            mkdir(&d)?;
+        }
+        let key_store = keys.join("priv_validator_key.json");
+        let placeholder_key = keys.join("placeholder_key.json");
+        let live_key = crate::node::key_path(&home);
+        let state_file = crate::node::state_path(&home);
+        validator.save_new(&key_store)?;
+        let placeholder = ValidatorKey::generate_secp256k1();
+        placeholder.save_new(&placeholder_key)?;
+        if opts.validator_hosts.contains(&i) {
+            validator.save_new(&live_key)?;
+        } else {
+            placeholder.save_new(&live_key)?;
+        }
+        write_atomic(&state_file, SignState::initial().to_json().as_bytes())
+            .map_err(io_err("write", &state_file))?;
+
+        let port = free_port()?;
+        let rpc_addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let home_os = home.clone().into_os_string();
+        let mut start: Vec<OsString> = ["ctl", "start", "--home"].map(OsString::from).to_vec();
+        start.push(home_os.clone());
+        start.extend(
+            [
+                "--",
+                "--chain",
+                &self.chain_url,
+                "--rpc-listen",
+                &rpc_addr.to_string(),
+                "--peers",
+                &opts.peers.to_string(),
+                "--restart-ms",
+                &opts.node_restart.as_millis().to_string(),
+                "--node-id",
+                &name,
+                "--watch-pid",
+                me,
+            ]
+            .map(OsString::from),
+        );
+        let with_home = |verb: &str| -> Vec<OsString> {
+            vec!["ctl".into(), verb.into(), "--home".into(), home_os.clone()]
+        };
+        let stop = with_home("stop");
+        let status = with_home("status");
+        let l = &self.launcher;
+        Ok(Host {
+            comet_rpc_url: format!("http://{rpc_addr}"),
+            evm_rpc_url: String::new(),
+            start_command: shell_line(&l.argv(&start)),
+            stop_command: shell_line(&l.argv(&stop)),
+            status_command: shell_line(&l.argv(&status)),
+            key_store,
+            placeholder_key,
+            live_key,
+            state_file,
+            state_backup: host_dir.join("syncguard/priv_validator_state.json"),
+            pid_file: ctl::pid_file(&home),
+            log_file: ctl::log_file(&home),
+            rpc_addr,
+            start_argv: start,
+            stop_argv: stop,
+            status_argv: status,
+            name,
+            dir: host_dir,
+            home,
+        })
+    }
+
+    /// The hosts.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Host `i`.
+    pub fn host(&self, i: usize) -> Result<&Host, HarnessError> {
+        self.hosts.get(i).ok_or(HarnessError::NoSuchHost(i))
+    }
+
+    /// The chain's URL.
+    pub fn chain_url(&self) -> &str {
+        &self.chain_url
+    }
+
+    /// The validator's address (upper-case hex).
+    pub fn validator_address(&self) -> &str {
+        &self.validator_address
+    }
+
+    /// The devnet's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+    ) -> Result<T, HarnessError> {
+        let wrap = |source| HarnessError::Http {
+            what: format!("GET {url}"),
+            source,
+        };
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(wrap)?
+            .json()
+            .await
+            .map_err(wrap)
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: String,
+        body: &impl serde::Serialize,
+    ) -> Result<T, HarnessError> {
+        let wrap = |source| HarnessError::Http {
+            what: format!("POST {url}"),
+            source,
+        };
+        self.http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(wrap)?
+            .json()
+            .await
+            .map_err(wrap)
+    }
+
+    /// The chain's head.
+    pub async fn head(&self) -> Result<Head, HarnessError> {
+        self.get_json(format!("{}/head", self.chain_url)).await
+    }
+
+    /// The ledger.
+    pub async fn ledger(&self) -> Result<LedgerReport, HarnessError> {
+        self.get_json(format!("{}/ledger", self.chain_url)).await
+    }
+
+    /// The chain's commit at `height`.
+    pub async fn commit(&self, height: u64) -> Result<BlockCommit, HarnessError> {
+        self.get_json(format!("{}/commit?height={height}", self.chain_url))
+            .await
+    }
+
+    /// Halt the whole chain.
+    pub async fn halt(&self) -> Result<Head, HarnessError> {
+        self.post_json(format!("{}/halt", self.chain_url), &())
+            .await
+    }
+
+    /// Resume the chain.
+    pub async fn resume(&self) -> Result<Head, HarnessError> {
+        self.post_json(format!("{}/resume", self.chain_url), &())
+            .await
+    }
+
+    /// Wait until the chain's head reaches `height`.
+    pub async fn wait_for_height(
+        &self,
+        height: u64,
+        bound: Duration,
+    ) -> Result<Head, HarnessError> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let head = self.head().await?;
+            if head.height >= height {
+                return Ok(head);
+            }
+            if Instant::now() >= deadline {
+                return Err(HarnessError::Timeout {
+                    what: format!("chain height {height} (at {})", head.height),
+                    after: bound,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn ctl(&self, argv: &[OsString]) -> Result<std::process::Output, HarnessError> {
+        let mut c = tokio::process::Command::new(self.launcher.program());
+        c.args(&self.launcher.prefix)
+            .args(argv)
+            .stdin(Stdio::null());
+        c.output()
+            .await
+            .map_err(io_err("run", self.launcher.program()))
+    }
+
+    async fn ctl_ok(&self, argv: &[OsString]) -> Result<(), HarnessError> {
+        let out = self.ctl(argv).await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(HarnessError::Ctl {
+                command: shell_line(&self.launcher.argv(argv)),
+                status: out.status.to_string(),
+                output: format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            })
+        }
+    }
+
+    /// Run host `i`'s start command (returns at once; see [`Devnet::wait_node_ready`]).
+    pub async fn start_node(&self, i: usize) -> Result<(), HarnessError> {
+        let argv = self.host(i)?.start_argv.clone();
+        self.ctl_ok(&argv).await
+    }
+
+    /// Run host `i`'s stop command (returns once the node is gone).
+    pub async fn stop_node(&self, i: usize) -> Result<(), HarnessError> {
+        let argv = self.host(i)?.stop_argv.clone();
+        self.ctl_ok(&argv).await
+    }
+
+    /// Run host `i`'s status command: whether the node runs.
+    pub async fn node_running(&self, i: usize) -> Result<bool, HarnessError> {
+        let argv = self.host(i)?.status_argv.clone();
+        Ok(self.ctl(&argv).await?.status.success())
+    }
+
+    async fn ctl_verb(&self, i: usize, verb: &str) -> Result<(), HarnessError> {
+        let home = self.host(i)?.home.clone();
+        self.ctl_ok(&[
+            "ctl".into(),
+            verb.into(),
+            "--home".into(),
+            home.into_os_string(),
+        ])
+        .await
+    }
+
+    /// Crash host `i`'s node (SIGKILL).
+    pub async fn kill_node(&self, i: usize) -> Result<(), HarnessError> {
+        self.ctl_verb(i, "kill").await
+    }
+
+    /// Hang host `i`'s node (SIGSTOP).
+    pub async fn pause_node(&self, i: usize) -> Result<(), HarnessError> {
+        self.ctl_verb(i, "pause").await
+    }
+
+    /// Un-hang host `i`'s node (SIGCONT).
+    pub async fn resume_node(&self, i: usize) -> Result<(), HarnessError> {
+        self.ctl_verb(i, "resume").await
+    }
+
+    /// Wait until host `i`'s node answers `/status`.
+    pub async fn wait_node_ready(&self, i: usize, bound: Duration) -> Result<(), HarnessError> {
+        let url = format!("{}/status", self.host(i)?.comet_rpc_url);
+        let deadline = Instant::now() + bound;
+        loop {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&self.host(i)?.log_file).unwrap_or_default();
+                return Err(HarnessError::Timeout {
+                    what: format!("{url} to answer; node log: {}", log.trim()),
+                    after: bound,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Cut host `i`'s node off the network (`true`) or heal it (`false`).
+    pub async fn set_cut(&self, i: usize, on: bool) -> Result<NodeInfo, HarnessError> {
+        let url = format!("{}/devnet/cut", self.host(i)?.comet_rpc_url);
+        self.post_json(url, &CutRequest { on }).await
+    }
+
+    /// Set host `i`'s node's `n_peers`.
+    pub async fn set_peers(&self, i: usize, n_peers: u64) -> Result<NodeInfo, HarnessError> {
+        let url = format!("{}/devnet/peers", self.host(i)?.comet_rpc_url);
+        self.post_json(url, &PeersRequest { n_peers }).await
+    }
+
+    /// Make host `i`'s CometBFT RPC slow or broken (`RpcFault::default()` repairs it).
+    pub async fn set_rpc_fault(&self, i: usize, fault: RpcFault) -> Result<NodeInfo, HarnessError> {
+        let url = format!("{}/devnet/rpc", self.host(i)?.comet_rpc_url);
+        self.post_json(url, &fault).await
+    }
+
+    /// Host `i`'s node's own view.
+    pub async fn node_info(&self, i: usize) -> Result<NodeInfo, HarnessError> {
+        let url = format!("{}/devnet/info", self.host(i)?.comet_rpc_url);
+        self.get_json(url).await
+    }
+
+    /// Pids of every process the devnet runs right now (chain, geths, running nodes).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.procs.iter().map(|p| p.child.id() as i32).collect();
+        v.extend(self.hosts.iter().filter_map(|h| ctl::running_pid(&h.home)));
+        v
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for h in &self.hosts {
+            if let Some(pid) = ctl::running_pid(&h.home) {
+                let _ = procs::signal_group(pid, Signal::KILL);
+            }
+        }
+        for p in &mut self.procs {
+            tracing::debug!(what = %p.what, "killing");
+            p.kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devnet_shell_quote_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("/tmp/a-b_c/story"), "/tmp/a-b_c/story");
+        assert_eq!(shell_quote("127.0.0.1:5"), "127.0.0.1:5");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
