@@ -1,0 +1,516 @@
+//! One port, two APIs: the plain-HTTP public API and the mutual-TLS peer API.
+//!
+//! Each accepted connection is sniffed with `TcpStream::peek`: a first byte of `0x16` (a TLS
+//! handshake record, i.e. a ClientHello) means TLS with a required client certificate;
+//! anything else is plain HTTP. So `curl http://localhost:8080/health` keeps working while
+//! peers talk `https://` on the same port.
+//!
+//! **The caller's routers.** [`PeerServer`] takes two axum [`Router`]s: `public` (`/health`,
+//! `/status`, …) and `peer` (the handlers of [`crate::message::path`], everything under
+//! `/peer`). Requests under `/peer` go to the peer router only when the connection is
+//! authenticated as a configured peer; the handler then finds the peer's id as a request
+//! extension, [`PeerId`] (usable directly as an extractor). All other paths go to the public
+//! router, on either kind of connection. The two routers are never merged, so no path trick
+//! can reach a peer handler through the public side.
+//!
+//! Who counts as a peer:
+//! - mutual TLS: the client certificate chains to the cluster CA (checked in the handshake)
+//!   and names exactly one id of the allow list (`communication.peers[].id`). A plain-HTTP
+//!   request for `/peer/...` gets 403, as does a TLS client whose certificate is valid but
+//!   names no listed peer (logged once per connection).
+//! - insecure mode (`communication.insecure`, local tests and demos only): plain HTTP, the
+//!   peer named by the `x-syncguard-node` header, which must be on the allow list. Warned
+//!   about when serving starts. TLS connections are closed in that mode.
+//!
+//! Robustness: sniffing and the TLS handshake run inside each connection's own task under a
+//! timeout ([`PeerServer::handshake_timeout`]), so a client that connects and stalls only
+//! holds its own task. HTTP/1.1 only (see Cargo.toml). Shutdown: when the `shutdown` future
+//! given to [`PeerServer::serve`] completes, the listener closes, idle connections close,
+//! in-flight requests get [`PeerServer::drain_timeout`] to finish, then the rest are dropped.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tracing::{debug, error, info, warn};
+
+use crate::message::{header, path, ErrorBody, NodeId};
+use crate::tls::AllowList;
+use crate::{PeerSecurity, SetupError};
+
+/// The authenticated id of the peer that sent a request to the peer router.
+///
+/// Only this crate creates one, after checking the peer's certificate (or, in insecure mode,
+/// its header against the allow list), so a handler holding a `PeerId` may trust it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerId(NodeId);
+
+impl PeerId {
+    pub fn id(&self) -> &NodeId {
+        &self.0
+    }
+}
+
+impl Deref for PeerId {
+    type Target = NodeId;
+    fn deref(&self) -> &NodeId {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerId {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<PeerId>()
+            .cloned()
+            .ok_or_else(|| refuse(StatusCode::FORBIDDEN, "not an authenticated peer request"))
+    }
+}
+
+/// The caller's epoch from the `x-syncguard-epoch` header (sent by [`crate::client::PeerClient`]
+/// on every request, the only place a `GET` can carry it). 400 when missing or malformed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallerEpoch(pub u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerEpoch {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .headers
+            .get(header::EPOCH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(CallerEpoch)
+            .ok_or_else(|| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("missing or malformed `{}` header", header::EPOCH),
+                )
+            })
+    }
+}
+
+/// The peer API's error answer: `status` with `{"error": reason}`. Peer handlers should
+/// answer refusals this way; [`crate::client::PeerClient`] shows the reason to the operator.
+pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: reason.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// Serves the public and the peer router on one listener.
+pub struct PeerServer {
+    tls: Option<TlsAcceptor>,
+    allowed: AllowList,
+    public: Router,
+    peer: Router,
+    handshake_timeout: Duration,
+    drain_timeout: Duration,
+}
+
+struct Shared {
+    tls: Option<TlsAcceptor>,
+    allowed: AllowList,
+    public: Router,
+    peer: Router,
+    handshake_timeout: Duration,
+}
+
+/// What a connection proved about its other end.
+#[derive(Clone)]
+enum Identity {
+    /// Plain HTTP.
+    Plain,
+    /// Mutual TLS with a listed peer's certificate.
+    Peer(PeerId),
+    /// Mutual TLS with a certificate from the cluster CA that names no listed peer.
+    Unlisted(Arc<str>),
+}
+
+impl PeerServer {
+    /// `allowed` are the peers that may use the peer API (`communication.peers[].id`).
+    /// Fails when, with mutual TLS, an allowed id cannot be a certificate name.
+    pub fn new(
+        security: &PeerSecurity,
+        allowed: AllowList,
+        public: Router,
+        peer: Router,
+    ) -> Result<Self, SetupError> {
+        let tls = match security {
+            PeerSecurity::MutualTls(material) => {
+                allowed.check_dns_names()?;
+                Some(TlsAcceptor::from(material.server_config()?))
+            }
+            PeerSecurity::Insecure => None,
+        };
+        Ok(PeerServer {
+            tls,
+            allowed,
+            public,
+            peer,
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// From the whole config: allow list from `communication.peers`.
+    pub fn from_config(
+        config: &syncguard_config::Config,
+        security: &PeerSecurity,
+        public: Router,
+        peer: Router,
+    ) -> Result<Self, SetupError> {
+        let allowed = AllowList::from_config(&config.communication.peers)?;
+        PeerServer::new(security, allowed, public, peer)
+    }
+
+    /// How long a new connection may take to send its first byte and finish the TLS
+    /// handshake. Default 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long in-flight requests may run after shutdown begins. Default 5 s.
+    pub fn drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// Accept connections on `listener` until `shutdown` completes (pass e.g.
+    /// `token.cancelled_owned()` or a signal future), then drain and return.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) {
+        let local = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| "?".into());
+        match &self.tls {
+            Some(_) => info!(
+                "listening on {local}: public API on plain HTTP, peer API on mutual TLS for [{}]",
+                ids(&self.allowed)
+            ),
+            None => warn!(
+                "listening on {local}: communication.insecure is set: the peer API is plain HTTP and trusts the `{}` header of anyone who can reach this port; for local tests and demos only",
+                header::NODE
+            ),
+        }
+        let shared = Arc::new(Shared {
+            tls: self.tls,
+            allowed: self.allowed,
+            public: self.public,
+            peer: self.peer,
+            handshake_timeout: self.handshake_timeout,
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, remote)) => {
+                        conns.spawn(connection(stream, remote, shared.clone(), stop_rx.clone()));
+                    }
+                    Err(e) => {
+                        warn!("accepting a connection failed: {e}");
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        if !matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::Interrupted
+                        ) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                },
+                Some(done) = conns.join_next(), if !conns.is_empty() => report(done),
+            }
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        let drain = async {
+            while let Some(done) = conns.join_next().await {
+                report(done);
+            }
+        };
+        if tokio::time::timeout(self.drain_timeout, drain)
+            .await
+            .is_err()
+        {
+            warn!(
+                "shutdown: {} connection(s) still busy after {:?}; closing them",
+                conns.len(),
+                self.drain_timeout
+            );
+            conns.shutdown().await;
+        }
+        info!("HTTP server on {local} stopped");
+    }
+}
+
+fn ids(allowed: &AllowList) -> String {
+    allowed
+        .ids()
+        .map(NodeId::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn report(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            error!("a connection task panicked: {e}");
+        }
+    }
+}
+
+/// Resolves once shutdown has begun (or the server is gone).
+async fn stopping(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+async fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) {
+    let setup = async {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(shared.handshake_timeout, stream.peek(&mut first)).await {
+            Err(_) => {
+                debug!(
+                    "{remote}: sent nothing within {:?}; closed",
+                    shared.handshake_timeout
+                );
+                return None;
+            }
+            Ok(Err(e)) => {
+                debug!("{remote}: {e}");
+                return None;
+            }
+            Ok(Ok(0)) => return None,
+            Ok(Ok(_)) => {}
+        }
+        // 0x16 = TLS record type "handshake": the ClientHello. HTTP starts with a letter.
+        if first[0] != 0x16 {
+            return Some(Either::Plain(stream));
+        }
+        let Some(acceptor) = shared.tls.clone() else {
+            warn!("refused TLS connection from {remote}: communication.insecure is set, the peer API speaks plain HTTP only");
+            return None;
+        };
+        let tls =
+            match tokio::time::timeout(shared.handshake_timeout, acceptor.accept(stream)).await {
+                Err(_) => {
+                    warn!(
+                    "refused peer connection from {remote}: TLS handshake not finished within {:?}",
+                    shared.handshake_timeout
+                );
+                    return None;
+                }
+                Ok(Err(e)) => {
+                    warn!("refused peer connection from {remote}: TLS handshake failed: {e}");
+                    return None;
+                }
+                Ok(Ok(tls)) => tls,
+            };
+        let cert = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first());
+        let identity = match cert.map(|c| shared.allowed.identify(c)) {
+            Some(Ok(id)) => {
+                debug!("{remote}: mutual TLS as peer `{id}`");
+                Identity::Peer(PeerId(id))
+            }
+            Some(Err(why)) => {
+                warn!("refused peer connection from {remote}: {why}");
+                Identity::Unlisted(why.into())
+            }
+            // The verifier requires a certificate, so this cannot happen; refuse anyway.
+            None => Identity::Unlisted("no client certificate".into()),
+        };
+        Some(Either::Tls(Box::new(tls), identity))
+    };
+    let ready = tokio::select! {
+        ready = setup => ready,
+        () = stopping(stop.clone()) => None,
+    };
+    match ready {
+        None => {}
+        Some(Either::Plain(stream)) => {
+            serve_http(stream, remote, Identity::Plain, shared, stop).await
+        }
+        Some(Either::Tls(tls, identity)) => serve_http(*tls, remote, identity, shared, stop).await,
+    }
+}
+
+enum Either {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, Identity),
+}
+
+async fn serve_http<IO>(
+    io: IO,
+    remote: SocketAddr,
+    identity: Identity,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        let identity = identity.clone();
+        async move { Ok::<_, Infallible>(dispatch(req, remote, &identity, &shared).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = stopping(stop) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        // Clients hanging up mid-request are routine (a peer restarting): debug only.
+        debug!("{remote}: connection ended: {e}");
+    }
+}
+
+fn is_peer_path(p: &str) -> bool {
+    p == path::PREFIX || p.starts_with("/peer/")
+}
+
+async fn dispatch(
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    identity: &Identity,
+    shared: &Shared,
+) -> Response {
+    let mut req = req.map(Body::new);
+    req.extensions_mut().insert(ConnectInfo(remote));
+    if !is_peer_path(req.uri().path()) {
+        return match shared.public.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        };
+    }
+    let claimed = req
+        .headers()
+        .get(header::NODE)
+        .map(|v| v.to_str().unwrap_or("<not text>").to_string());
+    let peer = match identity {
+        Identity::Peer(peer) => {
+            if let Some(claimed) = claimed.filter(|c| c != peer.as_str()) {
+                warn!("refused {} from {remote}: header `{}` says `{claimed}` but the certificate is `{peer}`", req.uri().path(), header::NODE);
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "header `{}` says `{claimed}` but your certificate is `{peer}`",
+                        header::NODE
+                    ),
+                );
+            }
+            peer.clone()
+        }
+        Identity::Unlisted(why) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                format!("not a configured peer: {why}"),
+            );
+        }
+        Identity::Plain if shared.tls.is_some() => {
+            warn!(
+                "refused {} from {remote}: the peer API requires mutual TLS",
+                req.uri().path()
+            );
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "the peer API requires mutual TLS (https with a certificate from the cluster CA)",
+            );
+        }
+        Identity::Plain => match claimed.as_deref().map(|c| shared.allowed.get(c)) {
+            Some(Some(id)) => PeerId(id.clone()),
+            Some(None) => {
+                let claimed = claimed.unwrap_or_default();
+                warn!(
+                    "refused {} from {remote}: `{claimed}` is not a configured peer",
+                    req.uri().path()
+                );
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!("`{claimed}` is not a configured peer"),
+                );
+            }
+            None => {
+                warn!(
+                    "refused {} from {remote}: no `{}` header (insecure mode)",
+                    req.uri().path(),
+                    header::NODE
+                );
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "insecure mode: the `{}` header must name a configured peer",
+                        header::NODE
+                    ),
+                );
+            }
+        },
+    };
+    req.extensions_mut().insert(peer);
+    match shared.peer.clone().oneshot(req).await {
+        Ok(resp) => resp,
+        Err(never) => match never {},
+    }
+}
+
+/// Bind `server.bind`:`server.port`.
+pub async fn bind(server: &syncguard_config::ServerConfig) -> Result<TcpListener, SetupError> {
+    let addr = if server.bind.contains(':') {
+        format!("[{}]:{}", server.bind, server.port)
+    } else {
+        format!("{}:{}", server.bind, server.port)
+    };
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| SetupError::Bind { addr, source })
+}
