@@ -1,17 +1,17 @@
 //! Putting a key file at the live path `story` reads, and only there (S5: keys never travel
 //! further than from their path at rest to the live path on the same host).
 //!
-//! The install is crash-safe like the state file (S2): temp file in the live key's directory
-//! created 0600, write, fsync, rename over the live path, fsync the directory. A crash leaves
-//! the old key or the new one. The installed file is then read back and must carry the
-//! expected address and mode 0600.
+//! The install is crash-safe like the state file (S2), with the validator crate's
+//! [`fsutil::write_atomic`]: temp file in the live key's directory created 0600, write, fsync,
+//! rename over the live path, fsync the directory. A crash leaves the old key or the new one.
+//! The installed file is then read back and must carry the expected address and mode 0600.
 
-use std::fs::{self, File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use syncguard_validator::fsutil::{self, FsError, Install, Mode};
 use syncguard_validator::{KeyError, ValidatorKey};
 use thiserror::Error;
 
@@ -64,6 +64,16 @@ pub enum KeySwapError {
     },
 }
 
+impl From<FsError> for KeySwapError {
+    fn from(e: FsError) -> Self {
+        KeySwapError::Io {
+            action: e.action,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KeySwapError + 'a {
     move |source| KeySwapError::Io {
         action,
@@ -82,63 +92,17 @@ pub fn encrypted_form(path: &Path) -> Option<PathBuf> {
     sibling.exists().then_some(sibling)
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// `.<file name>.syncguard-tmp.`: the prefix the validator crate uses for its temp files, so
-/// one clean-up rule covers every file SyncGuard writes.
-fn temp_prefix(live: &Path) -> String {
-    let name = live
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!(".{name}.syncguard-tmp.")
-}
-
-/// Removes the temp file on drop unless it was renamed into place.
-struct TempGuard(Option<PathBuf>);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            // Best effort: the error that got us here is the one to report.
-            let _ = fs::remove_file(p);
-        }
-    }
-}
-
 /// Atomically installs `key` at `live` (mode 0600) and checks the result: the file loads, has
 /// `key`'s address and mode 0600. Returns the installed address.
 pub fn install(key: &ValidatorKey, live: &Path) -> Result<String, KeySwapError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = parent_dir(live);
-    let tmp = dir.join(format!(
-        "{}{}.{}",
-        temp_prefix(live),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(KEY_MODE)
-        .open(&tmp)
-        .map_err(io_err("create temp key file", &tmp))?;
-    let mut guard = TempGuard(Some(tmp.clone()));
-    // Explicit: the creation mode is filtered by the umask, and a key must be exactly 0600.
-    file.set_permissions(Permissions::from_mode(KEY_MODE))
-        .map_err(io_err("set mode 0600 on", &tmp))?;
-    file.write_all(key.to_json().as_bytes())
-        .map_err(io_err("write", &tmp))?;
-    file.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, live).map_err(io_err("rename the temp key file over", live))?;
-    guard.0 = None;
-    sync_dir(dir)?;
+    // Exactly 0600, set explicitly (not filtered by the umask), also over an older live file
+    // with another mode.
+    fsutil::write_atomic(
+        live,
+        key.to_json().as_bytes(),
+        Mode::Exactly(KEY_MODE),
+        Install::Replace,
+    )?;
     check_installed(live, &key.address_hex())?;
     Ok(key.address_hex())
 }
@@ -180,7 +144,7 @@ pub fn remove(live: &Path) -> Result<(), KeySwapError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(io_err("remove", live)(e)),
     }
-    sync_dir(parent_dir(live))
+    Ok(fsutil::sync_dir(fsutil::parent_dir(live))?)
 }
 
 /// The address of the key at `path`, if it loads.
@@ -191,36 +155,16 @@ pub fn address_at(path: &Path) -> Option<String> {
 }
 
 /// Removes temp key files a killed SyncGuard left next to the live key (they may hold a
-/// private key). Safe only while no other SyncGuard runs on the host (the state lock).
+/// private key): the temp files of [`install`], named like every temp file SyncGuard writes
+/// (see [`fsutil`]). Safe only while no other SyncGuard runs on the host (the state lock).
 pub fn remove_stale_temps(live: &Path) -> Result<usize, KeySwapError> {
-    let prefix = temp_prefix(live);
-    let dir = parent_dir(live);
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_err("list directory", dir)(e)),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry.map_err(io_err("list directory", dir))?;
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let p = entry.path();
-            fs::remove_file(&p).map_err(io_err("remove stale temp key file", &p))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeySwapError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+    Ok(fsutil::remove_stale_temps(live)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::Permissions;
 
     fn temps(dir: &Path) -> Vec<String> {
         fs::read_dir(dir)

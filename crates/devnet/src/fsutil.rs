@@ -1,54 +1,33 @@
-//! Crash-safe file replacement: temp file in the same directory, write, fsync, rename over
-//! the target, fsync the directory. A crash at any instant leaves the old file or the new
-//! one — what a real FilePV (and S2) requires of the state file. The product's own helper
-//! is private to `syncguard-validator`, so the devnet has this small copy.
+//! The devnet's file writes, with the product's crash-safe helper
+//! [`syncguard_validator::fsutil`] (temp file in the same directory, write, fsync, rename over
+//! the target, fsync the directory): a crash at any instant leaves the old file or the new
+//! one — what a real FilePV (and S2) requires of the state file.
+//!
+//! Only the devnet's policy lives here: like CometBFT's own writer, files are always 0600 and
+//! temp files carry a name of their own (`.<name>.devnet-tmp.…`), so SyncGuard's clean-up of
+//! its stale temp files next to the state file never takes a simulated node's in-flight one.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::path::Path;
 
-/// Atomically replace `path` with `contents` (mode 0600 for a new file).
+use syncguard_validator::fsutil::{self, Install, Mode};
+
+/// Atomically replace `path` with `contents` (mode 0600).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".devnet-tmp.{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        // Best effort: the write error is what matters.
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    fsutil::write_atomic_tagged(
+        path,
+        contents,
+        Mode::Exactly(0o600),
+        Install::Replace,
+        "devnet-tmp",
+    )
+    .map_err(|e| e.source)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn devnet_write_atomic_replaces_and_leaves_no_temp() {

@@ -1,10 +1,24 @@
-//! Crash-safe file replacement shared by the state store and key files.
+//! Crash-safe file replacement: the one implementation every SyncGuard crate
+//! uses for the state file, its backup and key files (and the devnet for its
+//! simulated node's files).
 //!
-//! The sequence — temp file in the same directory, write, fsync, rename over
-//! the target, fsync the directory — means a crash at any instant leaves either
-//! the old file or the new one, never a torn mix (S2). Temp files carry a fixed
-//! prefix so a later run holding the state lock can remove leftovers of a
-//! process that was killed mid-write.
+//! The sequence — temp file in the same directory, mode 0600 from the first
+//! byte, write, fsync, rename over the target, fsync the directory — means a
+//! crash at any instant leaves either the old file or the new one, never a torn
+//! mix (S2). No temp file is left behind when a write returns an error. Temp
+//! files are named `.<file name>.syncguard-tmp.<pid>.<n>`, so a later run
+//! holding the state lock can remove leftovers of a process that was killed
+//! mid-write with [`remove_stale_temps`].
+//!
+//! - [`write_atomic`]: write a file; [`Mode`] says which permission mode it
+//!   gets, [`Install`] whether an existing file may be replaced.
+//! - [`write_atomic_tagged`]: the same with another temp-name tag, for writers
+//!   that stand for another program and whose temp files SyncGuard's clean-up
+//!   must never touch.
+//! - [`sync_dir`], [`parent_dir`]: the building blocks, for callers that
+//!   remove or rename files themselves.
+//!
+//! Unix only (permission modes, directory fsync).
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -13,12 +27,23 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Where a failure happened, for error messages.
-#[derive(Debug)]
-pub(crate) struct FsError {
-    pub(crate) action: &'static str,
-    pub(crate) path: PathBuf,
-    pub(crate) source: io::Error,
+use thiserror::Error;
+
+/// The tag in SyncGuard's temp file names (`.<file name>.syncguard-tmp.…`),
+/// the one [`remove_stale_temps`] removes.
+const TEMP_TAG: &str = "syncguard-tmp";
+
+/// A failed filesystem operation: what we were doing and on which path.
+#[derive(Debug, Error)]
+#[error("cannot {action} {}: {source}", .path.display())]
+pub struct FsError {
+    /// What we were doing, e.g. `"rename temp file over"`.
+    pub action: &'static str,
+    /// The file or directory it was done to.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
 }
 
 fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FsError + 'a {
@@ -30,19 +55,21 @@ fn err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Fs
 }
 
 /// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> &Path {
+pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
 }
 
-/// Prefix of temp files for `path`: `.<file name>.syncguard-tmp.`
-fn temp_prefix(path: &Path) -> Option<OsString> {
+/// Prefix of temp files for `path`: `.<file name>.<tag>.`
+fn temp_prefix(path: &Path, tag: &str) -> Option<OsString> {
     let name = path.file_name()?;
     let mut prefix = OsString::from(".");
     prefix.push(name);
-    prefix.push(".syncguard-tmp.");
+    prefix.push(".");
+    prefix.push(tag);
+    prefix.push(".");
     Some(prefix)
 }
 
@@ -62,33 +89,75 @@ impl Drop for TempGuard {
 
 /// How the final file should be installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Install {
-    /// Replace any existing file, keeping its permission mode.
+pub enum Install {
+    /// Replace any existing file.
     Replace,
     /// Fail with `AlreadyExists` if the target exists (never clobber a key).
     CreateNew,
 }
 
-/// Atomically put `contents` at `path`. New files get `new_mode`; a replaced
-/// file keeps its mode. No temp file is left behind when this returns an error.
-pub(crate) fn write_atomic(
+/// The permission mode of the written file. Either way the temp file is
+/// created 0600, so the content is never readable by others before the final
+/// mode is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A replaced file keeps its mode; a new file gets `new` (0600 is left to
+    /// the creation mode, any other mode is set explicitly).
+    KeepExisting {
+        /// The mode of a file that did not exist.
+        new: u32,
+    },
+    /// Exactly this mode, set explicitly (not filtered by the umask), whatever
+    /// mode a replaced file had. For key files, which must be 0600.
+    Exactly(u32),
+}
+
+/// Atomically put `contents` at `path`, with the mode `mode` says. No temp
+/// file is left behind when this returns an error; with
+/// [`Install::CreateNew`] an existing file is never touched.
+pub fn write_atomic(
     path: &Path,
     contents: &[u8],
-    new_mode: u32,
+    mode: Mode,
     install: Install,
+) -> Result<(), FsError> {
+    write_atomic_tagged(path, contents, mode, install, TEMP_TAG)
+}
+
+/// [`write_atomic`] with temp files named `.<file name>.<temp_tag>.<pid>.<n>`
+/// instead of SyncGuard's own tag, so [`remove_stale_temps`] never removes
+/// them: for writers that stand for another program (the devnet's simulated
+/// node writing the state file SyncGuard also manages). `temp_tag` must be a
+/// non-empty name without `/`.
+pub fn write_atomic_tagged(
+    path: &Path,
+    contents: &[u8],
+    mode: Mode,
+    install: Install,
+    temp_tag: &str,
 ) -> Result<(), FsError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-    let dir = parent_dir(path);
-    let prefix = temp_prefix(path).ok_or_else(|| FsError {
+    let invalid = |why: &str| FsError {
         action: "write",
         path: path.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"),
-    })?;
-    let mode = match fs::metadata(path) {
-        Ok(meta) => meta.permissions().mode() & 0o7777,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => new_mode,
-        Err(e) => return Err(err("inspect", path)(e)),
+        source: io::Error::new(io::ErrorKind::InvalidInput, why),
+    };
+    if temp_tag.is_empty() || temp_tag.contains('/') {
+        return Err(invalid("invalid temp file tag"));
+    }
+    let dir = parent_dir(path);
+    let prefix = temp_prefix(path, temp_tag).ok_or_else(|| invalid("path has no file name"))?;
+    let (mode, explicit) = match mode {
+        Mode::Exactly(m) => (m, true),
+        Mode::KeepExisting { new } => {
+            let m = match fs::metadata(path) {
+                Ok(meta) => meta.permissions().mode() & 0o7777,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => new,
+                Err(e) => return Err(err("inspect", path)(e)),
+            };
+            (m, m != 0o600)
+        }
     };
 
     let mut name = prefix;
@@ -109,7 +178,7 @@ pub(crate) fn write_atomic(
     let mut guard = TempGuard {
         path: Some(tmp.clone()),
     };
-    if mode != 0o600 {
+    if explicit {
         file.set_permissions(Permissions::from_mode(mode))
             .map_err(err("set permissions on", &tmp))?;
     }
@@ -132,34 +201,37 @@ pub(crate) fn write_atomic(
     sync_dir(dir)
 }
 
-/// fsync a directory so a rename in it is durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), FsError> {
+/// fsync a directory so a rename (or removal) in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(err("fsync directory", dir))
 }
 
-/// Remove temp files a killed writer left next to `path`. Only safe while
-/// holding the lock that excludes other writers.
-pub(crate) fn remove_stale_temps(path: &Path) -> Result<(), FsError> {
-    let Some(prefix) = temp_prefix(path) else {
-        return Ok(());
+/// Remove the temp files [`write_atomic`] (by a process killed mid-write) left
+/// next to `path`; returns how many. Only safe while holding the lock that
+/// excludes other SyncGuard writers. A missing directory is not an error.
+pub fn remove_stale_temps(path: &Path) -> Result<usize, FsError> {
+    let Some(prefix) = temp_prefix(path, TEMP_TAG) else {
+        return Ok(0);
     };
     let prefix = prefix.as_encoded_bytes().to_vec();
     let dir = parent_dir(path);
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(err("list directory", dir)(e)),
     };
+    let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(err("list directory", dir))?;
         if entry.file_name().as_encoded_bytes().starts_with(&prefix) {
             let p = entry.path();
             fs::remove_file(&p).map_err(err("remove stale temp file", &p))?;
+            removed += 1;
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -178,13 +250,25 @@ mod tests {
     fn replace_keeps_mode_and_new_file_gets_default() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.json");
-        write_atomic(&p, b"a", 0o600, Install::Replace).unwrap();
+        write_atomic(
+            &p,
+            b"a",
+            Mode::KeepExisting { new: 0o600 },
+            Install::Replace,
+        )
+        .unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
         fs::set_permissions(&p, Permissions::from_mode(0o640)).unwrap();
-        write_atomic(&p, b"b", 0o600, Install::Replace).unwrap();
+        write_atomic(
+            &p,
+            b"b",
+            Mode::KeepExisting { new: 0o600 },
+            Install::Replace,
+        )
+        .unwrap();
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o640
@@ -197,8 +281,20 @@ mod tests {
     fn create_new_never_clobbers_and_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.json");
-        write_atomic(&p, b"first", 0o600, Install::CreateNew).unwrap();
-        let e = write_atomic(&p, b"second", 0o600, Install::CreateNew).unwrap_err();
+        write_atomic(
+            &p,
+            b"first",
+            Mode::KeepExisting { new: 0o600 },
+            Install::CreateNew,
+        )
+        .unwrap();
+        let e = write_atomic(
+            &p,
+            b"second",
+            Mode::KeepExisting { new: 0o600 },
+            Install::CreateNew,
+        )
+        .unwrap_err();
         assert_eq!(e.source.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&p).unwrap(), b"first");
         assert!(temps(dir.path()).is_empty());
@@ -211,7 +307,13 @@ mod tests {
         let p = dir.path().join("d");
         fs::create_dir(p.join("x").parent().unwrap()).unwrap();
         fs::write(p.join("x"), b"").unwrap();
-        assert!(write_atomic(&p, b"a", 0o600, Install::Replace).is_err());
+        assert!(write_atomic(
+            &p,
+            b"a",
+            Mode::KeepExisting { new: 0o600 },
+            Install::Replace
+        )
+        .is_err());
         assert!(temps(dir.path()).is_empty());
     }
 
@@ -224,5 +326,38 @@ mod tests {
         remove_stale_temps(&p).unwrap();
         assert!(temps(dir.path()).is_empty());
         assert!(dir.path().join("other").exists());
+    }
+
+    #[test]
+    fn exactly_mode_overrides_a_looser_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.json");
+        fs::write(&p, b"old").unwrap();
+        fs::set_permissions(&p, Permissions::from_mode(0o644)).unwrap();
+        write_atomic(&p, b"new", Mode::Exactly(0o600), Install::Replace).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        assert_eq!(fs::read(&p).unwrap(), b"new");
+        assert!(temps(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn tagged_temps_are_not_syncguard_temps() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.json");
+        let mode = Mode::Exactly(0o600);
+        write_atomic_tagged(&p, b"a", mode, Install::Replace, "other-tmp").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"a");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        fs::write(dir.path().join(".s.json.other-tmp.1.2"), b"x").unwrap();
+        assert_eq!(remove_stale_temps(&p).unwrap(), 0);
+        assert!(dir.path().join(".s.json.other-tmp.1.2").exists());
+        for bad in ["", "a/b"] {
+            let e = write_atomic_tagged(&p, b"b", mode, Install::Replace, bad).unwrap_err();
+            assert_eq!(e.source.kind(), io::ErrorKind::InvalidInput);
+        }
+        assert_eq!(fs::read(&p).unwrap(), b"a");
     }
 }

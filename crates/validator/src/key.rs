@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::fsutil::{self, Install};
+use crate::fsutil::{self, Install, Mode};
 
 /// Length of a validator address.
 pub const ADDRESS_LEN: usize = 20;
@@ -612,15 +612,19 @@ impl ValidatorKey {
     /// existing file: overwriting a validator key is not something to do by
     /// accident.
     pub fn save_new(&self, path: &Path) -> Result<(), KeyError> {
-        fsutil::write_atomic(path, self.to_json().as_bytes(), 0o600, Install::CreateNew).map_err(
-            |e| {
-                KeyErrorKind::Io {
-                    action: e.action,
-                    source: e.source,
-                }
-                .at(path)
-            },
+        fsutil::write_atomic(
+            path,
+            self.to_json().as_bytes(),
+            Mode::KeepExisting { new: 0o600 },
+            Install::CreateNew,
         )
+        .map_err(|e| {
+            KeyErrorKind::Io {
+                action: e.action,
+                source: e.source,
+            }
+            .at(path)
+        })
     }
 }
 

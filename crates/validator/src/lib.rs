@@ -16,10 +16,13 @@
 //!   ed25519) checked against its address and public key, signing, and
 //!   refusal of Story's encrypted `priv_validator_key.enc`. Private bytes are
 //!   zeroized and never printed.
+//! - [`fsutil`] — crash-safe atomic file writes ([`fsutil::write_atomic`]:
+//!   temp + fsync + rename + dir fsync), shared by the store, key files, the
+//!   actuator's key swap and the devnet.
 //!
 //! Unix only (permission modes, directory fsync).
 
-mod fsutil;
+pub mod fsutil;
 pub mod hrs;
 pub mod key;
 pub mod signbytes;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
-use crate::fsutil::{self, FsError, Install};
+use crate::fsutil::{self, FsError, Install, Mode};
 use crate::hrs::Hrs;
 use crate::state::{SignState, StateError, StateErrorKind};
 
@@ -354,7 +354,7 @@ fn write_state(path: &Path, state: &SignState) -> Result<(), StoreError> {
     fsutil::write_atomic(
         path,
         state.to_json().as_bytes(),
-        NEW_FILE_MODE,
+        Mode::KeepExisting { new: NEW_FILE_MODE },
         Install::Replace,
     )?;
     Ok(())
