@@ -217,6 +217,14 @@ pub struct FailoverConfig {
     /// itself. Must be shorter than the failover window
     /// (`health_check_interval × retry_attempts`). Default: half the window.
     pub self_fence_timeout: Option<f64>,
+    /// Seconds a handover (or a request for the role) may wait for the peer's answer; it
+    /// must cover the target's whole activation (stop, write, start). Default 45.
+    pub handover_timeout: f64,
+    /// Seconds within which anything a peer may have started is sure to show on chain
+    /// (message delay + activation + a few blocks); unilateral promotions wait at least this
+    /// long after the peer could last have acted. Default: the failover window plus the
+    /// handover timeout plus `witness_blocks + 2` blocks.
+    pub priority_margin: Option<f64>,
 }
 
 impl Default for FailoverConfig {
@@ -226,6 +234,8 @@ impl Default for FailoverConfig {
             retry_attempts: 3,
             fallback_grace_period: 60.0,
             self_fence_timeout: None,
+            handover_timeout: 45.0,
+            priority_margin: None,
         }
     }
 }
@@ -240,6 +250,9 @@ impl FailoverConfig {
     }
     pub fn fallback_grace_period(&self) -> Duration {
         secs(self.fallback_grace_period)
+    }
+    pub fn handover_timeout(&self) -> Duration {
+        secs(self.handover_timeout)
     }
     pub fn self_fence_timeout(&self) -> Duration {
         match self.self_fence_timeout {
@@ -492,6 +505,16 @@ impl Config {
     /// The configured starting role; passive when unset, because starting passive is safe.
     pub fn node_role(&self) -> NodeRole {
         self.story.node_role.unwrap_or(NodeRole::Passive)
+    }
+    /// See [`FailoverConfig::priority_margin`].
+    pub fn priority_margin(&self) -> Duration {
+        match self.failover.priority_margin {
+            Some(s) => secs(s),
+            None => {
+                let blocks = self.story.block_interval() * (self.story.witness_blocks + 2);
+                self.failover.failover_window() + self.failover.handover_timeout() + blocks
+            }
+        }
     }
     pub fn recovery_rounds(&self) -> u32 {
         self.health

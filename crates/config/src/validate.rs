@@ -206,7 +206,18 @@ fn failover(c: &Config, f: &mut Findings) {
         f.error("failover.retry_attempts", "must be at least 1");
     }
     f.non_negative_secs("failover.fallback_grace_period", fo.fallback_grace_period);
+    f.positive_secs("failover.handover_timeout", fo.handover_timeout);
     let window = fo.health_check_interval * f64::from(fo.retry_attempts);
+    if let Some(m) = fo.priority_margin {
+        f.positive_secs("failover.priority_margin", m);
+        let floor = window.max(fo.handover_timeout);
+        if m.is_finite() && m < floor {
+            f.error(
+                "failover.priority_margin",
+                format!("{m} s must be at least the failover window and the handover timeout ({floor} s)"),
+            );
+        }
+    }
     if let Some(t) = fo.self_fence_timeout {
         f.positive_secs("failover.self_fence_timeout", t);
         if t.is_finite() && window.is_finite() && t >= window && window > 0.0 {

@@ -845,6 +845,15 @@ impl Devnet {
         self.get_json(url).await
     }
 
+    /// Kills host `i`'s story-geth (an EVM endpoint that went down; its node keeps running).
+    pub fn kill_geth(&mut self, i: usize) -> Result<(), HarnessError> {
+        let what = format!("geth of {}", self.host(i)?.name);
+        for p in self.procs.iter_mut().filter(|p| p.what == what) {
+            p.kill();
+        }
+        Ok(())
+    }
+
     /// Pids of every process the devnet runs right now (chain, geths, running nodes).
     pub fn pids(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self.procs.iter().map(|p| p.child.id() as i32).collect();

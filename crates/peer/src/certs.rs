@@ -23,7 +23,8 @@ use rustls::RootCertStore;
 use thiserror::Error;
 use zeroize::Zeroizing;
 
-use crate::message::NodeId;
+use syncguard_failover::NodeId;
+
 use crate::tls::{id_server_name, verify_chain};
 
 /// The CA's common name, followed by a tag derived from its public key. Derived rather than
@@ -149,6 +150,7 @@ impl ClusterCa {
     }
 
     /// Issue a certificate for `node` with extra names (`"10.0.0.5"`, `"host.example"`).
+    /// The id must pass the id and DNS-name rules: it becomes the certificate's identity.
     pub fn issue(&self, node: &NodeId, extra_names: &[String]) -> Result<NodeCert, CertError> {
         id_server_name(node, "server.id")?;
         let mut sans = vec![SanType::DnsName(node.as_str().try_into()?)];
@@ -345,7 +347,7 @@ mod tests {
 
         let node = ca
             .issue(
-                &NodeId::new("node-a").unwrap(),
+                &NodeId::new("node-a"),
                 &["127.0.0.1".into(), "a.example".into()],
             )
             .unwrap();
@@ -375,7 +377,7 @@ mod tests {
         let (ca_crt, ca_key) = (dir.path().join("ca.crt"), dir.path().join("ca.key"));
         ca.write(&ca_crt, &ca_key).unwrap();
         let loaded = ClusterCa::load(&ca_crt, &ca_key).unwrap();
-        let id = NodeId::new("node-b").unwrap();
+        let id = NodeId::new("node-b");
         let node = loaded.issue(&id, &[]).unwrap();
         crate::tls::TlsMaterial::from_pem(ca.cert_pem(), &node.cert_pem, node.key_pem(), &id)
             .unwrap();
@@ -383,6 +385,13 @@ mod tests {
             loaded.issue(&id, &["not a name".into()]),
             Err(CertError::BadName { .. })
         ));
+        // The id becomes the certificate's identity: it must pass the id rule first.
+        for bad in ["", "node b", "node/b"] {
+            assert!(
+                loaded.issue(&NodeId::new(bad), &[]).is_err(),
+                "issued for `{bad}`"
+            );
+        }
 
         // A CA certificate with a key that is not its own (or a CA made elsewhere) cannot
         // issue: the result would not chain, and we say so instead of writing it.

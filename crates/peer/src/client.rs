@@ -9,6 +9,11 @@
 //! Every request carries `x-syncguard-node`, `x-syncguard-epoch` and `x-syncguard-seq`; every
 //! answer must be an envelope from the peer dialled. Proxies from the environment are
 //! ignored and redirects are not followed: peer traffic goes straight to the peer.
+//!
+//! Three calls: [`PeerClient::status`] and [`PeerClient::state`] ask and get an answer;
+//! [`PeerClient::send`] delivers one `syncguard_failover::PeerMessage` (an `Action::Send` of
+//! the machine) and gets only `202 Accepted` back. The protocol is asynchronous: a reply is
+//! the peer's own message, posted to this node's server later, never an HTTP response.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -17,9 +22,11 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
+use syncguard_failover::{NodeId, PeerMessage, PeerStatus};
+
 use crate::message::{
-    header, next_seq, path, Envelope, ErrorBody, HandoverOffer, HandoverReply, MessageError,
-    NodeId, Notice, Payload, PeerStatus, StateSnapshot,
+    check_id, checked_id, header, next_seq, path, Envelope, ErrorBody, MessageError, Payload,
+    StateSnapshot,
 };
 use crate::{PeerSecurity, SetupError};
 
@@ -86,8 +93,11 @@ pub enum PeerError {
 
 impl PeerError {
     /// True when the peer surely did not act on the request: nothing reached it, TLS never
-    /// completed, or it refused. For a handover offer, only then may the old holder resume
-    /// (DESIGN §5); every other failure leaves the outcome unknown.
+    /// completed, or it refused (a 4xx: the peer API refuses before feeding anything to its
+    /// machine). For [`PeerClient::send`] that means the message was certainly not
+    /// delivered; every other failure leaves it unknown whether the peer's machine got it —
+    /// which is harmless for the machine (receivers are idempotent by epoch, so resending is
+    /// safe) but must never be read as "the peer did not act".
     pub fn certainly_not_processed(&self) -> bool {
         matches!(
             self,
@@ -111,7 +121,8 @@ pub struct PeerClient {
 }
 
 impl PeerClient {
-    /// A client for `peer_id` at `address` (`host:port`), as node `own_id`.
+    /// A client for `peer_id` at `address` (`host:port`), as node `own_id`. Both ids must
+    /// pass [`check_id`]: they go into headers, envelopes and (with TLS) certificate checks.
     pub fn new(
         own_id: NodeId,
         peer_id: NodeId,
@@ -119,6 +130,15 @@ impl PeerClient {
         security: &PeerSecurity,
         request_timeout: Duration,
     ) -> Result<Self, SetupError> {
+        for (key, id) in [
+            ("server.id", &own_id),
+            ("communication.peers[].id", &peer_id),
+        ] {
+            check_id(id).map_err(|e| SetupError::Config {
+                key: key.into(),
+                reason: e.to_string(),
+            })?;
+        }
         let bad_address = |reason: String| SetupError::Config {
             key: format!("communication.peers[id={peer_id}].address"),
             reason,
@@ -161,7 +181,7 @@ impl PeerClient {
         config: &syncguard_config::Config,
         security: &PeerSecurity,
     ) -> Result<Vec<PeerClient>, SetupError> {
-        let own = NodeId::new(config.server.id.clone()).map_err(|e| SetupError::Config {
+        let own = checked_id(config.server.id.clone()).map_err(|e| SetupError::Config {
             key: "server.id".into(),
             reason: e.to_string(),
         })?;
@@ -172,7 +192,7 @@ impl PeerClient {
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let id = NodeId::new(p.id.clone()).map_err(|e| SetupError::Config {
+                let id = checked_id(p.id.clone()).map_err(|e| SetupError::Config {
                     key: format!("communication.peers[{i}].id"),
                     reason: e.to_string(),
                 })?;
@@ -189,60 +209,38 @@ impl PeerClient {
         &self.address
     }
 
-    /// `GET /peer/status`, telling the peer our `epoch`.
+    /// `GET /peer/status`, telling the peer our `epoch`: its machine's `peer_status()`, to
+    /// feed to ours as `PeerObservation::Reachable` (a failure is `Unreachable`, never
+    /// silence).
     pub async fn status(&self, epoch: u64) -> Result<Envelope<PeerStatus>, PeerError> {
-        self.call(Method::GET, path::STATUS, epoch, None::<&()>, self.timeout)
-            .await
+        self.get(path::STATUS, epoch).await
     }
 
-    /// `GET /peer/state`: the peer's sign state.
+    /// `GET /peer/state`: the peer's sign state (the passive's replica of the active's).
     pub async fn state(&self, epoch: u64) -> Result<Envelope<StateSnapshot>, PeerError> {
-        self.call(Method::GET, path::STATE, epoch, None::<&()>, self.timeout)
-            .await
+        self.get(path::STATE, epoch).await
     }
 
-    /// `POST /peer/handover` within the request timeout.
-    pub async fn offer_handover(
-        &self,
-        epoch: u64,
-        offer: HandoverOffer,
-    ) -> Result<Envelope<HandoverReply>, PeerError> {
-        self.offer_handover_within(epoch, offer, self.timeout).await
-    }
-
-    /// `POST /peer/handover` with its own deadline (the target may start `story` before
-    /// answering). On [`PeerError::certainly_not_processed`] the offer was not taken.
-    pub async fn offer_handover_within(
-        &self,
-        epoch: u64,
-        offer: HandoverOffer,
-        timeout: Duration,
-    ) -> Result<Envelope<HandoverReply>, PeerError> {
-        let envelope = self.envelope(epoch, offer)?;
-        self.call(
-            Method::POST,
-            path::HANDOVER,
-            epoch,
-            Some(&envelope),
-            timeout,
-        )
-        .await
-    }
-
-    /// `POST /peer/notice`.
-    pub async fn notify(&self, epoch: u64, notice: Notice) -> Result<(), PeerError> {
-        let envelope = self.envelope(epoch, notice)?;
+    /// `POST /peer/message`: deliver one protocol message to the peer's machine, under our
+    /// `epoch` (the envelope's; the machine judges `message.epoch`). `Ok` means the peer
+    /// answered `202 Accepted`: it validated the message and queued it for its machine — not
+    /// that its machine acted on it. Any reply arrives later as the peer's own message.
+    ///
+    /// `message.from` must be this node's id, or the message is not sent
+    /// ([`PeerError::NotSent`]).
+    pub async fn send(&self, epoch: u64, message: PeerMessage) -> Result<(), PeerError> {
+        let envelope = self.envelope(epoch, message)?;
         let (status, _) = self
-            .exchange(
-                Method::POST,
-                path::NOTICE,
-                epoch,
-                Some(&envelope),
-                self.timeout,
-            )
+            .exchange(Method::POST, path::MESSAGE, epoch, Some(&envelope))
             .await?;
-        // Any 2xx; the body, if any, is not ours to interpret.
-        let _ = status;
+        // Only 202 is the contract. Another 2xx is a peer we do not understand: whether its
+        // machine got the message is unknown, which is what BadAnswer says.
+        if status != StatusCode::ACCEPTED {
+            return Err(self.bad(format!(
+                "{}: expected 202 Accepted, got HTTP {status}",
+                path::MESSAGE
+            )));
+        }
         Ok(())
     }
 
@@ -253,19 +251,12 @@ impl PeerClient {
         })
     }
 
-    async fn call<T, B>(
-        &self,
-        method: Method,
-        path: &str,
-        epoch: u64,
-        body: Option<&B>,
-        timeout: Duration,
-    ) -> Result<Envelope<T>, PeerError>
+    /// A `GET` answered by an envelope from the peer dialled.
+    async fn get<T>(&self, path: &str, epoch: u64) -> Result<Envelope<T>, PeerError>
     where
         T: DeserializeOwned + Payload,
-        B: serde::Serialize,
     {
-        let (_, bytes) = self.exchange(method, path, epoch, body, timeout).await?;
+        let (_, bytes) = self.exchange(Method::GET, path, epoch, None::<&()>).await?;
         let envelope: Envelope<T> =
             serde_json::from_slice(&bytes).map_err(|e| self.bad(format!("{path}: {e}")))?;
         if envelope.from != self.peer {
@@ -284,8 +275,8 @@ impl PeerClient {
         path: &str,
         epoch: u64,
         body: Option<&B>,
-        timeout: Duration,
     ) -> Result<(StatusCode, Vec<u8>), PeerError> {
+        let timeout = self.timeout;
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
@@ -294,7 +285,19 @@ impl PeerClient {
             .header(header::EPOCH, epoch.to_string())
             .header(header::SEQ, next_seq().to_string());
         if let Some(body) = body {
-            request = request.json(body);
+            // Serialized here rather than by `request.json`: a failure must read as "not
+            // sent" (it is a refusal of our own message by `Envelope`'s Serialize), not as a
+            // transport error whose outcome would look unknown.
+            let bytes = serde_json::to_vec(body).map_err(|e| PeerError::NotSent {
+                peer: self.peer.to_string(),
+                source: MessageError::Invalid {
+                    field: "envelope",
+                    reason: e.to_string(),
+                },
+            })?;
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes);
         }
         let mut response = request
             .send()

@@ -1,27 +1,38 @@
-//! What peers say to each other: serde types for the wire.
+//! The wire: how `syncguard-failover`'s protocol messages travel between nodes.
 //!
-//! Every message travels in an [`Envelope`] that names its sender (`from`), the sender's epoch
-//! (the fencing token of DESIGN §2) and a per-sender increasing `seq`, so a receiver can refuse
-//! messages from an older epoch ([`Envelope::check_epoch`]) and spot replays ([`ReplayGuard`]).
+//! The protocol's types belong to the state machine (`syncguard_failover`): [`NodeId`],
+//! [`PeerStatus`] (what a node tells its peer about itself) and [`PeerMessage`] (handover
+//! offer/reply, role request/reply). This crate adds only what the transport needs:
+//!
+//! - [`Envelope`] (`from`, `epoch`, `seq`) around every payload, so a receiver knows who sent
+//!   it ([`Envelope::check_sender`]), can refuse a status or state from an older epoch
+//!   ([`Envelope::check_epoch`]) and can spot replays ([`ReplayGuard`]);
+//! - [`StateSnapshot`], the active's sign state pulled by the passive (`GET /peer/state`),
+//!   which is transport business, not a protocol step;
+//! - [`Payload`]: what each carried type must satisfy. It is checked while an envelope is
+//!   **deserialized** (an invalid message never reaches a handler, let alone the machine),
+//!   in [`Envelope::new`] and again when an envelope is **serialized** (an invalid message
+//!   is never sent).
 //!
 //! Tolerant and strict at once: unknown JSON fields are ignored (a newer peer may add some),
-//! unknown roles read as [`Role::Unknown`], but everything an `Envelope` carries is validated
-//! while it is deserialized: ids are non-empty and well formed, texts are bounded, HRS values
-//! are in range, a handover raises the epoch, a reply that refuses says the target never started.
+//! but everything a payload carries is validated: node ids are well formed ([`check_id`])
+//! and name the envelope's sender, reasons are bounded, HRS values are in range, and a
+//! handed-over state is a valid state file whose HRS is the one announced.
 //!
-//! S5, keys never travel: no type here has a field for key material, and a sign state (the
-//! only open-ended JSON on the wire) is refused, on sending and on receiving, if any of its
-//! fields at any depth is named like a key (`priv…`, `…key…`).
+//! S5, keys never travel: the protocol types have no field for key material, and a sign
+//! state — the only open-ended JSON on the wire, in [`StateSnapshot::state`] and in
+//! [`HandedState::raw`] — is refused, on sending and on receiving, if any of its fields at
+//! any depth is named like a key (`priv…`, `…key…`, `…secret…`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-use syncguard_validator::{Hrs, SignState, Step};
+use syncguard_failover::{HandedState, MessageBody, NodeId, PeerMessage, PeerStatus};
+use syncguard_validator::{Hrs, SignState};
 use thiserror::Error;
 
 /// Request paths of the peer API. The daemon mounts its handlers on exactly these paths in the
@@ -30,14 +41,14 @@ pub mod path {
     /// Every peer route lives under this prefix; the server refuses it on unauthenticated
     /// connections.
     pub const PREFIX: &str = "/peer";
-    /// `GET`: answers `Envelope<PeerStatus>`.
+    /// `GET`: answers `Envelope<PeerStatus>` (`syncguard_failover::PeerStatus`).
     pub const STATUS: &str = "/peer/status";
     /// `GET`: answers `Envelope<StateSnapshot>`.
     pub const STATE: &str = "/peer/state";
-    /// `POST Envelope<HandoverOffer>`: answers `Envelope<HandoverReply>`.
-    pub const HANDOVER: &str = "/peer/handover";
-    /// `POST Envelope<Notice>`: answers `204 No Content` (or any 2xx).
-    pub const NOTICE: &str = "/peer/notice";
+    /// `POST Envelope<PeerMessage>` (`syncguard_failover::PeerMessage`): answers
+    /// `202 Accepted` once the message is queued for the receiver's machine. Any reply the
+    /// machine makes comes back later as the receiver's own `POST` to this path.
+    pub const MESSAGE: &str = "/peer/message";
 }
 
 /// Headers the client puts on every peer request. `GET` requests have no body to carry an
@@ -54,14 +65,12 @@ pub mod header {
 
 /// Longest node id: the longest DNS name, since the id is the certificate's DNS name.
 pub const MAX_ID_LEN: usize = 253;
-/// Longest health verdict text in a status.
-pub const MAX_HEALTH_LEN: usize = 2048;
-/// Longest reason in a refusal.
+/// Longest reason in a reply (`HandoverReply`, `RoleReply`), in characters. Reasons are
+/// logged and recorded, so a peer must not be able to flood either.
 pub const MAX_REASON_LEN: usize = 2048;
-/// Longest notice kind.
-pub const MAX_KIND_LEN: usize = 64;
-/// Longest notice text.
-pub const MAX_TEXT_LEN: usize = 8192;
+/// Longest [`HandedState::raw`], in bytes. A state file is a few hundred bytes; the margin is
+/// for fields a newer CometBFT may add.
+pub const MAX_RAW_STATE_LEN: usize = 64 * 1024;
 
 /// Why a message is not acceptable.
 #[derive(Debug, Error)]
@@ -78,10 +87,12 @@ pub enum MessageError {
     },
     #[error("`{field}` is invalid: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("`{field}` says `{found}` but the envelope says `{expected}`")]
+    #[error("`{field}` says `{found}` but {expected_from} says `{expected}`")]
     Mismatch {
         field: &'static str,
         found: String,
+        /// Where the expected value comes from ("the envelope", "the state file").
+        expected_from: &'static str,
         expected: String,
     },
     #[error("refused: a sign state must not carry a field named `{field}` (keys never travel)")]
@@ -103,71 +114,39 @@ pub enum MessageError {
 // Node ids
 // ---------------------------------------------------------------------------------------------
 
-/// A node id (`server.id`, `communication.peers[].id`): 1–253 characters of letters, digits,
-/// `-`, `_` and `.` (the same rule as the config). Deserializing checks it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NodeId(String);
-
-impl NodeId {
-    /// Check and wrap an id.
-    pub fn new(id: impl Into<String>) -> Result<Self, MessageError> {
-        let id = id.into();
-        if id.is_empty() {
-            return Err(MessageError::EmptyId);
-        }
-        if id.len() > MAX_ID_LEN {
-            return Err(MessageError::BadId {
-                id,
-                reason: "longer than 253 characters",
-            });
-        }
-        if !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(MessageError::BadId {
-                id,
-                reason: "only letters, digits, `-`, `_` and `.` are allowed",
-            });
-        }
-        Ok(NodeId(id))
+/// The id rule (`server.id`, `communication.peers[].id`, the same as the config's): 1–253
+/// characters of letters, digits, `-`, `_` and `.`.
+///
+/// `syncguard_failover::NodeId` accepts any text (the machine only compares ids), so the
+/// transport applies this wherever an id arrives from outside: an envelope's `from`, a
+/// status's `node_id`, a message's `from`, a client or server being set up, a certificate
+/// being issued or checked ([`crate::tls::id_server_name`], which adds the DNS-name rule).
+pub fn check_id(id: &NodeId) -> Result<(), MessageError> {
+    let text = id.as_str();
+    if text.is_empty() {
+        return Err(MessageError::EmptyId);
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
+    let bad = |reason| MessageError::BadId {
+        id: text.chars().take(MAX_ID_LEN).collect(),
+        reason,
+    };
+    if text.len() > MAX_ID_LEN {
+        return Err(bad("longer than 253 characters"));
     }
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    {
+        return Err(bad("only letters, digits, `-`, `_` and `.` are allowed"));
+    }
+    Ok(())
 }
 
-impl TryFrom<String> for NodeId {
-    type Error = MessageError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        NodeId::new(s)
-    }
-}
-
-impl From<NodeId> for String {
-    fn from(id: NodeId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for NodeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for NodeId {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for NodeId {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
+/// A [`NodeId`] from text (a config value), checked with [`check_id`].
+pub fn checked_id(id: impl Into<String>) -> Result<NodeId, MessageError> {
+    let id = NodeId::new(id);
+    check_id(&id)?;
+    Ok(id)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,7 +155,7 @@ impl PartialEq<str> for NodeId {
 
 /// What every payload checks about itself and against its envelope.
 pub trait Payload {
-    /// `from` and `epoch` are the envelope's.
+    /// `from` and `epoch` are the envelope's; `from` has already passed [`check_id`].
     fn validate(&self, from: &NodeId, epoch: u64) -> Result<(), MessageError>;
 }
 
@@ -185,16 +164,17 @@ pub trait Payload {
 /// `seq` grows strictly per sender: it is the wall clock in microseconds since the Unix
 /// epoch, bumped by one when the clock has not advanced (see [`next_seq`]), so it keeps
 /// growing across a restart of the sender, which a plain counter would not.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(bound(
-    serialize = "T: Serialize",
-    deserialize = "T: DeserializeOwned + Payload"
-))]
+///
+/// Validated both ways: deserializing fails on an invalid id or payload, and so does
+/// serializing (an envelope built field by field with a key in its state is never sent).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(bound(deserialize = "T: DeserializeOwned + Payload"))]
 #[serde(try_from = "RawEnvelope<T>")]
 pub struct Envelope<T> {
     /// The sender's node id.
     pub from: NodeId,
-    /// The sender's epoch when it sent this.
+    /// The sender's epoch when it sent this. For a [`PeerMessage`] the epoch that counts is
+    /// the message's own (`PeerMessage::epoch`), which the machine judges.
     pub epoch: u64,
     /// Per-sender increasing sequence number.
     pub seq: u64,
@@ -213,13 +193,36 @@ struct RawEnvelope<T> {
 impl<T: Payload> TryFrom<RawEnvelope<T>> for Envelope<T> {
     type Error = MessageError;
     fn try_from(raw: RawEnvelope<T>) -> Result<Self, Self::Error> {
-        raw.body.validate(&raw.from, raw.epoch)?;
-        Ok(Envelope {
+        let envelope = Envelope {
             from: raw.from,
             epoch: raw.epoch,
             seq: raw.seq,
             body: raw.body,
-        })
+        };
+        envelope.validate()?;
+        Ok(envelope)
+    }
+}
+
+impl<T: Payload + Serialize> Serialize for Envelope<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The last line of defence for S5 and for the receiver's rules: whatever built this
+        // envelope, an invalid one does not leave the process.
+        self.validate().map_err(serde::ser::Error::custom)?;
+        #[derive(Serialize)]
+        struct Out<'a, T> {
+            from: &'a NodeId,
+            epoch: u64,
+            seq: u64,
+            body: &'a T,
+        }
+        Out {
+            from: &self.from,
+            epoch: self.epoch,
+            seq: self.seq,
+            body: &self.body,
+        }
+        .serialize(s)
     }
 }
 
@@ -227,18 +230,29 @@ impl<T: Payload> Envelope<T> {
     /// Wrap `body` for sending, with a fresh [`next_seq`]. Fails when the body would be
     /// refused by the receiver anyway.
     pub fn new(from: NodeId, epoch: u64, body: T) -> Result<Self, MessageError> {
-        body.validate(&from, epoch)?;
-        Ok(Envelope {
+        let envelope = Envelope {
             from,
             epoch,
             seq: next_seq(),
             body,
-        })
+        };
+        envelope.validate()?;
+        Ok(envelope)
+    }
+
+    /// The sender's id and the payload's own rules ([`Payload::validate`]).
+    pub fn validate(&self) -> Result<(), MessageError> {
+        check_id(&self.from)?;
+        self.body.validate(&self.from, self.epoch)
     }
 }
 
 impl<T> Envelope<T> {
-    /// DESIGN §2: a message from an older epoch is refused.
+    /// DESIGN §2: a status or a state from an older epoch is refused.
+    ///
+    /// Not for `POST /peer/message`: the machine judges `PeerMessage::epoch` itself and
+    /// answers a stale offer or claim with a reply carrying its newer epoch, which a transport
+    /// refusal would swallow.
     pub fn check_epoch(&self, ours: u64) -> Result<(), MessageError> {
         if self.epoch < ours {
             return Err(MessageError::StaleEpoch {
@@ -252,6 +266,7 @@ impl<T> Envelope<T> {
 
     /// The envelope's `from` must be the node the connection was authenticated as (pass
     /// the handler's [`crate::server::PeerId`]): a peer cannot speak for another.
+    /// [`crate::server::Inbound`] does this for posted envelopes.
     pub fn check_sender(&self, authenticated: &NodeId) -> Result<(), MessageError> {
         if &self.from != authenticated {
             return Err(MessageError::WrongSender {
@@ -358,201 +373,111 @@ impl ReplayGuard {
 // Payloads
 // ---------------------------------------------------------------------------------------------
 
-/// A node's role (DESIGN §4), as it reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Passive,
-    Promoting,
-    Active,
-    Demoting,
-    Fenced,
-    Paused,
-    /// A role this version does not know (a newer peer). Whoever reads it must assume the
-    /// peer may be signing.
-    #[serde(other)]
-    Unknown,
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Passive => "passive",
-            Role::Promoting => "promoting",
-            Role::Active => "active",
-            Role::Demoting => "demoting",
-            Role::Fenced => "fenced",
-            Role::Paused => "paused",
-            Role::Unknown => "unknown",
-        })
-    }
-}
-
-/// `GET /peer/status`: how a node sees itself.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PeerStatus {
-    /// Must equal the envelope's `from`.
-    pub node_id: NodeId,
-    pub role: Role,
-    /// Must equal the envelope's `epoch`.
-    pub epoch: u64,
-    /// The node's own health verdict.
-    pub healthy: bool,
-    /// The verdict in words (which checks fail and why).
-    #[serde(default)]
-    pub health: String,
-    pub fenced: bool,
-    pub paused: bool,
-    /// CometBFT's `latest_block_height` on this node; absent when unknown.
-    #[serde(default)]
-    pub comet_height: Option<u64>,
-    /// The HRS of the node's state file; absent when unknown.
-    #[serde(default, with = "opt_hrs")]
-    pub last_sign: Option<Hrs>,
-    /// When the node made this report (RFC 3339).
-    #[serde(with = "rfc3339")]
-    pub reported_at: SystemTime,
-}
-
+/// `GET /peer/status`: the machine's `peer_status()`.
+///
+/// Its `node_id` must be the envelope's `from` and its `epoch` the envelope's, so the two
+/// can never tell different stories; `last_state` must be in range. Unknown roles are
+/// refused by the machine's `Role` itself: an answer that cannot be read is no answer, and
+/// the caller reports the peer as unreachable rather than guess what it is doing.
 impl Payload for PeerStatus {
     fn validate(&self, from: &NodeId, epoch: u64) -> Result<(), MessageError> {
-        if &self.node_id != from {
-            return Err(MessageError::Mismatch {
-                field: "node_id",
-                found: self.node_id.to_string(),
-                expected: from.to_string(),
-            });
-        }
+        check_id(&self.node_id)?;
+        same_id("body.node_id", &self.node_id, from)?;
         if self.epoch != epoch {
             return Err(MessageError::Mismatch {
-                field: "epoch",
+                field: "body.epoch",
                 found: self.epoch.to_string(),
+                expected_from: "the envelope",
                 expected: epoch.to_string(),
             });
         }
-        bounded("health", &self.health, MAX_HEALTH_LEN)
+        if let Some(hrs) = self.last_state {
+            // Deserializing already refuses these; a status built in memory is checked here.
+            hrs_in_range("body.last_state", hrs)?;
+        }
+        Ok(())
     }
 }
 
+/// `POST /peer/message`: a protocol message for the receiver's machine.
+///
+/// `from` must be the envelope's; reasons are bounded; a handed-over final state must pass
+/// [`check_handed_state`]. The message's `epoch` is deliberately not compared with anything:
+/// it means different things per kind (offered, claimed, answered), and judging it is the
+/// machine's job.
+impl Payload for PeerMessage {
+    fn validate(&self, from: &NodeId, _epoch: u64) -> Result<(), MessageError> {
+        check_id(&self.from)?;
+        same_id("body.from", &self.from, from)?;
+        // Exhaustive on purpose: a new message kind must be looked at here before it can
+        // travel.
+        match &self.body {
+            MessageBody::HandoverOffer { final_state } => {
+                if let Some(state) = final_state {
+                    check_handed_state(state)?;
+                }
+                Ok(())
+            }
+            MessageBody::HandoverReply { reason, .. } | MessageBody::RoleReply { reason, .. } => {
+                bounded("body.reason", reason, MAX_REASON_LEN)
+            }
+            MessageBody::RoleRequest { .. } => Ok(()),
+        }
+    }
+}
+
+/// A handed-over final state must be what the target's actuator will accept: `raw` is at most
+/// [`MAX_RAW_STATE_LEN`] bytes of JSON without any key-like field (S5), parses as a
+/// [`SignState`] with the state file's strict rules, and its HRS is exactly `hrs` — the
+/// machine fences on `hrs` while the actuator writes `raw`, so the two must agree or the
+/// fence could sit below the state actually written (S3).
+///
+/// Returns the parsed state.
+pub fn check_handed_state(state: &HandedState) -> Result<SignState, MessageError> {
+    const FIELD: &str = "body.final_state.raw";
+    if state.raw.len() > MAX_RAW_STATE_LEN {
+        return Err(MessageError::TooLong {
+            field: FIELD,
+            len: state.raw.len(),
+            max: MAX_RAW_STATE_LEN,
+        });
+    }
+    // Parse to a plain JSON value first, so the key check sees every field exactly as sent,
+    // even in a text that would fail the state-file rules anyway.
+    let value: Value = serde_json::from_str(&state.raw).map_err(|e| MessageError::Invalid {
+        field: FIELD,
+        reason: format!("not JSON: {e}"),
+    })?;
+    check_keyless(&value)?;
+    let parsed = SignState::from_value(value).map_err(|e| MessageError::Invalid {
+        field: FIELD,
+        reason: format!("not a valid sign state: {e}"),
+    })?;
+    if parsed.hrs() != state.hrs {
+        return Err(MessageError::Mismatch {
+            field: "body.final_state.hrs",
+            found: state.hrs.to_string(),
+            expected_from: "the state file in `raw`",
+            expected: parsed.hrs().to_string(),
+        });
+    }
+    Ok(parsed)
+}
+
 /// `GET /peer/state`: the active's `priv_validator_state.json`, parsed with the same strict
-/// rules as the file ([`SignState`]'s serde), and the epoch it was signed under.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// rules as the file ([`SignState`]'s serde), so the passive can keep a replica (and feed
+/// its HRS to the machine as a state seen). Transport only: the machine never sees this
+/// type. The epoch it was read under is the envelope's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateSnapshot {
-    pub epoch: u64,
     #[serde(with = "keyless_state")]
     pub state: SignState,
 }
 
 impl Payload for StateSnapshot {
     fn validate(&self, _from: &NodeId, _epoch: u64) -> Result<(), MessageError> {
+        // A SignState is in range by construction; only S5 is left to check.
         check_keyless(&self.state.to_value())
-    }
-}
-
-/// `POST /peer/handover`: the old holder has stopped signing and hands over its final state
-/// and the epoch the target is to hold (DESIGN §5, planned switchover).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HandoverOffer {
-    /// Strictly above the envelope's epoch: a change of holder raises the epoch.
-    pub epoch_new: u64,
-    /// The old holder's state file after it stopped: the fence for the target (S3).
-    #[serde(with = "keyless_state")]
-    pub final_state: SignState,
-}
-
-impl Payload for HandoverOffer {
-    fn validate(&self, _from: &NodeId, epoch: u64) -> Result<(), MessageError> {
-        if self.epoch_new <= epoch {
-            return Err(MessageError::Invalid {
-                field: "epoch_new",
-                reason: format!(
-                    "{} does not exceed the sender's epoch {epoch}",
-                    self.epoch_new
-                ),
-            });
-        }
-        check_keyless(&self.final_state.to_value())
-    }
-}
-
-/// The target's answer to a [`HandoverOffer`].
-///
-/// Wire form: `{"result":"accepted","started":true}` or
-/// `{"result":"refused","reason":"…","never_started":true}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum HandoverReply {
-    /// The target took the role; `started` tells whether its `story` is already running.
-    Accepted { started: bool },
-    /// The target did not take the role. `never_started` must be `true`: a refusal is the
-    /// target's promise that it never started signing, the only case in which the old holder
-    /// may resume (DESIGN §5). A refusal without that promise is an invalid message, so the
-    /// old holder treats it like no answer at all.
-    Refused { reason: String, never_started: bool },
-}
-
-impl HandoverReply {
-    /// A refusal, with the never-started promise.
-    pub fn refused(reason: impl Into<String>) -> Self {
-        HandoverReply::Refused {
-            reason: reason.into(),
-            never_started: true,
-        }
-    }
-}
-
-impl Payload for HandoverReply {
-    fn validate(&self, _from: &NodeId, _epoch: u64) -> Result<(), MessageError> {
-        match self {
-            HandoverReply::Accepted { .. } => Ok(()),
-            HandoverReply::Refused {
-                reason,
-                never_started,
-            } => {
-                if !never_started {
-                    return Err(MessageError::Invalid {
-                        field: "never_started",
-                        reason: "a refusal must promise the target never started".into(),
-                    });
-                }
-                bounded("reason", reason, MAX_REASON_LEN)
-            }
-        }
-    }
-}
-
-/// `POST /peer/notice`: anything worth telling a peer that is not a protocol step
-/// ("pausing for maintenance", "fenced myself: …"). Not for secrets: `text` is logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Notice {
-    /// A short token: letters, digits, `-`, `_`, `.`.
-    pub kind: String,
-    pub text: String,
-}
-
-impl Payload for Notice {
-    fn validate(&self, _from: &NodeId, _epoch: u64) -> Result<(), MessageError> {
-        if self.kind.is_empty() {
-            return Err(MessageError::Invalid {
-                field: "kind",
-                reason: "empty".into(),
-            });
-        }
-        bounded("kind", &self.kind, MAX_KIND_LEN)?;
-        if !self
-            .kind
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(MessageError::Invalid {
-                field: "kind",
-                reason: format!(
-                    "`{}`: only letters, digits, `-`, `_` and `.` are allowed",
-                    self.kind
-                ),
-            });
-        }
-        bounded("text", &self.text, MAX_TEXT_LEN)
     }
 }
 
@@ -560,6 +485,31 @@ impl Payload for Notice {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+fn same_id(field: &'static str, found: &NodeId, envelope: &NodeId) -> Result<(), MessageError> {
+    if found != envelope {
+        return Err(MessageError::Mismatch {
+            field,
+            found: found.to_string(),
+            expected_from: "the envelope",
+            expected: envelope.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn hrs_in_range(field: &'static str, hrs: Hrs) -> Result<(), MessageError> {
+    if hrs.height < 0 || hrs.round < 0 {
+        return Err(MessageError::Invalid {
+            field,
+            reason: format!(
+                "height {} / round {} must not be negative",
+                hrs.height, hrs.round
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn bounded(field: &'static str, text: &str, max: usize) -> Result<(), MessageError> {
@@ -605,98 +555,48 @@ mod keyless_state {
     }
 }
 
-/// HRS on the wire: `{"height": 36, "round": 0, "step": 3}`. The height may also come as a
-/// string (CometBFT's habit); negative values and steps above 3 are refused.
-mod opt_hrs {
-    use super::*;
-
-    #[derive(Serialize)]
-    struct Out {
-        height: i64,
-        round: i32,
-        step: u8,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Height {
-        Num(u64),
-        Text(String),
-    }
-
-    #[derive(Deserialize)]
-    struct In {
-        height: Height,
-        round: u32,
-        step: u8,
-    }
-
-    pub fn serialize<S: Serializer>(hrs: &Option<Hrs>, s: S) -> Result<S::Ok, S::Error> {
-        hrs.map(|h| Out {
-            height: h.height,
-            round: h.round,
-            step: h.step.as_u8(),
-        })
-        .serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hrs>, D::Error> {
-        use serde::de::Error;
-        let Some(raw) = Option::<In>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let height = match raw.height {
-            Height::Num(n) => n,
-            Height::Text(t) => t
-                .parse::<u64>()
-                .map_err(|_| D::Error::custom(format!("height `{t}` is not a whole number")))?,
-        };
-        let height = i64::try_from(height)
-            .map_err(|_| D::Error::custom(format!("height {height} is out of range")))?;
-        let round = i32::try_from(raw.round)
-            .map_err(|_| D::Error::custom(format!("round {} is out of range", raw.round)))?;
-        let step = Step::from_u8(raw.step)
-            .ok_or_else(|| D::Error::custom(format!("step {} is not 0..=3", raw.step)))?;
-        Ok(Some(Hrs::new(height, round, step)))
-    }
-}
-
-/// `SystemTime` as an RFC 3339 string with milliseconds, readable in logs and `/status`.
-mod rfc3339 {
-    use super::*;
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_millis(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_rfc3339_weak(&text)
-            .map_err(|e| serde::de::Error::custom(format!("time `{text}`: {e}")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use syncguard_failover::{HandoverOutcome, RequestKind, Role};
+    use syncguard_validator::Step;
 
     fn id(s: &str) -> NodeId {
-        NodeId::new(s).unwrap()
+        checked_id(s).unwrap()
     }
 
     fn status() -> PeerStatus {
         PeerStatus {
             node_id: id("node-a"),
             role: Role::Active,
+            paused: false,
             epoch: 7,
             healthy: true,
-            health: "all checks pass".into(),
-            fenced: false,
-            paused: false,
-            comet_height: Some(120),
-            last_sign: Some(Hrs::new(119, 0, Step::Precommit)),
-            reported_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_123),
+            latest_height: Some(120),
+            is_primary_site: true,
+            last_state: Some(Hrs::new(119, 0, Step::Precommit)),
+            standby_right: false,
+        }
+    }
+
+    fn state_value() -> Value {
+        json!({"height": "36", "round": 0, "step": 3,
+               "signature": "AQID", "signbytes": "0A0B"})
+    }
+
+    fn handed(raw: &Value) -> HandedState {
+        HandedState {
+            hrs: Hrs::new(36, 0, Step::Precommit),
+            raw: raw.to_string(),
+        }
+    }
+
+    fn offer(from: &str, final_state: Option<HandedState>) -> PeerMessage {
+        PeerMessage {
+            from: id(from),
+            epoch: 8,
+            body: MessageBody::HandoverOffer { final_state },
         }
     }
 
@@ -705,25 +605,13 @@ mod tests {
         let env = Envelope::new(id("node-a"), 7, status()).unwrap();
         let mut v = serde_json::to_value(&env).unwrap();
         assert_eq!(
-            v["body"]["last_sign"],
+            v["body"]["last_state"],
             json!({"height":119,"round":0,"step":3})
         );
-        assert_eq!(v["body"]["reported_at"], json!("2023-11-14T22:13:20.123Z"));
         v["body"]["future_field"] = json!({"x": 1});
         v["also_new"] = json!(true);
         let back: Envelope<PeerStatus> = serde_json::from_value(v).unwrap();
         assert_eq!(back, env);
-    }
-
-    #[test]
-    fn peer_status_unknown_role_and_string_height_are_tolerated() {
-        let mut v =
-            serde_json::to_value(Envelope::new(id("node-a"), 7, status()).unwrap()).unwrap();
-        v["body"]["role"] = json!("observer");
-        v["body"]["last_sign"]["height"] = json!("119");
-        let back: Envelope<PeerStatus> = serde_json::from_value(v).unwrap();
-        assert_eq!(back.body.role, Role::Unknown);
-        assert_eq!(back.body.last_sign, Some(Hrs::new(119, 0, Step::Precommit)));
     }
 
     #[test]
@@ -734,6 +622,13 @@ mod tests {
             ("empty from", Box::new(|v| v["from"] = json!(""))),
             ("bad from", Box::new(|v| v["from"] = json!("a b"))),
             (
+                "bad from and node_id alike",
+                Box::new(|v| {
+                    v["from"] = json!("a/b");
+                    v["body"]["node_id"] = json!("a/b");
+                }),
+            ),
+            (
                 "node_id mismatch",
                 Box::new(|v| v["body"]["node_id"] = json!("node-b")),
             ),
@@ -743,11 +638,11 @@ mod tests {
             ),
             (
                 "negative height",
-                Box::new(|v| v["body"]["last_sign"]["height"] = json!(-1)),
+                Box::new(|v| v["body"]["last_state"]["height"] = json!(-1)),
             ),
             (
                 "step 4",
-                Box::new(|v| v["body"]["last_sign"]["step"] = json!(4)),
+                Box::new(|v| v["body"]["last_state"]["step"] = json!(4)),
             ),
             (
                 "no role",
@@ -756,12 +651,8 @@ mod tests {
                 }),
             ),
             (
-                "bad time",
-                Box::new(|v| v["body"]["reported_at"] = json!("yesterday")),
-            ),
-            (
-                "huge health",
-                Box::new(|v| v["body"]["health"] = json!("x".repeat(5000))),
+                "unknown role",
+                Box::new(|v| v["body"]["role"] = json!("observer")),
             ),
         ];
         for (name, mutate) in cases {
@@ -772,17 +663,18 @@ mod tests {
                 "{name} accepted"
             );
         }
-    }
-
-    fn state_value() -> Value {
-        json!({"height": "36", "round": 0, "step": 3,
-               "signature": "AQID", "signbytes": "0A0B"})
+        // Built in memory, the same rules hold on sending.
+        let mut negative = status();
+        negative.last_state = Some(Hrs::new(-5, 0, Step::None));
+        assert!(Envelope::new(id("node-a"), 7, negative).is_err());
+        assert!(Envelope::new(id("node-a"), 8, status()).is_err());
+        assert!(Envelope::new(NodeId::new("node a"), 7, status()).is_err());
     }
 
     #[test]
     fn peer_state_snapshot_parses_with_sign_state_rules() {
         let v = json!({"from": "node-a", "epoch": 3, "seq": 1,
-                       "body": {"epoch": 3, "state": state_value()}});
+                       "body": {"state": state_value()}});
         let env: Envelope<StateSnapshot> = serde_json::from_value(v).unwrap();
         assert_eq!(env.body.state.hrs(), Hrs::new(36, 0, Step::Precommit));
         // Height is written back as a string, as CometBFT wants it.
@@ -792,86 +684,184 @@ mod tests {
         );
 
         let bad = json!({"from": "node-a", "epoch": 3, "seq": 1,
-                         "body": {"epoch": 3, "state": {"height": 36, "round": 0, "step": 9}}});
+                         "body": {"state": {"height": 36, "round": 0, "step": 9}}});
         assert!(serde_json::from_value::<Envelope<StateSnapshot>>(bad).is_err());
     }
 
     #[test]
-    fn peer_messages_never_carry_key_material() {
+    fn peer_handover_offer_with_final_state_round_trips() {
+        let msg = offer("node-a", Some(handed(&state_value())));
+        let env = Envelope::new(id("node-a"), 7, msg).unwrap();
+        let text = serde_json::to_string(&env).unwrap();
+        // The wire shape is the machine's serde, inside the envelope.
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["from"], json!("node-a"));
+        assert_eq!(v["body"]["from"], json!("node-a"));
+        assert_eq!(v["body"]["epoch"], json!(8));
+        assert_eq!(v["body"]["body"]["type"], json!("handover_offer"));
+        assert_eq!(
+            v["body"]["body"]["final_state"]["hrs"],
+            json!({"height": 36, "round": 0, "step": 3})
+        );
+        let back: Envelope<PeerMessage> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, env);
+        let MessageBody::HandoverOffer {
+            final_state: Some(state),
+        } = &back.body.body
+        else {
+            panic!("not an offer with a state: {back:?}");
+        };
+        let parsed = check_handed_state(state).unwrap();
+        assert_eq!(parsed.signature(), Some(&[1u8, 2, 3][..]));
+        // Without a final state (the old holder could not read it) is fine too.
+        assert!(Envelope::new(id("node-a"), 7, offer("node-a", None)).is_ok());
+    }
+
+    #[test]
+    fn peer_handed_state_with_key_material_is_refused() {
+        for field in ["priv_key", "PrivateKey", "pub_key", "secret"] {
+            let mut with_key = state_value();
+            with_key[field] = json!({"type": "tendermint/PrivKeySecp256k1", "value": "AAAA"});
+            let nested = json!({"height": "36", "round": 0, "step": 3,
+                                "x": [{ field: "AAAA" }]});
+            for raw in [with_key, nested] {
+                let state = handed(&raw);
+                let err = check_handed_state(&state).unwrap_err();
+                assert!(
+                    matches!(err, MessageError::KeyLikeField { .. }),
+                    "{field}: {err}"
+                );
+                // Not sent: neither through Envelope::new nor serialized by hand...
+                let msg = offer("node-a", Some(state));
+                assert!(Envelope::new(id("node-a"), 7, msg.clone()).is_err());
+                let env = Envelope {
+                    from: id("node-a"),
+                    epoch: 7,
+                    seq: 1,
+                    body: msg.clone(),
+                };
+                assert!(serde_json::to_string(&env).is_err());
+                // ...and not received.
+                let wire = json!({"from": "node-a", "epoch": 7, "seq": 1,
+                                  "body": serde_json::to_value(&msg).unwrap()});
+                let err = serde_json::from_value::<Envelope<PeerMessage>>(wire).unwrap_err();
+                assert!(err.to_string().contains("keys never travel"), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn peer_state_snapshot_never_carries_key_material() {
         for field in ["priv_key", "PrivateKey", "pub_key", "secret"] {
             let mut state = state_value();
             state[field] = json!({"type": "tendermint/PrivKeySecp256k1", "value": "AAAA"});
             let v = json!({"from": "node-a", "epoch": 3, "seq": 1,
-                           "body": {"epoch": 3, "state": state.clone()}});
+                           "body": {"state": state.clone()}});
             let err = serde_json::from_value::<Envelope<StateSnapshot>>(v).unwrap_err();
             assert!(err.to_string().contains("keys never travel"), "{err}");
-            // Nested too.
-            let nested = json!({"from": "node-a", "epoch": 3, "seq": 1,
-                "body": {"epoch_new": 4, "final_state": {
-                    "height": "1", "round": 0, "step": 0, "x": [{ field: "AAAA" }]}}});
-            assert!(serde_json::from_value::<Envelope<HandoverOffer>>(nested).is_err());
-            // And a SignState that somehow carries one cannot be sent.
-            let st = SignState::from_value(state).unwrap();
-            let offer = HandoverOffer {
-                epoch_new: 4,
-                final_state: st,
+            // A SignState that somehow carries one (its unknown fields are kept) cannot be sent.
+            let snapshot = StateSnapshot {
+                state: SignState::from_value(state).unwrap(),
             };
-            assert!(Envelope::new(id("node-a"), 3, offer.clone()).is_err());
+            assert!(Envelope::new(id("node-a"), 3, snapshot.clone()).is_err());
             let env = Envelope {
                 from: id("node-a"),
                 epoch: 3,
                 seq: 1,
-                body: offer,
+                body: snapshot,
             };
             assert!(serde_json::to_string(&env).is_err());
         }
     }
 
     #[test]
-    fn peer_handover_messages_validate_epoch_and_promise() {
-        let st = SignState::from_value(state_value()).unwrap();
-        let ok = HandoverOffer {
-            epoch_new: 4,
-            final_state: st.clone(),
-        };
-        assert!(Envelope::new(id("a"), 3, ok).is_ok());
-        let same = HandoverOffer {
-            epoch_new: 3,
-            final_state: st,
-        };
-        assert!(Envelope::new(id("a"), 3, same).is_err());
-
-        let refused = Envelope::new(id("b"), 3, HandoverReply::refused("not caught up")).unwrap();
-        let v = serde_json::to_value(&refused).unwrap();
-        assert_eq!(
-            v["body"],
-            json!({"result":"refused","reason":"not caught up","never_started":true})
-        );
-        let mut broken = v.clone();
-        broken["body"]["never_started"] = json!(false);
-        assert!(serde_json::from_value::<Envelope<HandoverReply>>(broken).is_err());
-        let accepted: Envelope<HandoverReply> = serde_json::from_value(json!({
-            "from": "b", "epoch": 4, "seq": 9, "body": {"result": "accepted", "started": true}
-        }))
-        .unwrap();
-        assert_eq!(accepted.body, HandoverReply::Accepted { started: true });
+    fn peer_handed_state_must_be_a_state_file_with_the_announced_hrs() {
+        let cases = [
+            ("not JSON", "{\"height\": \"36\"".to_string(), "not JSON"),
+            (
+                "bad step",
+                json!({"height": "36", "round": 0, "step": 9}).to_string(),
+                "not a valid sign state",
+            ),
+            (
+                "unpaired signature",
+                json!({"height": "36", "round": 0, "step": 3, "signature": "AQID"}).to_string(),
+                "not a valid sign state",
+            ),
+            (
+                "other HRS",
+                json!({"height": "37", "round": 0, "step": 3}).to_string(),
+                "says `height 36",
+            ),
+            (
+                "too long",
+                format!(
+                    "{{\"height\":\"36\",\"round\":0,\"step\":3,\"pad\":\"{}\"}}",
+                    "x".repeat(MAX_RAW_STATE_LEN)
+                ),
+                "at most",
+            ),
+        ];
+        for (name, raw, expected) in cases {
+            let state = HandedState {
+                hrs: Hrs::new(36, 0, Step::Precommit),
+                raw,
+            };
+            let err = check_handed_state(&state).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name}: {err}");
+            assert!(
+                Envelope::new(id("node-a"), 7, offer("node-a", Some(state))).is_err(),
+                "{name} sendable"
+            );
+        }
     }
 
     #[test]
-    fn peer_notice_validation() {
-        let n = |kind: &str, text: &str| Notice {
-            kind: kind.into(),
-            text: text.into(),
+    fn peer_message_sender_and_reasons_are_checked() {
+        // message.from must be the envelope's from.
+        let err = Envelope::new(id("node-b"), 7, offer("node-a", None)).unwrap_err();
+        assert!(matches!(err, MessageError::Mismatch { .. }), "{err}");
+        let wire = json!({"from": "node-b", "epoch": 7, "seq": 1,
+            "body": {"from": "node-a", "epoch": 8, "body": {"type": "role_request", "kind": "claim"}}});
+        assert!(serde_json::from_value::<Envelope<PeerMessage>>(wire).is_err());
+        let wire = json!({"from": "a b", "epoch": 7, "seq": 1,
+            "body": {"from": "a b", "epoch": 8, "body": {"type": "role_request", "kind": "claim"}}});
+        assert!(serde_json::from_value::<Envelope<PeerMessage>>(wire).is_err());
+
+        let reply = |reason: String| PeerMessage {
+            from: id("node-b"),
+            epoch: 8,
+            body: MessageBody::HandoverReply {
+                outcome: HandoverOutcome::Refused,
+                reason,
+            },
         };
-        assert!(Envelope::new(id("a"), 1, n("fenced", "stopped story")).is_ok());
-        assert!(Envelope::new(id("a"), 1, n("", "x")).is_err());
-        assert!(Envelope::new(id("a"), 1, n("has space", "x")).is_err());
-        assert!(Envelope::new(id("a"), 1, n("k", &"x".repeat(MAX_TEXT_LEN + 1))).is_err());
+        assert!(Envelope::new(id("node-b"), 8, reply("not caught up".into())).is_ok());
+        assert!(Envelope::new(id("node-b"), 8, reply("x".repeat(MAX_REASON_LEN + 1))).is_err());
+        let grant = |reason: String| PeerMessage {
+            from: id("node-b"),
+            epoch: 8,
+            body: MessageBody::RoleReply {
+                granted: false,
+                reason,
+            },
+        };
+        assert!(Envelope::new(id("node-b"), 8, grant(String::new())).is_ok());
+        assert!(Envelope::new(id("node-b"), 8, grant("y".repeat(MAX_REASON_LEN + 1))).is_err());
+        let request = PeerMessage {
+            from: id("node-b"),
+            epoch: 3,
+            body: MessageBody::RoleRequest {
+                kind: RequestKind::Fallback,
+            },
+        };
+        // The message's epoch is the machine's business, not the envelope's.
+        assert!(Envelope::new(id("node-b"), 8, request).is_ok());
     }
 
     #[test]
     fn peer_envelope_epoch_and_sender_checks() {
-        let env = Envelope::new(id("a"), 5, n_notice()).unwrap();
+        let env = Envelope::new(id("a"), 5, offer("a", None)).unwrap();
         assert!(env.check_epoch(5).is_ok());
         assert!(env.check_epoch(4).is_ok());
         assert!(matches!(
@@ -884,13 +874,6 @@ mod tests {
         ));
         assert!(env.check_sender(&id("a")).is_ok());
         assert!(env.check_sender(&id("b")).is_err());
-    }
-
-    fn n_notice() -> Notice {
-        Notice {
-            kind: "info".into(),
-            text: String::new(),
-        }
     }
 
     #[test]
@@ -927,10 +910,13 @@ mod tests {
 
     #[test]
     fn peer_node_id_rules() {
-        assert!(NodeId::new("node-1.example_x").is_ok());
-        assert!(matches!(NodeId::new(""), Err(MessageError::EmptyId)));
-        assert!(NodeId::new("a/b").is_err());
-        assert!(NodeId::new("x".repeat(254)).is_err());
-        assert!(serde_json::from_value::<NodeId>(json!("")).is_err());
+        assert!(checked_id("node-1.example_x").is_ok());
+        assert!(matches!(checked_id(""), Err(MessageError::EmptyId)));
+        assert!(checked_id("a/b").is_err());
+        assert!(checked_id("x".repeat(254)).is_err());
+        assert!(check_id(&NodeId::new("é")).is_err());
+        // An envelope with an empty sender is refused even though NodeId itself accepts it.
+        let wire = json!({"from": "", "epoch": 1, "seq": 1, "body": {"state": state_value()}});
+        assert!(serde_json::from_value::<Envelope<StateSnapshot>>(wire).is_err());
     }
 }

@@ -13,6 +13,19 @@
 //! router, on either kind of connection. The two routers are never merged, so no path trick
 //! can reach a peer handler through the public side.
 //!
+//! **Handler helpers.** [`PeerId`] (who asks), [`CallerEpoch`] (their epoch, for `GET`s),
+//! [`Inbound`] (a posted envelope, bounded, validated and checked against [`PeerId`]) and
+//! [`refuse`] (the `{"error": …}` answer). The daemon's peer router, in short:
+//! ```text
+//! GET  /peer/status   (PeerId, CallerEpoch) -> Json(Envelope::new(me, epoch, machine.peer_status())?)
+//! GET  /peer/state    (PeerId, CallerEpoch) -> Json(Envelope::new(me, epoch, StateSnapshot { state })?)
+//! POST /peer/message  (Inbound(env): Inbound<PeerMessage>) -> queue Event::Message(env.body)
+//!                     for the machine, answer StatusCode::ACCEPTED (202)
+//! ```
+//! A `/peer/message` handler refuses (4xx) only **before** queuing — the sender reads a 4xx
+//! as "certainly not delivered" — and does not refuse by epoch: the machine judges the
+//! message's epoch and answers a stale one with its own message.
+//!
 //! Who counts as a peer:
 //! - mutual TLS: the client certificate chains to the cluster CA (checked in the handshake)
 //!   and names exactly one id of the allow list (`communication.peers[].id`). A plain-HTTP
@@ -36,13 +49,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::de::DeserializeOwned;
+use syncguard_failover::NodeId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -51,7 +66,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tracing::{debug, error, info, warn};
 
-use crate::message::{header, path, ErrorBody, NodeId};
+use crate::message::{header, path, Envelope, ErrorBody, Payload, MAX_RAW_STATE_LEN};
 use crate::tls::AllowList;
 use crate::{PeerSecurity, SetupError};
 
@@ -117,6 +132,64 @@ impl<S: Send + Sync> FromRequestParts<S> for CallerEpoch {
     }
 }
 
+/// Largest request body [`Inbound`] reads. The biggest message, a handover offer, is a
+/// handed state of at most [`MAX_RAW_STATE_LEN`] bytes (escaped once more inside the
+/// envelope's JSON) plus a few hundred bytes.
+pub const MAX_POST_BYTES: usize = 4 * MAX_RAW_STATE_LEN;
+
+/// A posted envelope, ready for the machine: the body read (at most [`MAX_POST_BYTES`]),
+/// parsed as `Envelope<T>` — which validates it ([`Payload`]) — and checked to come from the
+/// authenticated peer ([`Envelope::check_sender`]), so a peer cannot speak for another.
+///
+/// Refusals answer `{"error": …}`: 403 when the request is not from an authenticated peer or
+/// the envelope names another sender, 413 when the body is declared too large, 400 when it
+/// cannot be read or is not a valid envelope. Replays are the handler's call
+/// ([`crate::ReplayGuard`]); the machine is idempotent by epoch either way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inbound<T>(pub Envelope<T>);
+
+impl<S, T> FromRequest<S> for Inbound<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Payload + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request<Body>, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let peer = PeerId::from_request_parts(&mut parts, state).await?;
+        let declared = parts
+            .headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_POST_BYTES as u64) {
+            return Err(refuse(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {MAX_POST_BYTES} bytes"),
+            ));
+        }
+        // The limit also holds for bodies without a Content-Length (chunked).
+        let bytes = axum::body::to_bytes(body, MAX_POST_BYTES)
+            .await
+            .map_err(|e| {
+                refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body (at most {MAX_POST_BYTES} bytes): {e}"),
+                )
+            })?;
+        let envelope: Envelope<T> = serde_json::from_slice(&bytes).map_err(|e| {
+            warn!("refused a message from peer `{peer}`: {e}");
+            refuse(StatusCode::BAD_REQUEST, format!("invalid message: {e}"))
+        })?;
+        envelope.check_sender(&peer).map_err(|e| {
+            warn!("refused a message from peer `{peer}`: {e}");
+            refuse(StatusCode::FORBIDDEN, e.to_string())
+        })?;
+        Ok(Inbound(envelope))
+    }
+}
+
 /// The peer API's error answer: `status` with `{"error": reason}`. Peer handlers should
 /// answer refusals this way; [`crate::client::PeerClient`] shows the reason to the operator.
 pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
@@ -160,7 +233,8 @@ enum Identity {
 
 impl PeerServer {
     /// `allowed` are the peers that may use the peer API (`communication.peers[].id`).
-    /// Fails when, with mutual TLS, an allowed id cannot be a certificate name.
+    /// Fails when an allowed id breaks the id rule or, with mutual TLS, cannot be a
+    /// certificate name.
     pub fn new(
         security: &PeerSecurity,
         allowed: AllowList,
@@ -169,10 +243,13 @@ impl PeerServer {
     ) -> Result<Self, SetupError> {
         let tls = match security {
             PeerSecurity::MutualTls(material) => {
-                allowed.check_dns_names()?;
+                allowed.check_ids(true)?;
                 Some(TlsAcceptor::from(material.server_config()?))
             }
-            PeerSecurity::Insecure => None,
+            PeerSecurity::Insecure => {
+                allowed.check_ids(false)?;
+                None
+            }
         };
         Ok(PeerServer {
             tls,

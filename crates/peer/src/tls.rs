@@ -38,7 +38,9 @@ use thiserror::Error;
 use tracing::warn;
 use zeroize::Zeroizing;
 
-use crate::message::NodeId;
+use syncguard_failover::NodeId;
+
+use crate::message::{check_id, checked_id, MessageError};
 
 /// What can go wrong with the TLS material. Every file problem names the config key and path.
 #[derive(Debug, Error)]
@@ -58,6 +60,12 @@ pub enum TlsError {
         path: PathBuf,
         reason: String,
     },
+    #[error("{key}: {source}")]
+    BadId {
+        key: String,
+        #[source]
+        source: MessageError,
+    },
     #[error("{key}: node id `{id}` cannot be a certificate name: {reason}")]
     IdNotDnsName {
         key: String,
@@ -76,8 +84,13 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// The node id as the DNS name its certificate must carry.
+/// The node id as the DNS name its certificate must carry: the id rule ([`check_id`]) plus
+/// the DNS-name rule. Every certificate issued or checked goes through here.
 pub fn id_server_name(id: &NodeId, key: &str) -> Result<ServerName<'static>, TlsError> {
+    check_id(id).map_err(|source| TlsError::BadId {
+        key: key.to_string(),
+        source,
+    })?;
     let bad = |reason| TlsError::IdNotDnsName {
         key: key.to_string(),
         id: id.to_string(),
@@ -388,7 +401,7 @@ impl AllowList {
         let mut ids = Vec::with_capacity(peers.len());
         for (i, p) in peers.iter().enumerate() {
             ids.push(
-                NodeId::new(p.id.clone()).map_err(|e| crate::SetupError::Config {
+                checked_id(p.id.clone()).map_err(|e| crate::SetupError::Config {
                     key: format!("communication.peers[{i}].id"),
                     reason: e.to_string(),
                 })?,
@@ -397,10 +410,17 @@ impl AllowList {
         Ok(AllowList::new(ids))
     }
 
-    /// Every id must be usable as a certificate name (mutual TLS mode).
-    pub(crate) fn check_dns_names(&self) -> Result<(), TlsError> {
+    /// Every id must follow the id rule and, with mutual TLS, be usable as a certificate
+    /// name. [`AllowList::new`] takes any `NodeId` (the machine's type does not check), so the
+    /// server checks here, at setup, rather than meet a malformed id in a request.
+    pub(crate) fn check_ids(&self, mutual_tls: bool) -> Result<(), TlsError> {
         for (i, (id, _)) in self.ids.iter().enumerate() {
-            id_server_name(id, &format!("communication.peers[{i}].id"))?;
+            let key = format!("communication.peers[{i}].id");
+            if mutual_tls {
+                id_server_name(id, &key)?;
+            } else {
+                check_id(id).map_err(|source| TlsError::BadId { key, source })?;
+            }
         }
         Ok(())
     }

@@ -1,20 +1,24 @@
-//! The peer transport end to end on 127.0.0.1: a real server, real clients, generated certs.
+//! The peer transport end to end on 127.0.0.1: a real server, real clients, generated certs,
+//! carrying `syncguard-failover`'s messages.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
+use syncguard_failover::{
+    HandedState, HandoverOutcome, MessageBody, NodeId, PeerMessage, PeerStatus, Role,
+};
 use syncguard_peer::certs::ClusterCa;
 use syncguard_peer::message::{header, path};
 use syncguard_peer::{
-    AllowList, CallerEpoch, Envelope, HandoverOffer, HandoverReply, NodeId, Notice, PeerClient,
-    PeerError, PeerId, PeerSecurity, PeerServer, PeerStatus, Role, SetupError, StateSnapshot,
-    TlsError, TlsMaterial,
+    check_handed_state, checked_id, AllowList, CallerEpoch, Envelope, Inbound, MessageError,
+    PeerClient, PeerError, PeerId, PeerSecurity, PeerServer, SetupError, StateSnapshot, TlsError,
+    TlsMaterial,
 };
 use syncguard_validator::{Hrs, SignState, Step};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::JoinHandle;
 
 fn id(s: &str) -> NodeId {
-    NodeId::new(s).unwrap()
+    checked_id(s).unwrap()
 }
 
 fn material(ca: &ClusterCa, ca_pem: &str, node: &str) -> Arc<TlsMaterial> {
@@ -35,35 +39,54 @@ fn mtls(ca: &ClusterCa, node: &str) -> PeerSecurity {
     PeerSecurity::MutualTls(material(ca, ca.cert_pem(), node))
 }
 
-/// The daemon's side, reduced: a public router and a peer router whose handlers echo
-/// who asked (the authenticated PeerId) and with which epoch.
-fn routers(me: &str, notices: mpsc::UnboundedSender<(String, Notice)>) -> (Router, Router) {
+/// What the daemon's handlers pass on: who asked with which epoch (the looks at the peer),
+/// and every message queued for the machine, with the authenticated sender.
+#[derive(Clone)]
+struct Inbox {
+    asks: mpsc::UnboundedSender<(String, u64)>,
+    messages: mpsc::UnboundedSender<(String, Envelope<PeerMessage>)>,
+}
+
+/// A final state as the actuator reads it after a confirmed stop.
+fn final_state(height: i64) -> HandedState {
+    let hrs = Hrs::new(height, 0, Step::Precommit);
+    let state = SignState::signed(hrs, vec![1, 2, 3], vec![0x0a, 0x0b]).unwrap();
+    HandedState {
+        hrs,
+        raw: state.to_json(),
+    }
+}
+
+/// The daemon's side, reduced: a public router and a peer router whose handlers report who
+/// asked (the authenticated PeerId) and with which epoch, and queue posted messages.
+fn routers(me: &str, inbox: Inbox) -> (Router, Router) {
     let public = Router::new().route("/health", get(|| async { "ok" }));
     let me = id(me);
     let status_me = me.clone();
     let state_me = me.clone();
-    let handover_me = me.clone();
     let peer = Router::new()
         .route(
             path::STATUS,
-            get(move |peer: PeerId, CallerEpoch(epoch): CallerEpoch| {
-                let me = status_me.clone();
-                async move {
-                    let status = PeerStatus {
-                        node_id: me.clone(),
-                        role: Role::Active,
-                        epoch: 7,
-                        healthy: true,
-                        health: format!("asked by {peer} at epoch {epoch}"),
-                        fenced: false,
-                        paused: false,
-                        comet_height: Some(100),
-                        last_sign: Some(Hrs::new(99, 0, Step::Precommit)),
-                        reported_at: SystemTime::now(),
-                    };
-                    Json(Envelope::new(me, 7, status).unwrap())
-                }
-            }),
+            get(
+                move |State(inbox): State<Inbox>, peer: PeerId, CallerEpoch(epoch): CallerEpoch| {
+                    let me = status_me.clone();
+                    async move {
+                        let _ = inbox.asks.send((peer.to_string(), epoch));
+                        let status = PeerStatus {
+                            node_id: me.clone(),
+                            role: Role::Active,
+                            paused: false,
+                            epoch: 7,
+                            healthy: true,
+                            latest_height: Some(100),
+                            is_primary_site: true,
+                            last_state: Some(Hrs::new(99, 0, Step::Precommit)),
+                            standby_right: false,
+                        };
+                        Json(Envelope::new(me, 7, status).unwrap())
+                    }
+                },
+            ),
         )
         .route(
             path::STATE,
@@ -71,43 +94,23 @@ fn routers(me: &str, notices: mpsc::UnboundedSender<(String, Notice)>) -> (Route
                 let me = state_me.clone();
                 async move {
                     let state = SignState::unsigned(Hrs::new(99, 0, Step::Precommit)).unwrap();
-                    Json(Envelope::new(me, 7, StateSnapshot { epoch: 7, state }).unwrap())
+                    Json(Envelope::new(me, 7, StateSnapshot { state }).unwrap())
                 }
             }),
         )
         .route(
-            path::HANDOVER,
+            path::MESSAGE,
             post(
-                move |peer: PeerId, Json(offer): Json<Envelope<HandoverOffer>>| {
-                    let me = handover_me.clone();
-                    async move {
-                        if offer.check_sender(&peer).is_err() {
-                            return Err(syncguard_peer::refuse(StatusCode::FORBIDDEN, "not you"));
-                        }
-                        let reply = if offer.body.final_state.hrs().height > 1000 {
-                            HandoverReply::refused("too far ahead")
-                        } else {
-                            HandoverReply::Accepted { started: true }
-                        };
-                        Ok(Json(
-                            Envelope::new(me, offer.body.epoch_new, reply).unwrap(),
-                        ))
-                    }
+                |State(inbox): State<Inbox>,
+                 peer: PeerId,
+                 Inbound(message): Inbound<PeerMessage>| async move {
+                    // The daemon would feed `Event::Message(message.body)` to its machine.
+                    let _ = inbox.messages.send((peer.to_string(), message));
+                    StatusCode::ACCEPTED
                 },
             ),
         )
-        .route(
-            path::NOTICE,
-            post(
-                move |State(tx): State<mpsc::UnboundedSender<(String, Notice)>>,
-                      peer: PeerId,
-                      Json(n): Json<Envelope<Notice>>| async move {
-                    let _ = tx.send((peer.to_string(), n.body));
-                    StatusCode::NO_CONTENT
-                },
-            ),
-        )
-        .with_state(notices);
+        .with_state(inbox);
     (public, peer)
 }
 
@@ -115,7 +118,8 @@ struct Running {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
-    notices: mpsc::UnboundedReceiver<(String, Notice)>,
+    asks: mpsc::UnboundedReceiver<(String, u64)>,
+    messages: mpsc::UnboundedReceiver<(String, Envelope<PeerMessage>)>,
 }
 
 impl Running {
@@ -135,8 +139,13 @@ async fn start_with(
     me: &str,
     extra_public: Option<Router>,
 ) -> Running {
-    let (tx, notices) = mpsc::unbounded_channel();
-    let (mut public, peer) = routers(me, tx);
+    let (asks_tx, asks) = mpsc::unbounded_channel();
+    let (messages_tx, messages) = mpsc::unbounded_channel();
+    let inbox = Inbox {
+        asks: asks_tx,
+        messages: messages_tx,
+    };
+    let (mut public, peer) = routers(me, inbox);
     if let Some(extra) = extra_public {
         public = public.merge(extra);
     }
@@ -151,7 +160,8 @@ async fn start_with(
         addr,
         stop: Some(stop),
         task,
-        notices,
+        asks,
+        messages,
     }
 }
 
@@ -174,6 +184,19 @@ fn client(security: &PeerSecurity, me: &str, peer: &str, addr: SocketAddr) -> Pe
         Duration::from_secs(5),
     )
     .unwrap()
+}
+
+/// A reqwest client over mutual TLS as `me`, expecting `peer`, for requests the
+/// `PeerClient` would never send.
+fn raw_tls(ca: &ClusterCa, me: &str, peer: &str) -> reqwest::Client {
+    let PeerSecurity::MutualTls(m) = mtls(ca, me) else {
+        unreachable!()
+    };
+    reqwest::Client::builder()
+        .no_proxy()
+        .use_preconfigured_tls(m.client_config(&id(peer)).unwrap())
+        .build()
+        .unwrap()
 }
 
 /// Captures this thread's log lines (the tests run on a current-thread runtime, so the
@@ -213,65 +236,170 @@ fn plain() -> reqwest::Client {
 #[tokio::test]
 async fn failover_peer_round_trip_over_mutual_tls() {
     let ca = ClusterCa::generate().unwrap();
-    let server = start(&mtls(&ca, "node-a"), "node-a", &["node-b"]).await;
-    let b = client(&mtls(&ca, "node-b"), "node-b", "node-a", server.addr);
+    let mut a = start(&mtls(&ca, "node-a"), "node-a", &["node-b"]).await;
+    let b_to_a = client(&mtls(&ca, "node-b"), "node-b", "node-a", a.addr);
 
-    let status = b.status(6).await.unwrap();
+    let status = b_to_a.status(6).await.unwrap();
     assert_eq!(status.from, id("node-a"));
     assert_eq!(status.epoch, 7);
-    assert_eq!(status.body.health, "asked by node-b at epoch 6");
+    assert_eq!(status.body.node_id, id("node-a"));
+    assert_eq!(status.body.role, Role::Active);
     assert_eq!(
-        status.body.last_sign,
+        status.body.last_state,
         Some(Hrs::new(99, 0, Step::Precommit))
     );
+    // The handler saw who asked, authenticated, and the asker's epoch.
+    assert_eq!(a.asks.recv().await.unwrap(), ("node-b".into(), 6));
 
-    let state = b.state(6).await.unwrap();
+    let state = b_to_a.state(6).await.unwrap();
     assert_eq!(state.body.state.hrs(), Hrs::new(99, 0, Step::Precommit));
 
-    let offer = |h| HandoverOffer {
-        epoch_new: 8,
-        final_state: SignState::unsigned(Hrs::new(h, 0, Step::None)).unwrap(),
+    // An invalid message of ours is never sent: its `from` is not us.
+    let forged = PeerMessage {
+        from: id("node-c"),
+        epoch: 8,
+        body: MessageBody::HandoverOffer { final_state: None },
     };
-    let reply = b.offer_handover(7, offer(120)).await.unwrap();
-    assert_eq!(reply.body, HandoverReply::Accepted { started: true });
-    assert_eq!(reply.epoch, 8);
-    let reply = b.offer_handover(7, offer(5000)).await.unwrap();
-    assert!(matches!(
-        reply.body,
-        HandoverReply::Refused {
-            never_started: true,
-            ..
-        }
-    ));
-
-    b.notify(
-        7,
-        Notice {
-            kind: "maintenance".into(),
-            text: "pausing".into(),
-        },
-    )
-    .await
-    .unwrap();
-    let mut server = server;
-    let (from, notice) = server.notices.recv().await.unwrap();
-    assert_eq!(from, "node-b");
-    assert_eq!(notice.text, "pausing");
-
-    // An invalid message of ours is never sent.
-    let err = b
-        .notify(
-            7,
-            Notice {
-                kind: "has space".into(),
-                text: String::new(),
-            },
-        )
-        .await
-        .unwrap_err();
+    let err = b_to_a.send(7, forged).await.unwrap_err();
     assert!(matches!(err, PeerError::NotSent { .. }), "{err}");
     assert!(err.certainly_not_processed());
-    server.stop().await;
+    assert!(a.messages.try_recv().is_err());
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn failover_peer_handover_offer_and_reply_travel_as_messages() {
+    let ca = ClusterCa::generate().unwrap();
+    let mut a = start(&mtls(&ca, "node-a"), "node-a", &["node-b"]).await;
+    let mut b = start(&mtls(&ca, "node-b"), "node-b", &["node-a"]).await;
+    let b_to_a = client(&mtls(&ca, "node-b"), "node-b", "node-a", a.addr);
+    let a_to_b = client(&mtls(&ca, "node-a"), "node-a", "node-b", b.addr);
+
+    // node-b, the old holder, stopped and offers epoch 8 with its final state.
+    let offer = PeerMessage {
+        from: id("node-b"),
+        epoch: 8,
+        body: MessageBody::HandoverOffer {
+            final_state: Some(final_state(120)),
+        },
+    };
+    b_to_a.send(7, offer.clone()).await.unwrap();
+    let (sender, received) = a.messages.recv().await.unwrap();
+    assert_eq!(sender, "node-b");
+    assert_eq!(received.from, id("node-b"));
+    assert_eq!(received.epoch, 7);
+    assert_eq!(received.body, offer);
+    let MessageBody::HandoverOffer {
+        final_state: Some(handed),
+    } = &received.body.body
+    else {
+        panic!("not an offer with a final state: {received:?}");
+    };
+    // What arrives is what the target's actuator will write: a valid state file, untouched.
+    let parsed = check_handed_state(handed).unwrap();
+    assert_eq!(parsed.hrs(), Hrs::new(120, 0, Step::Precommit));
+    assert_eq!(parsed.signature(), Some(&[1u8, 2, 3][..]));
+    assert_eq!(handed.raw, final_state(120).raw);
+    let first_seq = received.seq;
+
+    // The answer is not an HTTP response but node-a's own message, posted to node-b.
+    let reply = PeerMessage {
+        from: id("node-a"),
+        epoch: 8,
+        body: MessageBody::HandoverReply {
+            outcome: HandoverOutcome::Started,
+            reason: "signing at epoch 8".into(),
+        },
+    };
+    a_to_b.send(8, reply.clone()).await.unwrap();
+    let (sender, received) = b.messages.recv().await.unwrap();
+    assert_eq!(sender, "node-a");
+    assert_eq!(received.body, reply);
+
+    // A duplicate is delivered again (the machine is idempotent by epoch; the transport
+    // does not second-guess it), with a new seq.
+    b_to_a.send(7, offer.clone()).await.unwrap();
+    let (_, again) = a.messages.recv().await.unwrap();
+    assert_eq!(again.body, offer);
+    assert!(again.seq > first_seq);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn failover_peer_handed_state_with_priv_key_is_refused() {
+    let ca = ClusterCa::generate().unwrap();
+    let mut a = start(&mtls(&ca, "node-a"), "node-a", &["node-b"]).await;
+    let b_to_a = client(&mtls(&ca, "node-b"), "node-b", "node-a", a.addr);
+
+    let mut with_key: serde_json::Value = serde_json::from_str(&final_state(120).raw).unwrap();
+    with_key["priv_key"] = json!({"type": "tendermint/PrivKeySecp256k1", "value": "AAAA"});
+    let offer = PeerMessage {
+        from: id("node-b"),
+        epoch: 8,
+        body: MessageBody::HandoverOffer {
+            final_state: Some(HandedState {
+                hrs: Hrs::new(120, 0, Step::Precommit),
+                raw: with_key.to_string(),
+            }),
+        },
+    };
+    // Our client refuses to send it...
+    let err = b_to_a.send(7, offer.clone()).await.unwrap_err();
+    match &err {
+        PeerError::NotSent {
+            source: MessageError::KeyLikeField { field },
+            ..
+        } => assert_eq!(field, "priv_key"),
+        other => panic!("expected NotSent(KeyLikeField), got {other}"),
+    }
+    assert!(err.certainly_not_processed());
+
+    // ...and the server refuses it from anyone who bypasses the client.
+    let raw = raw_tls(&ca, "node-b", "node-a");
+    let url = format!("https://{}{}", a.addr, path::MESSAGE);
+    let wire = json!({"from": "node-b", "epoch": 7, "seq": 1,
+                      "body": serde_json::to_value(&offer).unwrap()});
+    let resp = raw
+        .post(&url)
+        .header(header::NODE, "node-b")
+        .json(&wire)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.contains("`priv_key`") && error.contains("keys never travel"),
+        "{error}"
+    );
+
+    // A peer cannot speak for another: a valid envelope naming node-c, over node-b's cert.
+    let forged = json!({"from": "node-c", "epoch": 7, "seq": 2,
+        "body": {"from": "node-c", "epoch": 8, "body": {"type": "role_request", "kind": "claim"}}});
+    let resp = raw.post(&url).json(&forged).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("authenticated as `node-b`"),
+        "{body}"
+    );
+    // Oversized bodies are refused before they are read.
+    let resp = raw
+        .post(&url)
+        .body(vec![b' '; syncguard_peer::server::MAX_POST_BYTES + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // None of it reached the machine.
+    assert!(a.messages.try_recv().is_err());
+    a.stop().await;
 }
 
 #[tokio::test]
@@ -327,14 +455,7 @@ async fn failover_peer_valid_cert_not_on_allow_list_is_refused() {
         other => panic!("expected a 403 refusal, got {other}"),
     }
     // A listed peer cannot claim another id in the header either.
-    let PeerSecurity::MutualTls(b) = mtls(&ca, "node-b") else {
-        unreachable!()
-    };
-    let raw = reqwest::Client::builder()
-        .no_proxy()
-        .use_preconfigured_tls(b.client_config(&id("node-a")).unwrap())
-        .build()
-        .unwrap();
+    let raw = raw_tls(&ca, "node-b", "node-a");
     let resp = raw
         .get(format!("https://{}{}", server.addr, path::STATUS))
         .header(header::NODE, "node-z")
@@ -398,7 +519,8 @@ async fn failover_peer_plain_http_on_same_port_serves_public_but_not_peer_routes
         assert!(body["error"].as_str().unwrap().contains("mutual TLS"));
     }
     let resp = http
-        .post(format!("{base}{}", path::HANDOVER))
+        .post(format!("{base}{}", path::MESSAGE))
+        .header(header::NODE, "node-b")
         .json(&json!({}))
         .send()
         .await
@@ -412,14 +534,7 @@ async fn failover_peer_plain_http_on_same_port_serves_public_but_not_peer_routes
         .unwrap();
     assert!(resp.status() == StatusCode::NOT_FOUND || resp.status() == StatusCode::FORBIDDEN);
     // And the public API answers over TLS too.
-    let PeerSecurity::MutualTls(b) = mtls(&ca, "node-b") else {
-        unreachable!()
-    };
-    let tls = reqwest::Client::builder()
-        .no_proxy()
-        .use_preconfigured_tls(b.client_config(&id("node-a")).unwrap())
-        .build()
-        .unwrap();
+    let tls = raw_tls(&ca, "node-b", "node-a");
     let resp = tls
         .get(format!("https://{}/health", server.addr))
         .send()
@@ -431,10 +546,22 @@ async fn failover_peer_plain_http_on_same_port_serves_public_but_not_peer_routes
 
 #[tokio::test]
 async fn failover_peer_insecure_mode_identifies_by_header() {
-    let server = start(&PeerSecurity::Insecure, "node-a", &["node-b"]).await;
+    let mut server = start(&PeerSecurity::Insecure, "node-a", &["node-b"]).await;
     let b = client(&PeerSecurity::Insecure, "node-b", "node-a", server.addr);
     let status = b.status(3).await.unwrap();
-    assert_eq!(status.body.health, "asked by node-b at epoch 3");
+    assert_eq!(status.body.node_id, id("node-a"));
+    assert_eq!(server.asks.recv().await.unwrap(), ("node-b".into(), 3));
+    // Messages travel the same way, identified by the header.
+    let claim = PeerMessage {
+        from: id("node-b"),
+        epoch: 4,
+        body: MessageBody::RoleRequest {
+            kind: syncguard_failover::RequestKind::Claim,
+        },
+    };
+    b.send(3, claim.clone()).await.unwrap();
+    let (sender, received) = server.messages.recv().await.unwrap();
+    assert_eq!((sender.as_str(), &received.body), ("node-b", &claim));
 
     let http = plain();
     let url = format!("http://{}{}", server.addr, path::STATUS);
@@ -742,4 +869,90 @@ async fn failover_peer_silent_peer_times_out() {
     assert!(matches!(err, PeerError::Timeout { .. }), "{err}");
     assert!(!err.certainly_not_processed());
     hold.abort();
+}
+
+#[test]
+fn failover_peer_malformed_ids_are_refused_at_setup() {
+    // syncguard_failover::NodeId takes any text; the transport checks where ids come in.
+    let bad = NodeId::new("node b");
+    let addr = "127.0.0.1:1";
+    let insecure = PeerSecurity::Insecure;
+    let err = PeerClient::new(
+        bad.clone(),
+        id("node-a"),
+        addr,
+        &insecure,
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("server.id"), "{err}");
+    let err = PeerClient::new(
+        id("node-b"),
+        bad.clone(),
+        addr,
+        &insecure,
+        Duration::from_secs(1),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("communication.peers"), "{err}");
+
+    let allowed = || AllowList::new([id("node-b"), bad.clone()]);
+    let err = PeerServer::new(&insecure, allowed(), Router::new(), Router::new())
+        .err()
+        .expect("a malformed allowed id is refused");
+    assert!(
+        err.to_string().contains("communication.peers[1].id"),
+        "{err}"
+    );
+    let ca = ClusterCa::generate().unwrap();
+    let err = PeerServer::new(
+        &mtls(&ca, "node-a"),
+        allowed(),
+        Router::new(),
+        Router::new(),
+    )
+    .err()
+    .expect("a malformed allowed id is refused");
+    assert!(
+        err.to_string().contains("communication.peers[1].id"),
+        "{err}"
+    );
+    assert!(TlsMaterial::from_pem(ca.cert_pem(), "", "", &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("server.id"));
+}
+
+#[tokio::test]
+async fn failover_peer_message_answer_other_than_202_is_not_delivery() {
+    // A peer router that answers 200: whether its machine got the message is unknown.
+    let peer = Router::new().route(path::MESSAGE, post(|| async { StatusCode::OK }));
+    let server = PeerServer::new(
+        &PeerSecurity::Insecure,
+        AllowList::new([id("node-b")]),
+        Router::new(),
+        peer,
+    )
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let claim = PeerMessage {
+        from: id("node-b"),
+        epoch: 4,
+        body: MessageBody::RoleRequest {
+            kind: syncguard_failover::RequestKind::Claim,
+        },
+    };
+    let err = client(&PeerSecurity::Insecure, "node-b", "node-a", addr)
+        .send(3, claim)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PeerError::BadAnswer { .. }), "{err}");
+    assert!(!err.certainly_not_processed());
+    let _ = stop.send(());
+    task.await.unwrap();
 }

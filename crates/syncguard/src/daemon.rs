@@ -1,68 +1,59 @@
-//! The daemon (`syncguard story`): a supervised health loop and the HTTP API.
+//! The daemon (`syncguard story`): wires the pure crates to the world.
 //!
-//! The loop is a thin shell: it runs one observation round per `health_check_interval`,
-//! hands it to the pure `syncguard_health::evaluate`, and publishes the report. It never
-//! decides anything itself. The failover engine (roles, peers, actuator) plugs in here when
-//! it lands; until then the daemon monitors and reports, and never starts or stops `story`.
+//! Tasks, each a thin shell that only observes or acts:
+//! - health loop: one observation round per `health_check_interval` → pure verdict →
+//!   `/health`, and `Event::LocalHealth` for the failover machine;
+//! - peer poller: the peer's `/peer/status` → `Event::Peer`;
+//! - state sync: on a passive, the active's state file → the backup (never lower) →
+//!   `Event::StateSeen`;
+//! - ticker: `Event::Tick`, so the machine's deadlines fire;
+//! - the driver (`driver.rs`): owns the machine and performs its actions;
+//! - the HTTP server (`syncguard-peer`): public API and mutual-TLS peer API on one port.
+//!
+//! With no peer configured, the daemon monitors health only and never starts or stops `story`.
 
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
-use syncguard_config::{Config, NodeRole, SiteRole};
-use syncguard_health::{
-    evaluate, HealthParams, HealthReport, HealthState, NodeProbe, SetupError, StateSyncSeen,
-    Verdict,
+use syncguard_actuator::{Actuator, ActuatorError};
+use syncguard_config::{Backend, Config, NodeRole, PeerConfig};
+use syncguard_failover::{
+    Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, PeerObservation, Role,
+    Wish,
 };
+use syncguard_health::{
+    evaluate, names, CheckStatus, HealthParams, HealthReport, HealthState, NodeProbe, SetupError,
+    StateSyncSeen, Verdict,
+};
+use syncguard_peer::{PeerClient, PeerSecurity, PeerServer};
+use syncguard_validator::{StateStore, StoreError, ValidatorKey};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+
+use crate::driver::{Deps, Driver, PeerSender};
+use crate::epoch_file::{EpochFile, EpochFileError};
+use crate::view::{NodeView, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot set up the RPC clients of the local node: {0}")]
     Setup(#[from] SetupError),
-    #[error("the HTTP API stopped: {0}")]
-    Serve(#[source] std::io::Error),
-}
-
-/// What the daemon knows about this node, as served by the API.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    pub node_id: String,
-    pub site_role: SiteRole,
-    pub role: NodeRole,
-    #[serde(with = "humantime_serde_rfc3339")]
-    pub started_at: SystemTime,
-    /// The latest health report; none before the first round completes.
-    pub health: Option<HealthReport>,
-    /// Times the health task died and was restarted.
-    pub probe_restarts: u32,
-}
-
-/// Shared between the health loop (writer) and the API (readers). A std lock: it is never
-/// held across an await.
-#[derive(Debug, Clone)]
-pub struct Shared(Arc<RwLock<NodeView>>);
-
-impl Shared {
-    pub fn new(view: NodeView) -> Self {
-        Shared(Arc::new(RwLock::new(view)))
-    }
-    /// A copy of the current view. A poisoned lock still holds the last complete write.
-    pub fn snapshot(&self) -> NodeView {
-        match self.0.read() {
-            Ok(v) => v.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-    fn update(&self, f: impl FnOnce(&mut NodeView)) {
-        match self.0.write() {
-            Ok(mut v) => f(&mut v),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
-    }
+    #[error("the state file cannot be used: {0}")]
+    Store(#[from] StoreError),
+    #[error("the actuator cannot be set up: {0}")]
+    Actuator(#[from] ActuatorError),
+    #[error("the validator key store cannot be read: {0}")]
+    Key(#[from] syncguard_validator::KeyError),
+    #[error(transparent)]
+    Epoch(#[from] EpochFileError),
+    #[error("the failover timings are unsafe: {0}")]
+    Params(#[from] ParamsError),
+    #[error("peer communication cannot be set up: {0}")]
+    Peer(String),
+    #[error("the peer backend supports exactly one peer; {0} are configured (use coordination.backend: etcd for more)")]
+    TooManyPeers(usize),
 }
 
 /// The health thresholds from the config.
@@ -80,43 +71,340 @@ pub fn health_params(config: &Config) -> HealthParams {
     p
 }
 
-/// Runs until `shutdown` completes: serves the API on `listener` and probes the node.
+/// The failover machine's parameters from the config (two nodes: the peer is the other site).
+pub fn failover_params(config: &Config, peer: &PeerConfig) -> Params {
+    let fo = &config.failover;
+    Params {
+        node_id: NodeId::new(config.server.id.clone()),
+        peer_id: NodeId::new(peer.id.clone()),
+        is_primary_site: config.is_primary_site(),
+        peer_is_primary_site: !config.is_primary_site(),
+        health_check_interval: fo.health_check_interval(),
+        retry_attempts: fo.retry_attempts,
+        self_fence_timeout: fo.self_fence_timeout(),
+        witness_blocks: config.story.witness_blocks,
+        verify_blocks: config.story.verify_blocks,
+        fallback_grace_period: fo.fallback_grace_period(),
+        handover_timeout: fo.handover_timeout(),
+        priority_margin: config.priority_margin(),
+    }
+}
+
+/// Warnings about timings that the machine's safety argument needs (S4 before promotion).
+pub fn timing_warnings(config: &Config) -> Vec<String> {
+    match config.communication.peers.first() {
+        Some(peer) => failover_params(config, peer).timing_warnings(
+            config.story.block_interval(),
+            config.story.stop_timeout(),
+            config.failover.handover_timeout(),
+        ),
+        None => Vec::new(),
+    }
+}
+
+/// Runs until `shutdown` completes.
 pub async fn run(
     config: Config,
-    role: NodeRole,
+    wish: NodeRole,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let state_path = config.story.state_path();
-    let state_dir = state_path.parent().unwrap_or(Path::new("/"));
     let probe = NodeProbe::new(
         &config.story.comet_rpc_url,
         &config.story.evm_rpc_url,
         config.health.rpc_timeout(),
     )?
-    .with_state_dir(state_dir);
-    let shared = Shared::new(NodeView {
-        node_id: config.server.id.clone(),
-        site_role: config.site_role(),
-        role,
-        started_at: SystemTime::now(),
-        health: None,
-        probe_restarts: 0,
-    });
+    .with_state_dir(state_path.parent().unwrap_or(Path::new("/")));
+    let shared = Shared::new(NodeView::new(
+        config.server.id.clone(),
+        config.site_role(),
+        wish,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let health = tokio::spawn(supervise_health(
+    let peers = &config.communication.peers;
+    if config.coordination.backend == Backend::Peer && peers.len() > 1 {
+        return Err(DaemonError::TooManyPeers(peers.len()));
+    }
+    // Peers are only ever spoken to over mutual TLS unless the operator said `insecure`.
+    let security = match peers.is_empty() {
+        true => None,
+        false => {
+            Some(PeerSecurity::from_config(&config).map_err(|e| DaemonError::Peer(e.to_string()))?)
+        }
+    };
+
+    let mut tasks = Vec::new();
+    let events = match (peers.first(), &security) {
+        (Some(peer), Some(security)) => {
+            let (tx, inbox) = mpsc::channel(256);
+            let failover =
+                Failover::start(&config, peer, security, wish, shared.clone(), tx.clone())?;
+            tasks.push(tokio::spawn(failover.driver.run(inbox, stop_rx.clone())));
+            tasks.push(tokio::spawn(poll_peer(
+                failover.client.clone(),
+                config.failover.health_check_interval(),
+                shared.clone(),
+                tx.clone(),
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(sync_state(
+                failover.client.clone(),
+                failover.store.clone(),
+                config.story.state_sync_interval(),
+                shared.clone(),
+                tx.clone(),
+                stop_rx.clone(),
+            )));
+            tasks.push(tokio::spawn(tick(
+                config.failover.health_check_interval() / 4,
+                tx.clone(),
+                stop_rx.clone(),
+            )));
+            Some((tx, failover.store))
+        }
+        _ => {
+            tracing::warn!(
+                "no peer configured: monitoring health only; this node never starts or stops story"
+            );
+            None
+        }
+    };
+    tasks.push(tokio::spawn(supervise_health(
         probe,
         health_params(&config),
         config.failover.health_check_interval(),
         shared.clone(),
-        stop_rx,
-    ));
-    let served = axum::serve(listener, crate::api::router(shared))
-        .with_graceful_shutdown(shutdown)
-        .await;
+        events.as_ref().map(|(tx, _)| tx.clone()),
+        stop_rx.clone(),
+    )));
+
+    let public = crate::api::router(shared.clone());
+    match (&events, &security) {
+        (Some((tx, store)), Some(security)) => {
+            let peer_router = crate::peer_api::router(shared.clone(), tx.clone(), store.clone());
+            let server = PeerServer::from_config(&config, security, public, peer_router)
+                .map_err(|e| DaemonError::Peer(e.to_string()))?;
+            server.serve(listener, shutdown).await;
+        }
+        _ => {
+            let served = axum::serve(listener, public)
+                .with_graceful_shutdown(shutdown)
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the HTTP API stopped: {e}");
+            }
+        }
+    }
     let _ = stop_tx.send(true);
-    let _ = health.await;
-    served.map_err(DaemonError::Serve)
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// The failover side of the daemon, built before anything runs so that every setup error
+/// (lock held, key store unreadable, unsafe timings) stops the start with its reason.
+struct Failover {
+    driver: Driver,
+    client: Arc<PeerClient>,
+    store: Arc<StateStore>,
+}
+
+impl Failover {
+    fn start(
+        config: &Config,
+        peer: &PeerConfig,
+        security: &PeerSecurity,
+        wish: NodeRole,
+        shared: Shared,
+        tx: mpsc::Sender<Event>,
+    ) -> Result<Failover, DaemonError> {
+        let store = Arc::new(StateStore::open(
+            config.story.state_path(),
+            Some(config.story.validator_state_backup.clone()),
+        )?);
+        let actuator = Arc::new(Actuator::new(config, store.clone())?);
+        let validator_address =
+            ValidatorKey::load_public(&config.story.validator_key_store)?.address_hex();
+        let client = PeerClient::from_config(config, security)
+            .map_err(|e| DaemonError::Peer(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DaemonError::Peer("no peer client could be built".into()))?;
+        let client = Arc::new(client);
+        let epoch_file = EpochFile::beside(&config.story.validator_state_backup);
+        let persisted = epoch_file.load()?;
+        let machine = Machine::new(failover_params(config, peer))?;
+        for w in timing_warnings(config) {
+            tracing::warn!("timing: {w}");
+        }
+        let comet = syncguard_health::CometClient::new(
+            &config.story.comet_rpc_url,
+            config.health.rpc_timeout(),
+        )?;
+        let origin = Instant::now();
+        shared.update(|v| v.started_at = SystemTime::now());
+        let driver = Driver::new(
+            machine,
+            origin,
+            Deps {
+                actuator,
+                comet,
+                validator_address,
+                block_interval: config.story.block_interval(),
+                epoch_file,
+                peer: client.clone(),
+                shared,
+            },
+            tx.clone(),
+        );
+        // The first events: the boot, then every state this host already knows.
+        let wish = match wish {
+            NodeRole::Active => Wish::Active,
+            NodeRole::Passive => Wish::Passive,
+        };
+        let mut first = vec![Event::Start {
+            wish,
+            epoch_on_disk: persisted.map_or(0, |p| p.epoch),
+            standby_right: persisted.map(|p| p.standby_right),
+        }];
+        for state in [store.read_if_exists()?, store.read_backup()?]
+            .into_iter()
+            .flatten()
+        {
+            first.push(Event::StateSeen { hrs: state.hrs() });
+        }
+        for event in first {
+            // The channel is fresh and larger than this batch.
+            let _ = tx.try_send(event);
+        }
+        Ok(Failover {
+            driver,
+            client,
+            store,
+        })
+    }
+}
+
+impl PeerSender for PeerClient {
+    fn send(
+        &self,
+        epoch: u64,
+        message: PeerMessage,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            PeerClient::send(self, epoch, message)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+fn current_epoch(shared: &Shared) -> u64 {
+    shared.read(|v| v.failover.as_ref().map_or(0, |s| s.epoch))
+}
+
+fn held_role(shared: &Shared) -> Option<Role> {
+    shared.read(|v| v.failover.as_ref().map(|s| s.held_role))
+}
+
+/// Looks at the peer once per health round.
+async fn poll_peer(
+    client: Arc<PeerClient>,
+    interval: Duration,
+    shared: Shared,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        let observation = match client.status(current_epoch(&shared)).await {
+            Ok(envelope) => {
+                shared.update(|v| v.peer_last_contact = Some(SystemTime::now()));
+                PeerObservation::Reachable(envelope.body)
+            }
+            Err(e) => PeerObservation::Unreachable {
+                reason: e.to_string(),
+            },
+        };
+        if events.send(Event::Peer(observation)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// On a node that does not hold the role, pulls the peer's state file into the backup
+/// (monotonic: a lower state is simply not taken) and tells the machine what it saw.
+async fn sync_state(
+    client: Arc<PeerClient>,
+    store: Arc<StateStore>,
+    interval: Duration,
+    shared: Shared,
+    events: mpsc::Sender<Event>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        if let Ok(Some(local)) = store.read_if_exists() {
+            shared.update(|v| v.local_state = Some(local.hrs()));
+        }
+        if matches!(
+            held_role(&shared),
+            Some(Role::Active | Role::Promoting) | None
+        ) {
+            continue;
+        }
+        let snapshot = match client.state(current_epoch(&shared)).await {
+            Ok(envelope) => envelope.body.state,
+            Err(e) => {
+                tracing::debug!("state sync: peer did not answer: {e}");
+                continue;
+            }
+        };
+        let hrs = snapshot.hrs();
+        let taken = match store.write_backup(&snapshot) {
+            Ok(_) => true,
+            // Our backup is already higher: nothing to take, still a successful sync.
+            Err(StoreError::Regression { .. }) => true,
+            Err(e) => {
+                tracing::error!("state sync: cannot record the peer's state: {e}");
+                false
+            }
+        };
+        if taken {
+            shared.update(|v| {
+                v.replica = Some(v.replica.map_or(hrs, |r| r.max(hrs)));
+                v.replica_synced_at = Some(SystemTime::now());
+            });
+            if events.send(Event::StateSeen { hrs }).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn tick(every: Duration, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(50)));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = ticker.tick() => {}
+        }
+        if events.send(Event::Tick).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Keeps the health loop running: a task that panics is noticed, reported as a failing
@@ -126,6 +414,7 @@ async fn supervise_health(
     params: HealthParams,
     interval: Duration,
     shared: Shared,
+    events: Option<mpsc::Sender<Event>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let probe = Arc::new(probe);
@@ -135,6 +424,7 @@ async fn supervise_health(
             params.clone(),
             interval,
             shared.clone(),
+            events.clone(),
         ));
         let abort = task.abort_handle();
         tokio::select! {
@@ -149,10 +439,14 @@ async fn supervise_health(
                     Ok(()) => "the health task exited".to_string(),
                 };
                 tracing::error!(reason = %why, "health monitoring interrupted; restarting it");
+                let report = shared.read(|v| probe_died_report(&why, v.health.as_ref()));
                 shared.update(|v| {
                     v.probe_restarts += 1;
-                    v.health = Some(probe_died_report(&why, v.health.as_ref()));
+                    v.health = Some(report);
                 });
+                if let Some(tx) = &events {
+                    let _ = tx.send(Event::LocalHealth(LocalHealth { healthy: false, latest_height: None, stalled: true, why: Some(why) })).await;
+                }
             }
         }
         tokio::select! {
@@ -167,18 +461,54 @@ async fn health_loop(
     params: HealthParams,
     interval: Duration,
     shared: Shared,
+    events: Option<mpsc::Sender<Event>>,
 ) {
     let mut state = HealthState::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let obs = probe.observe(StateSyncSeen::NotExpected).await;
+        let sync = state_sync_seen(&shared);
+        let obs = probe.observe(sync).await;
         let before = state.verdict();
         let (next, report) = evaluate(&params, state, &obs, SystemTime::now());
         state = next;
         log_verdict_change(before, &report);
+        if let Some(tx) = &events {
+            let _ = tx
+                .send(Event::LocalHealth(local_health(&report, &state)))
+                .await;
+        }
         shared.update(|v| v.health = Some(report));
+    }
+}
+
+/// What the health checks should expect of state sync: only a standby pulls the state.
+fn state_sync_seen(shared: &Shared) -> StateSyncSeen {
+    shared.read(|v| match v.failover.as_ref().map(|s| s.held_role) {
+        None | Some(Role::Active | Role::Promoting | Role::Demoting) => StateSyncSeen::NotExpected,
+        Some(_) => match v.replica_synced_at {
+            Some(t) => StateSyncSeen::Last(t),
+            None => StateSyncSeen::Never {
+                expected_since: v.started_at,
+            },
+        },
+    })
+}
+
+/// The machine's view of one round: the verdict, the height, and whether the node sees no
+/// new blocks (a stall or an unreachable node), with the failing checks as the reason.
+fn local_health(report: &HealthReport, state: &HealthState) -> LocalHealth {
+    let failing = |name: &str| {
+        report
+            .check(name)
+            .is_some_and(|c| c.status == CheckStatus::Fail)
+    };
+    LocalHealth {
+        healthy: report.healthy,
+        latest_height: state.last_comet_height(),
+        stalled: failing(names::COMET_HEIGHT) || failing(names::COMET_REACHABLE),
+        why: (!report.healthy).then(|| report.summary.clone()),
     }
 }
 
@@ -211,14 +541,5 @@ fn probe_died_report(why: &str, last: Option<&HealthReport>) -> HealthReport {
         consecutive_successes: 0,
         checks: last.map(|r| r.checks.clone()).unwrap_or_default(),
         evaluated_at: SystemTime::now(),
-    }
-}
-
-/// RFC 3339 timestamps in JSON, as CometBFT writes them.
-mod humantime_serde_rfc3339 {
-    use std::time::SystemTime;
-
-    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_millis(*t))
     }
 }

@@ -16,6 +16,11 @@ pub fn run(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let mut warnings = loaded.warnings;
+    warnings.extend(
+        syncguard::daemon::timing_warnings(&loaded.config)
+            .into_iter()
+            .map(|w| syncguard_config::Problem::new("failover", w)),
+    );
     let mut errors = Vec::new();
     if !offline {
         let files = preflight::check_files(&loaded.config);

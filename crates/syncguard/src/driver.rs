@@ -1,0 +1,341 @@
+//! The failover driver: the async shell around the pure `syncguard_failover::Machine`.
+//!
+//! One task owns the machine. Everything the world says arrives as an `Event` on a channel
+//! (health rounds, peer looks, witness answers, actuator completions, peer messages, ticks);
+//! the machine answers with `Action`s, which this module performs in order. Long actions
+//! (activate, deactivate, witness, verify, sends) run in their own tasks and report back as
+//! events, so the machine never waits on I/O and every decision stays in the pure core.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use syncguard_actuator::{ActivationPlan, Actuator};
+use syncguard_failover::{
+    Action, ActuatorResult, Event, HandedState, Machine, PeerMessage, Record, RecordKind,
+    VerifyReport, WitnessReport,
+};
+use syncguard_health::{fetch_witness, CometClient, SignatureSeen};
+use syncguard_validator::SignState;
+use tokio::sync::{mpsc, watch};
+
+use crate::epoch_file::{EpochFile, Persisted};
+use crate::view::Shared;
+
+/// Sends a protocol message to the peer; loss is tolerated by the machine.
+pub trait PeerSender: Send + Sync + 'static {
+    fn send(
+        &self,
+        epoch: u64,
+        message: PeerMessage,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
+}
+
+/// What the driver acts with.
+pub struct Deps {
+    pub actuator: Arc<Actuator>,
+    pub comet: CometClient,
+    pub validator_address: String,
+    pub block_interval: Duration,
+    pub epoch_file: EpochFile,
+    pub peer: Arc<dyn PeerSender>,
+    pub shared: Shared,
+}
+
+pub struct Driver {
+    machine: Machine,
+    origin: Instant,
+    deps: Deps,
+    events: mpsc::Sender<Event>,
+}
+
+impl Driver {
+    /// `origin` is the monotonic zero of the machine's clock (records count from it).
+    pub fn new(machine: Machine, origin: Instant, deps: Deps, events: mpsc::Sender<Event>) -> Self {
+        Driver {
+            machine,
+            origin,
+            deps,
+            events,
+        }
+    }
+
+    /// Runs until `stop` flips or every sender is gone.
+    pub async fn run(mut self, mut inbox: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
+        self.publish();
+        loop {
+            tokio::select! {
+                event = inbox.recv() => match event {
+                    Some(event) => self.step(event),
+                    None => return,
+                },
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Feeds one event, performs the actions, and feeds back at once the events that
+    /// performing them produced synchronously (a failed epoch write).
+    fn step(&mut self, event: Event) {
+        let mut queue = VecDeque::from([event]);
+        while let Some(event) = queue.pop_front() {
+            let now = self.origin.elapsed();
+            let actions = self.machine.handle(event, now);
+            self.perform(actions, &mut queue);
+        }
+        self.publish();
+    }
+
+    fn perform(&mut self, actions: Vec<Action>, queue: &mut VecDeque<Event>) {
+        // After a failed epoch write the rest of the batch must not happen (records aside):
+        // acting under an epoch that would not survive a restart could reuse it.
+        let mut halted = false;
+        for action in actions {
+            match action {
+                Action::Record(record) => self.record(record),
+                _ if halted => {}
+                Action::PersistEpoch {
+                    epoch,
+                    standby_right,
+                } => {
+                    if let Err(e) = self.deps.epoch_file.store(Persisted {
+                        epoch,
+                        standby_right,
+                    }) {
+                        tracing::error!(epoch, error = %e, "cannot persist the epoch; not acting on it");
+                        queue.push_back(Event::EpochPersistFailed {
+                            epoch,
+                            reason: e.to_string(),
+                        });
+                        halted = true;
+                    }
+                }
+                Action::Activate {
+                    epoch,
+                    fence,
+                    handed_state,
+                    cause,
+                } => {
+                    tracing::warn!(epoch, ?cause, fence = %fence, "activating: this node takes the validator role");
+                    let plan = activation_plan(fence, handed_state.as_ref());
+                    let actuator = self.deps.actuator.clone();
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let result = match plan {
+                            Ok(plan) => match actuator.activate(plan).await {
+                                Ok(report) => {
+                                    tracing::info!(
+                                        epoch,
+                                        verified = report.verified,
+                                        "activation finished\n{}",
+                                        report.format_steps()
+                                    );
+                                    Ok(())
+                                }
+                                Err(e) => {
+                                    tracing::error!(
+                                        epoch,
+                                        "activation failed: {e}\n{}",
+                                        e.format_steps().unwrap_or_default()
+                                    );
+                                    Err(e.to_string())
+                                }
+                            },
+                            Err(e) => Err(e),
+                        };
+                        let _ = events
+                            .send(Event::Actuator(ActuatorResult::Activated { epoch, result }))
+                            .await;
+                    });
+                }
+                Action::Deactivate { reason } => {
+                    tracing::warn!(%reason, "deactivating: stopping story and installing the placeholder key");
+                    let actuator = self.deps.actuator.clone();
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let result = match actuator.deactivate().await {
+                            Ok(report) => {
+                                if let Some(problem) = &report.start_problem {
+                                    tracing::error!(
+                                        "the node is safe but not following the chain: {problem}"
+                                    );
+                                }
+                                tracing::info!("deactivation finished\n{}", report.format_steps());
+                                Ok(Some(handed(&report.final_state)))
+                            }
+                            Err(e) => {
+                                tracing::error!(
+                                    "deactivation failed: {e}\n{}",
+                                    e.format_steps().unwrap_or_default()
+                                );
+                                Err(e.to_string())
+                            }
+                        };
+                        let _ = events
+                            .send(Event::Actuator(ActuatorResult::Deactivated { result }))
+                            .await;
+                    });
+                }
+                Action::Send { to, message } => {
+                    let peer = self.deps.peer.clone();
+                    let epoch = self.machine.epoch();
+                    tokio::spawn(async move {
+                        if let Err(e) = peer.send(epoch, message).await {
+                            tracing::warn!(peer = %to, "message not delivered: {e}");
+                        }
+                    });
+                }
+                Action::RequestWitness { id, blocks } => {
+                    let comet = self.deps.comet.clone();
+                    let address = self.deps.validator_address.clone();
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let report = witness(&comet, &address, id, blocks).await;
+                        let _ = events.send(Event::Witness(report)).await;
+                    });
+                }
+                Action::Verify { epoch, blocks } => {
+                    let comet = self.deps.comet.clone();
+                    let address = self.deps.validator_address.clone();
+                    let block_interval = self.deps.block_interval;
+                    let events = self.events.clone();
+                    tokio::spawn(async move {
+                        let report = verify(&comet, &address, epoch, blocks, block_interval).await;
+                        let _ = events.send(Event::Verify(report)).await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn record(&self, record: Record) {
+        match record.kind {
+            RecordKind::Alert => {
+                tracing::error!(epoch = record.epoch, role = ?record.role, "ALERT: {}", record.why)
+            }
+            RecordKind::RoleChange => {
+                tracing::warn!(epoch = record.epoch, role = ?record.role, "role change: {}", record.why)
+            }
+            RecordKind::Refusal => {
+                tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
+            }
+            RecordKind::Info => {
+                tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
+            }
+        }
+        self.deps.shared.push_record(record);
+    }
+
+    fn publish(&self) {
+        let status = self.machine.status();
+        let peer_status = self.machine.peer_status();
+        self.deps.shared.set_failover(status, peer_status);
+    }
+}
+
+fn activation_plan(
+    fence: syncguard_validator::Hrs,
+    handed: Option<&HandedState>,
+) -> Result<ActivationPlan, String> {
+    let handed_state = match handed {
+        Some(h) => Some(
+            SignState::from_json(h.raw.as_bytes())
+                .map_err(|e| format!("the handed-over state is not valid: {e}"))?,
+        ),
+        None => None,
+    };
+    // An unsigned fence at the handed state's own HRS would read as a conflicting second
+    // message at that HRS; the handed state already is the floor there.
+    let fence = match &handed_state {
+        Some(h) if h.hrs() >= fence => None,
+        _ => Some(SignState::unsigned(fence).map_err(|e| format!("invalid fence height: {e}"))?),
+    };
+    Ok(ActivationPlan {
+        fence,
+        handed_state,
+    })
+}
+
+fn handed(state: &SignState) -> HandedState {
+    HandedState {
+        hrs: state.hrs(),
+        raw: state.to_json(),
+    }
+}
+
+/// Answers a witness request. A failed `/status` gives a report with nothing read, which the
+/// machine never takes as evidence of absence.
+async fn witness(comet: &CometClient, address: &str, id: u64, blocks: u32) -> WitnessReport {
+    match fetch_witness(comet, address, u64::from(blocks)).await {
+        Ok(report) => {
+            let mut out = WitnessReport {
+                id,
+                latest_height: report.latest_height,
+                checked: Vec::new(),
+                signed: Vec::new(),
+                unknown: Vec::new(),
+            };
+            for h in report.heights {
+                match h.seen {
+                    SignatureSeen::Signed => {
+                        out.checked.push(h.height);
+                        out.signed.push(h.height);
+                    }
+                    SignatureSeen::Absent => out.checked.push(h.height),
+                    SignatureSeen::Unknown(_) => out.unknown.push(h.height),
+                }
+            }
+            out
+        }
+        Err(e) => {
+            tracing::warn!("witness: the local node did not answer: {e}");
+            WitnessReport {
+                id,
+                latest_height: 0,
+                checked: Vec::new(),
+                signed: Vec::new(),
+                unknown: vec![0],
+            }
+        }
+    }
+}
+
+/// Waits up to `blocks` (+2) block intervals for the validator's signature to show in the
+/// commits the local node sees.
+async fn verify(
+    comet: &CometClient,
+    address: &str,
+    epoch: u64,
+    blocks: u32,
+    block_interval: Duration,
+) -> VerifyReport {
+    let deadline = Instant::now() + block_interval * (blocks + 2) + Duration::from_secs(5);
+    let mut last = String::from("no commit read yet");
+    while Instant::now() < deadline {
+        match fetch_witness(comet, address, u64::from(blocks)).await {
+            Ok(report) if report.signed_recently() => {
+                return VerifyReport {
+                    epoch,
+                    signed: true,
+                    detail: format!(
+                        "signature of {address} seen at height {}",
+                        report.last_signed_height().unwrap_or_default()
+                    ),
+                }
+            }
+            Ok(report) => {
+                last = format!(
+                    "no signature of {address} in the last {blocks} commits up to height {}",
+                    report.latest_height
+                )
+            }
+            Err(e) => last = format!("the local node did not answer: {e}"),
+        }
+        tokio::time::sleep(block_interval.max(Duration::from_millis(100))).await;
+    }
+    VerifyReport {
+        epoch,
+        signed: false,
+        detail: last,
+    }
+}

@@ -1,0 +1,134 @@
+//! What the daemon knows, shared between the tasks that learn it and the API that shows it.
+//! Writers replace fields whole; the lock is never held across an await.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use syncguard_config::{NodeRole, SiteRole};
+use syncguard_failover::{PeerStatus, Record, Status};
+use syncguard_health::HealthReport;
+use syncguard_validator::Hrs;
+
+/// Records kept for `/events` (oldest dropped first).
+pub const MAX_RECORDS: usize = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub node_id: String,
+    pub site_role: SiteRole,
+    /// `--role` (a wish, not an order).
+    pub wish: NodeRole,
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: SystemTime,
+    pub health: Option<HealthReport>,
+    /// Times the health task died and was restarted.
+    pub probe_restarts: u32,
+    /// The failover machine's view (absent when no peer is configured).
+    pub failover: Option<Status>,
+    /// What this node tells its peer about itself.
+    #[serde(skip)]
+    pub own_peer_status: Option<PeerStatus>,
+    #[serde(skip)]
+    pub records: VecDeque<Record>,
+    /// Last answer of the peer's status API.
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub peer_last_contact: Option<SystemTime>,
+    /// The HRS of the local state file at the last look.
+    #[serde(skip)]
+    pub local_state: Option<Hrs>,
+    /// The active's state last pulled into the backup (on a passive).
+    #[serde(skip)]
+    pub replica: Option<Hrs>,
+    #[serde(serialize_with = "rfc3339_opt")]
+    pub replica_synced_at: Option<SystemTime>,
+}
+
+impl NodeView {
+    pub fn new(node_id: String, site_role: SiteRole, wish: NodeRole) -> Self {
+        NodeView {
+            node_id,
+            site_role,
+            wish,
+            started_at: SystemTime::now(),
+            health: None,
+            probe_restarts: 0,
+            failover: None,
+            own_peer_status: None,
+            records: VecDeque::new(),
+            peer_last_contact: None,
+            local_state: None,
+            replica: None,
+            replica_synced_at: None,
+        }
+    }
+
+    /// Wall time of a machine record (`at_ms` counts from the daemon's start).
+    pub fn record_time(&self, record: &Record) -> SystemTime {
+        self.started_at + Duration::from_millis(record.at_ms)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Shared(Arc<RwLock<NodeView>>);
+
+impl Shared {
+    pub fn new(view: NodeView) -> Self {
+        Shared(Arc::new(RwLock::new(view)))
+    }
+
+    /// A copy of the current view. A poisoned lock still holds the last complete write.
+    pub fn snapshot(&self) -> NodeView {
+        match self.0.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reads one part without copying the rest.
+    pub fn read<T>(&self, f: impl FnOnce(&NodeView) -> T) -> T {
+        match self.0.read() {
+            Ok(v) => f(&v),
+            Err(poisoned) => f(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn update(&self, f: impl FnOnce(&mut NodeView)) {
+        match self.0.write() {
+            Ok(mut v) => f(&mut v),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub fn push_record(&self, record: Record) {
+        self.update(|v| {
+            if v.records.len() >= MAX_RECORDS {
+                v.records.pop_front();
+            }
+            v.records.push_back(record);
+        });
+    }
+
+    pub fn set_failover(&self, status: Status, own: PeerStatus) {
+        self.update(|v| {
+            v.failover = Some(status);
+            v.own_peer_status = Some(own);
+        });
+    }
+}
+
+pub(crate) fn format_time(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&format_time(*t))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.collect_str(&format_time(*t)),
+        None => s.serialize_none(),
+    }
+}
