@@ -520,34 +520,38 @@ impl Inner {
     }
 
     async fn stop(&self, step: Step, rec: &mut Recorder) -> Result<(), StepError> {
-        let t = Instant::now();
-        match command::run_checked(
+        self.run_step(
+            step,
+            rec,
             CommandKind::Stop,
             &self.stop_command,
             self.options.stop_timeout,
         )
         .await
-        {
-            Ok(out) => {
-                rec.push(step, t, StepOutcome::Ok, command_detail(&out));
-                Ok(())
-            }
-            Err(e) => {
-                rec.push(step, t, StepOutcome::Failed, e.to_string());
-                Err(e.into())
-            }
-        }
     }
 
     async fn start(&self, step: Step, rec: &mut Recorder) -> Result<(), StepError> {
-        let t = Instant::now();
-        match command::run_checked(
+        self.run_step(
+            step,
+            rec,
             CommandKind::Start,
             &self.start_command,
             self.options.start_timeout,
         )
         .await
-        {
+    }
+
+    /// Runs one command as one timed step of the report.
+    async fn run_step(
+        &self,
+        step: Step,
+        rec: &mut Recorder,
+        kind: CommandKind,
+        command_line: &str,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        let t = Instant::now();
+        match command::run_checked(kind, command_line, timeout).await {
             Ok(out) => {
                 rec.push(step, t, StepOutcome::Ok, command_detail(&out));
                 Ok(())
