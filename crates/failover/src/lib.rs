@@ -26,6 +26,14 @@
 //! only when the peer is reachable again, or by an operator's `Unfence`) and `Paused` (shown
 //! role; the held role stays underneath and is what peers are told).
 //!
+//! # Operator commands
+//! `Pause`/`Resume` (maintenance: no automatic transition; safety stops still act),
+//! `Switchover { to }` (planned handover by the same handshake; [`Machine::switchover_check`]
+//! gives the refusal before anything stops — target passive, healthy, not paused and within
+//! [`Params::catch_up_tolerance`] blocks — and is what the daemon's dry run asks), `Unfence`,
+//! `Takeover`. Fallback is automatic: the sole primary, healthy without a break for
+//! `fallback_grace_period` (any failed verdict restarts it), asks the active for the role.
+//!
 //! # Invariants and where they are kept
 //! - **S1, one signer** ([`machine`]):
 //!   - A node promotes only with positive evidence: the old holder's offer after its stop

@@ -1523,75 +1523,33 @@ impl Machine {
                 );
             }
             OperatorCommand::Switchover { to } => {
-                if to == self.params.node_id {
-                    if matches!(self.phase, Phase::Active { .. }) {
-                        self.record(
-                            out,
-                            now,
-                            RecordKind::Refusal,
-                            "switchover: this node is already active".into(),
-                            Vec::new(),
-                        );
-                    } else if self
-                        .fresh_peer(now)
-                        .is_some_and(|st| st.role == Role::Active)
-                        && matches!(self.phase, Phase::Passive { .. })
-                    {
-                        self.phase = Phase::Passive {
-                            pending: Pending::Request {
-                                kind: RequestKind::Switchover,
-                                deadline: now + self.params.handover_timeout,
-                            },
-                        };
-                        self.send(
-                            out,
-                            self.epoch,
-                            MessageBody::RoleRequest {
-                                kind: RequestKind::Switchover,
-                            },
-                        );
-                        self.record(
-                            out,
-                            now,
-                            RecordKind::Info,
-                            format!("switchover: asked {peer} to hand the role to this node"),
-                            Vec::new(),
-                        );
-                    } else {
-                        let why = format!(
-                            "switchover to this node refused: {peer} is not reachable and \
-                             active, and this node is {} — there is no holder to hand over \
-                             (use `syncguard takeover` if {peer} is down for good)",
-                            self.held_role()
-                        );
-                        self.record(out, now, RecordKind::Refusal, why, Vec::new());
-                    }
-                } else if to == peer {
-                    if matches!(self.phase, Phase::Active { .. }) {
-                        match self.peer_ready(now) {
-                            Ok(()) => self.start_handover(
-                                "an operator asked for a switchover".into(),
-                                now,
-                                out,
-                            ),
-                            Err(why) => {
-                                let why = format!("switchover to {peer} refused: {why}");
-                                self.record(out, now, RecordKind::Refusal, why, Vec::new());
-                            }
-                        }
-                    } else {
-                        let why = format!(
-                            "switchover to {peer} refused: this node is {}, not active — run \
-                             it on the active node",
-                            self.held_role()
-                        );
-                        self.record(out, now, RecordKind::Refusal, why, Vec::new());
-                    }
-                } else {
-                    let why = format!(
-                        "switchover refused: `{to}` is neither this node nor its peer `{peer}`"
-                    );
+                // Every check runs before anything stops: a refused switchover leaves the
+                // active signing, untouched.
+                if let Err(why) = self.switchover_check(&to, now) {
                     self.record(out, now, RecordKind::Refusal, why, Vec::new());
+                } else if to == self.params.node_id {
+                    self.phase = Phase::Passive {
+                        pending: Pending::Request {
+                            kind: RequestKind::Switchover,
+                            deadline: now + self.params.handover_timeout,
+                        },
+                    };
+                    self.send(
+                        out,
+                        self.epoch,
+                        MessageBody::RoleRequest {
+                            kind: RequestKind::Switchover,
+                        },
+                    );
+                    self.record(
+                        out,
+                        now,
+                        RecordKind::Info,
+                        format!("switchover: asked {peer} to hand the role to this node"),
+                        Vec::new(),
+                    );
+                } else {
+                    self.start_handover("an operator asked for a switchover".into(), now, out);
                 }
             }
             OperatorCommand::Unfence => {
@@ -1911,9 +1869,11 @@ impl Machine {
             return Err(format!("{peer}'s node is unhealthy"));
         }
         if let (Some(mine), Some(theirs)) = (self.local.latest_height, st.latest_height) {
-            if theirs.saturating_add(1) < mine {
+            if theirs.saturating_add(self.params.catch_up_tolerance()) < mine {
                 return Err(format!(
-                    "{peer} is behind (height {theirs}, this node {mine})"
+                    "{peer} is behind (height {theirs}, this node {mine}; at most {} blocks \
+                     behind counts as caught up)",
+                    self.params.catch_up_tolerance()
                 ));
             }
         }
@@ -1921,6 +1881,78 @@ impl Machine {
             return Err(format!("{peer} reports no chain height"));
         }
         Ok(())
+    }
+
+    /// Whether an operator's switchover to `to` may start now, checked before anything
+    /// stops: `Err` is the refusal, in words. Run on the active (`to` = the peer) or on the
+    /// passive target (`to` = this node); the active checks the target again when asked.
+    /// The target must be passive, healthy, not paused and caught up with the active's
+    /// chain height (within one block): a switchover is planned, so there is never a reason
+    /// to hand the role to a node that could not sign at once.
+    pub fn switchover_check(&self, to: &NodeId, now: Duration) -> Result<(), String> {
+        let peer = self.peer_name();
+        if self.paused {
+            return Err(
+                "switchover refused: automation is paused on this node (`syncguard resume` \
+                 first)"
+                    .into(),
+            );
+        }
+        if *to == self.params.node_id {
+            if matches!(self.phase, Phase::Active { .. }) {
+                return Err("switchover refused: this node is already active".into());
+            }
+            let peer_active = self
+                .fresh_peer(now)
+                .is_some_and(|st| st.role == Role::Active);
+            if !peer_active || !matches!(self.phase, Phase::Passive { .. }) {
+                return Err(format!(
+                    "switchover to this node refused: {peer} is not reachable and active, and \
+                     this node is {} — there is no holder to hand over (use `syncguard \
+                     takeover` if {peer} is down for good)",
+                    self.held_role()
+                ));
+            }
+            if !self.local_fresh(now) || !self.local.healthy || self.local.stalled {
+                return Err(format!(
+                    "switchover to this node refused: my own node is not healthy{}",
+                    self.local
+                        .why
+                        .as_ref()
+                        .map(|w| format!(" ({w})"))
+                        .unwrap_or_default()
+                ));
+            }
+            let theirs = self.fresh_peer(now).and_then(|st| st.latest_height);
+            match (self.local.latest_height, theirs) {
+                (None, _) => {
+                    Err("switchover to this node refused: my node reports no chain height".into())
+                }
+                (Some(mine), Some(theirs))
+                    if mine.saturating_add(self.params.catch_up_tolerance()) < theirs =>
+                {
+                    Err(format!(
+                        "switchover to this node refused: my node is behind (height {mine}, \
+                         {peer} {theirs})"
+                    ))
+                }
+                _ => Ok(()),
+            }
+        } else if *to == peer {
+            if !matches!(self.phase, Phase::Active { .. }) {
+                return Err(format!(
+                    "switchover to {peer} refused: this node is {}, not active — run it on the \
+                     active node",
+                    self.held_role()
+                ));
+            }
+            self.peer_ready(now)
+                .map_err(|why| format!("switchover to {peer} refused: {why}"))
+        } else {
+            Err(format!(
+                "switchover refused: `{to}` is neither this node nor its peer `{peer}`"
+            ))
+        }
     }
 
     fn start_handover(&mut self, why: String, now: Duration, out: &mut Vec<Action>) {

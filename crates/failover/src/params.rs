@@ -45,6 +45,14 @@ pub struct Params {
     /// round), with slack. Waits that must let a possible peer promotion become visible
     /// use it (see the crate docs, "Timing"). At least the failover window.
     pub priority_margin: Duration,
+    /// `story.block_interval`: the expected time between blocks. Only used to judge whether
+    /// a switchover target is caught up (see [`Params::catch_up_tolerance`]).
+    #[serde(default = "default_block_interval")]
+    pub block_interval: Duration,
+}
+
+fn default_block_interval() -> Duration {
+    Duration::from_millis(2_400)
 }
 
 /// A parameter set the machine refuses to run with.
@@ -102,7 +110,19 @@ impl Params {
             fallback_grace_period: Duration::from_secs(60),
             handover_timeout: Duration::from_secs(45),
             priority_margin: Duration::from_secs(120),
+            block_interval: default_block_interval(),
         }
+    }
+
+    /// How many blocks a handover target may trail this node and still count as caught up.
+    /// Two heights compared here were observed up to two health rounds apart (each node's
+    /// own round, plus this node's look at the peer), so a target in sync can seem behind by
+    /// the blocks of two rounds; anything beyond that (plus one) is a node really behind.
+    pub fn catch_up_tolerance(&self) -> u64 {
+        let block = self.block_interval.as_millis().max(1);
+        let two_rounds = self.health_check_interval.as_millis().saturating_mul(2);
+        let blocks = two_rounds.div_ceil(block);
+        u64::try_from(blocks).unwrap_or(u64::MAX).saturating_add(1)
     }
 
     /// `health_check_interval × retry_attempts`.

@@ -598,3 +598,79 @@ fn failover_grant_arriving_after_the_claim_deadline_is_not_acted_upon() {
         "the claim was withdrawn at its deadline"
     );
 }
+
+#[test]
+fn failover_operator_switchover_to_self_refused_when_own_node_is_behind_or_unhealthy() {
+    // b is a's healthy standby; its own node falls behind a's: nothing is asked of a.
+    let mut b = standby_of_active(2);
+    let mut a_st = status("a", Role::Active, 2);
+    a_st.latest_height = Some(b.height + 10);
+    b.sees(a_st.clone());
+    let to_b = NodeId::new("b");
+    let why = b.m.switchover_check(&to_b, b.now).expect_err("b is behind");
+    assert!(why.contains("my node is behind"), "{why}");
+    let acts = b.feed(op(OperatorCommand::Switchover { to: to_b.clone() }));
+    assert!(sent(&acts).is_empty(), "nothing is asked of the active");
+    assert!(said(&acts, RecordKind::Refusal, "my node is behind"));
+    // Caught up but unhealthy: refused too.
+    a_st.latest_height = Some(b.height);
+    b.sees(a_st.clone());
+    b.health(false, false);
+    let acts = b.feed(op(OperatorCommand::Switchover { to: to_b.clone() }));
+    assert!(sent(&acts).is_empty());
+    assert!(said(
+        &acts,
+        RecordKind::Refusal,
+        "my own node is not healthy"
+    ));
+    // Healthy and caught up: the check passes and the command asks the active.
+    b.healthy();
+    b.sees(a_st);
+    assert_eq!(b.m.switchover_check(&to_b, b.now), Ok(()));
+    let acts = b.feed(op(OperatorCommand::Switchover { to: to_b }));
+    assert!(matches!(
+        sent(&acts).first().map(|m| &m.body),
+        Some(MessageBody::RoleRequest {
+            kind: RequestKind::Switchover
+        })
+    ));
+}
+
+#[test]
+fn failover_operator_switchover_refused_while_paused_and_nothing_stops() {
+    let mut a = active_node(2);
+    a.rounds(1, Some(status("b", Role::Passive, 2)));
+    a.feed(op(OperatorCommand::Pause));
+    let to_b = NodeId::new("b");
+    let why = a.m.switchover_check(&to_b, a.now).expect_err("paused");
+    assert!(why.contains("paused"), "{why}");
+    let acts = a.feed(op(OperatorCommand::Switchover { to: to_b.clone() }));
+    assert!(!has_deactivate(&acts), "a paused active keeps signing");
+    assert_eq!(a.m.held_role(), Role::Active);
+    a.feed(op(OperatorCommand::Resume));
+    assert_eq!(a.m.switchover_check(&to_b, a.now), Ok(()));
+}
+
+#[test]
+fn failover_operator_switchover_target_within_two_rounds_of_blocks_is_caught_up() {
+    // 1 s rounds, 2.4 s blocks: two rounds of observation lag are at most 1 block, +1.
+    let p = params("a", "b", true);
+    assert_eq!(p.catch_up_tolerance(), 2);
+    let mut fast = p.clone();
+    fast.block_interval = Duration::from_millis(300);
+    fast.health_check_interval = Duration::from_millis(500);
+    assert_eq!(fast.catch_up_tolerance(), 5);
+    let mut a = active_node(2);
+    let mut b_st = status("b", Role::Passive, 2);
+    b_st.latest_height = Some(a.height.saturating_sub(2));
+    a.advance_ms(500);
+    a.healthy();
+    a.sees(b_st.clone());
+    assert_eq!(a.m.switchover_check(&NodeId::new("b"), a.now), Ok(()));
+    b_st.latest_height = Some(a.height.saturating_sub(3));
+    a.sees(b_st);
+    let why =
+        a.m.switchover_check(&NodeId::new("b"), a.now)
+            .expect_err("3 blocks behind");
+    assert!(why.contains("b is behind"), "{why}");
+}

@@ -244,6 +244,23 @@ impl PeerClient {
         Ok(())
     }
 
+    /// `POST` to one of the peer's **public** admin routes (`/pause`, `/resume`) over the
+    /// same connection as the peer API: with mutual TLS the peer's server recognises this
+    /// node's certificate as an admin caller; `token` (the peer's `server.admin_token`, when
+    /// shared) is sent as a bearer token for insecure mode. `Ok` is any 2xx.
+    pub async fn admin_post<B: serde::Serialize>(
+        &self,
+        path: &str,
+        epoch: u64,
+        body: &B,
+        token: Option<&str>,
+    ) -> Result<Vec<u8>, PeerError> {
+        let (_, bytes) = self
+            .exchange_with(Method::POST, path, epoch, Some(body), token)
+            .await?;
+        Ok(bytes)
+    }
+
     fn envelope<T: Payload>(&self, epoch: u64, body: T) -> Result<Envelope<T>, PeerError> {
         Envelope::new(self.own_id.clone(), epoch, body).map_err(|source| PeerError::NotSent {
             peer: self.peer.to_string(),
@@ -276,6 +293,17 @@ impl PeerClient {
         epoch: u64,
         body: Option<&B>,
     ) -> Result<(StatusCode, Vec<u8>), PeerError> {
+        self.exchange_with(method, path, epoch, body, None).await
+    }
+
+    async fn exchange_with<B: serde::Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        epoch: u64,
+        body: Option<&B>,
+        token: Option<&str>,
+    ) -> Result<(StatusCode, Vec<u8>), PeerError> {
         let timeout = self.timeout;
         let mut request = self
             .http
@@ -284,6 +312,9 @@ impl PeerClient {
             .header(header::NODE, self.own_id.as_str())
             .header(header::EPOCH, epoch.to_string())
             .header(header::SEQ, next_seq().to_string());
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             // Serialized here rather than by `request.json`: a failure must read as "not
             // sent" (it is a refusal of our own message by `Envelope`'s Serialize), not as a

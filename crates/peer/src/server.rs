@@ -108,6 +108,14 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerId {
     }
 }
 
+/// A caller of the **public** router that proved, by mutual TLS, to hold a certificate of the
+/// cluster CA naming this node's own id (the CLI on this host, using this node's
+/// certificate) or a configured peer's (the peer forwarding an operator's command). Inserted
+/// as a request extension only for such connections, so admin handlers may trust it; plain
+/// HTTP callers never get one and must show the admin token instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminCaller(pub NodeId);
+
 /// The caller's epoch from the `x-syncguard-epoch` header (sent by [`crate::client::PeerClient`]
 /// on every request, the only place a `GET` can carry it). 400 when missing or malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,6 +214,7 @@ pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
 pub struct PeerServer {
     tls: Option<TlsAcceptor>,
     allowed: AllowList,
+    own: Option<AllowList>,
     public: Router,
     peer: Router,
     handshake_timeout: Duration,
@@ -215,6 +224,8 @@ pub struct PeerServer {
 struct Shared {
     tls: Option<TlsAcceptor>,
     allowed: AllowList,
+    /// This node's own id: a certificate naming it may call the public admin routes.
+    own: Option<AllowList>,
     public: Router,
     peer: Router,
     handshake_timeout: Duration,
@@ -229,6 +240,8 @@ enum Identity {
     Peer(PeerId),
     /// Mutual TLS with a certificate from the cluster CA that names no listed peer.
     Unlisted(Arc<str>),
+    /// Mutual TLS with this node's own certificate (the local CLI): admin routes only.
+    Own(NodeId),
 }
 
 impl PeerServer {
@@ -241,19 +254,23 @@ impl PeerServer {
         public: Router,
         peer: Router,
     ) -> Result<Self, SetupError> {
-        let tls = match security {
+        let (tls, own) = match security {
             PeerSecurity::MutualTls(material) => {
                 allowed.check_ids(true)?;
-                Some(TlsAcceptor::from(material.server_config()?))
+                (
+                    Some(TlsAcceptor::from(material.server_config()?)),
+                    Some(AllowList::new([material.own_id().clone()])),
+                )
             }
             PeerSecurity::Insecure => {
                 allowed.check_ids(false)?;
-                None
+                (None, None)
             }
         };
         Ok(PeerServer {
             tls,
             allowed,
+            own,
             public,
             peer,
             handshake_timeout: Duration::from_secs(10),
@@ -305,6 +322,7 @@ impl PeerServer {
         let shared = Arc::new(Shared {
             tls: self.tls,
             allowed: self.allowed,
+            own: self.own,
             public: self.public,
             peer: self.peer,
             handshake_timeout: self.handshake_timeout,
@@ -434,10 +452,21 @@ async fn connection(
                 debug!("{remote}: mutual TLS as peer `{id}`");
                 Identity::Peer(PeerId(id))
             }
-            Some(Err(why)) => {
-                warn!("refused peer connection from {remote}: {why}");
-                Identity::Unlisted(why.into())
-            }
+            Some(Err(why)) => match shared
+                .own
+                .as_ref()
+                .zip(cert)
+                .map(|(own, c)| own.identify(c))
+            {
+                Some(Ok(id)) => {
+                    debug!("{remote}: mutual TLS with this node's own certificate (admin)");
+                    Identity::Own(id)
+                }
+                _ => {
+                    warn!("refused peer connection from {remote}: {why}");
+                    Identity::Unlisted(why.into())
+                }
+            },
             // The verifier requires a certificate, so this cannot happen; refuse anyway.
             None => Identity::Unlisted("no client certificate".into()),
         };
@@ -505,6 +534,17 @@ async fn dispatch(
     let mut req = req.map(Body::new);
     req.extensions_mut().insert(ConnectInfo(remote));
     if !is_peer_path(req.uri().path()) {
+        // Public routes are served to everyone; an mTLS caller is marked so that admin
+        // routes can accept it without a token.
+        match identity {
+            Identity::Peer(p) => {
+                req.extensions_mut().insert(AdminCaller(p.id().clone()));
+            }
+            Identity::Own(id) => {
+                req.extensions_mut().insert(AdminCaller(id.clone()));
+            }
+            Identity::Plain | Identity::Unlisted(_) => {}
+        }
         return match shared.public.clone().oneshot(req).await {
             Ok(resp) => resp,
             Err(never) => match never {},
@@ -527,6 +567,12 @@ async fn dispatch(
                 );
             }
             peer.clone()
+        }
+        Identity::Own(_) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this node's own certificate may call the admin routes, not the peer API",
+            );
         }
         Identity::Unlisted(why) => {
             return refuse(

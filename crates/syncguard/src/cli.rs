@@ -35,6 +35,66 @@ pub enum Command {
     /// Ask the chain (through the local node) whether the validator signed the last blocks:
     /// the evidence SyncGuard needs before any unplanned promotion.
     Witness(WitnessArgs),
+    /// The cluster as a table (role, epoch, health, heights, state lag, last contact).
+    /// Exit 0 only when exactly one node is active and healthy.
+    Status(StatusArgs),
+    /// Planned handover of the validator role to another node. Prints the plan (a dry run)
+    /// unless --yes.
+    Switchover(SwitchoverArgs),
+    /// Maintenance: stop every automatic transition, on this node and its peer.
+    Pause(AdminArgs),
+    /// End maintenance: automatic transitions again, on this node and its peer.
+    Resume(AdminArgs),
+    /// Write a commented config per node, a cluster CA, node certificates and placeholder
+    /// keys into a new directory. Never overwrites a file. The validator key itself is the
+    /// operator's to provision.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The YAML configuration of this node (to find its daemon and its peer).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    /// The node that should become active. Default: the node that is not active now.
+    #[arg(long, value_name = "ID")]
+    pub to: Option<String>,
+    /// Do it. Without --yes only the plan and its checks are printed.
+    #[arg(long)]
+    pub yes: bool,
+    /// The YAML configuration of this node.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The YAML configuration of this node.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// This node's id (server.id); it is the primary site.
+    #[arg(long, value_name = "ID")]
+    pub id: String,
+    /// This node's address as its peers dial it (host:port).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    pub address: String,
+    /// A peer, as ID=HOST:PORT (repeat for each; the peer backend takes exactly one).
+    #[arg(long = "peer", value_name = "ID=HOST:PORT", required = true)]
+    pub peers: Vec<String>,
+    /// Directory to write into (created if missing; files in it are never replaced).
+    #[arg(long, value_name = "DIR", default_value = "syncguard-init")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -87,6 +87,7 @@ pub fn failover_params(config: &Config, peer: &PeerConfig) -> Params {
         fallback_grace_period: fo.fallback_grace_period(),
         handover_timeout: fo.handover_timeout(),
         priority_margin: config.priority_margin(),
+        block_interval: config.story.block_interval(),
     }
 }
 
@@ -135,12 +136,25 @@ pub async fn run(
     };
 
     let mut tasks = Vec::new();
+    let mut admin = crate::api::Admin {
+        token: config.server.admin_token.clone(),
+        operator: None,
+        peer: None,
+        peer_id: peers.first().map(|p| p.id.clone()),
+    };
     let events = match (peers.first(), &security) {
         (Some(peer), Some(security)) => {
             let (tx, inbox) = mpsc::channel(256);
+            let (op_tx, op_rx) = mpsc::channel(16);
             let failover =
                 Failover::start(&config, peer, security, wish, shared.clone(), tx.clone())?;
-            tasks.push(tokio::spawn(failover.driver.run(inbox, stop_rx.clone())));
+            admin.operator = Some(op_tx);
+            admin.peer = Some(failover.client.clone());
+            tasks.push(tokio::spawn(failover.driver.run(
+                inbox,
+                op_rx,
+                stop_rx.clone(),
+            )));
             tasks.push(tokio::spawn(poll_peer(
                 failover.client.clone(),
                 config.failover.health_check_interval(),
@@ -179,7 +193,7 @@ pub async fn run(
         stop_rx.clone(),
     )));
 
-    let public = crate::api::router(shared.clone());
+    let public = crate::api::router(shared.clone(), admin);
     match (&events, &security) {
         (Some((tx, store)), Some(security)) => {
             let peer_router = crate::peer_api::router(shared.clone(), tx.clone(), store.clone());

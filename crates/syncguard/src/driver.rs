@@ -20,7 +20,40 @@ use syncguard_validator::SignState;
 use tokio::sync::{mpsc, watch};
 
 use crate::epoch_file::{EpochFile, Persisted};
-use crate::view::Shared;
+use crate::view::{Shared, StepTable};
+
+/// An operator's request to the driver (from the authenticated admin routes), answered on
+/// `reply` once the machine has taken it: the daemon only relays, the machine decides.
+pub struct OperatorRequest {
+    pub kind: OperatorRequestKind,
+    pub reply: tokio::sync::oneshot::Sender<OperatorAnswer>,
+}
+
+pub enum OperatorRequestKind {
+    /// Feed the command to the machine.
+    Command(syncguard_failover::OperatorCommand),
+    /// Ask the machine whether a switchover to this node could start now (the dry run).
+    CheckSwitchover(syncguard_failover::NodeId),
+}
+
+/// What came of an [`OperatorRequest`].
+#[derive(Debug, Clone)]
+pub struct OperatorAnswer {
+    /// For a check: the machine's refusal, if any.
+    pub refusal: Option<String>,
+    /// The records the machine made while taking a command (decisions and refusals).
+    pub records: Vec<Record>,
+}
+
+fn table(steps: String, total: Duration, ok: bool, epoch: Option<u64>) -> StepTable {
+    StepTable {
+        finished_at: std::time::SystemTime::now(),
+        epoch,
+        ok,
+        total_seconds: total.as_secs_f64(),
+        table: steps,
+    }
+}
 
 /// Sends a protocol message to the peer; loss is tolerated by the machine.
 pub trait PeerSender: Send + Sync + 'static {
@@ -61,29 +94,58 @@ impl Driver {
     }
 
     /// Runs until `stop` flips or every sender is gone.
-    pub async fn run(mut self, mut inbox: mpsc::Receiver<Event>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Event>,
+        mut operator: mpsc::Receiver<OperatorRequest>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         self.publish();
         loop {
             tokio::select! {
                 event = inbox.recv() => match event {
-                    Some(event) => self.step(event),
+                    Some(event) => { self.step(event); }
                     None => return,
                 },
+                Some(request) = operator.recv() => {
+                    let answer = match request.kind {
+                        OperatorRequestKind::Command(command) => OperatorAnswer {
+                            refusal: None,
+                            records: self.step(Event::Operator(command)),
+                        },
+                        OperatorRequestKind::CheckSwitchover(to) => OperatorAnswer {
+                            refusal: self
+                                .machine
+                                .switchover_check(&to, self.origin.elapsed())
+                                .err(),
+                            records: Vec::new(),
+                        },
+                    };
+                    // The asker may have hung up; the machine has acted either way.
+                    let _ = request.reply.send(answer);
+                }
                 _ = stop.changed() => return,
             }
         }
     }
 
     /// Feeds one event, performs the actions, and feeds back at once the events that
-    /// performing them produced synchronously (a failed epoch write).
-    fn step(&mut self, event: Event) {
+    /// performing them produced synchronously (a failed epoch write). Returns the records
+    /// made meanwhile, for an operator waiting on the outcome of a command.
+    fn step(&mut self, event: Event) -> Vec<Record> {
         let mut queue = VecDeque::from([event]);
+        let mut records = Vec::new();
         while let Some(event) = queue.pop_front() {
             let now = self.origin.elapsed();
             let actions = self.machine.handle(event, now);
+            records.extend(actions.iter().filter_map(|a| match a {
+                Action::Record(r) => Some(r.clone()),
+                _ => None,
+            }));
             self.perform(actions, &mut queue);
         }
         self.publish();
+        records
     }
 
     fn perform(&mut self, actions: Vec<Action>, queue: &mut VecDeque<Event>) {
@@ -120,10 +182,18 @@ impl Driver {
                     let plan = activation_plan(fence, handed_state.as_ref());
                     let actuator = self.deps.actuator.clone();
                     let events = self.events.clone();
+                    let shared = self.deps.shared.clone();
                     tokio::spawn(async move {
                         let result = match plan {
                             Ok(plan) => match actuator.activate(plan).await {
                                 Ok(report) => {
+                                    let t = table(
+                                        report.format_steps(),
+                                        report.total,
+                                        true,
+                                        Some(epoch),
+                                    );
+                                    shared.update(|v| v.last_activation = Some(t));
                                     tracing::info!(
                                         epoch,
                                         verified = report.verified,
@@ -138,6 +208,13 @@ impl Driver {
                                         "activation failed: {e}\n{}",
                                         e.format_steps().unwrap_or_default()
                                     );
+                                    let t = table(
+                                        format!("{e}\n{}", e.format_steps().unwrap_or_default()),
+                                        Duration::ZERO,
+                                        false,
+                                        Some(epoch),
+                                    );
+                                    shared.update(|v| v.last_activation = Some(t));
                                     Err(e.to_string())
                                 }
                             },
@@ -152,9 +229,12 @@ impl Driver {
                     tracing::warn!(%reason, "deactivating: stopping story and installing the placeholder key");
                     let actuator = self.deps.actuator.clone();
                     let events = self.events.clone();
+                    let shared = self.deps.shared.clone();
                     tokio::spawn(async move {
                         let result = match actuator.deactivate().await {
                             Ok(report) => {
+                                let t = table(report.format_steps(), report.total, true, None);
+                                shared.update(|v| v.last_deactivation = Some(t));
                                 if let Some(problem) = &report.start_problem {
                                     tracing::error!(
                                         "the node is safe but not following the chain: {problem}"
@@ -168,6 +248,13 @@ impl Driver {
                                     "deactivation failed: {e}\n{}",
                                     e.format_steps().unwrap_or_default()
                                 );
+                                let t = table(
+                                    format!("{e}\n{}", e.format_steps().unwrap_or_default()),
+                                    Duration::ZERO,
+                                    false,
+                                    None,
+                                );
+                                shared.update(|v| v.last_deactivation = Some(t));
                                 Err(e.to_string())
                             }
                         };

@@ -5,7 +5,9 @@
 //! - `driver` — owns the pure failover machine, feeds it events, performs its actions.
 //! - `epoch_file` — the epoch and standby right, persisted before they are acted on.
 //! - `view` — what the daemon knows, shared by its tasks and its API.
-//! - `api` — public routes (`/health`, `/status`, `/validator_state`, `/events`).
+//! - `api` — public routes (`/health`, `/status`, `/validator_state`, `/events`,
+//!   `GET /switchover`) and the authenticated admin routes (`POST /switchover`, `/pause`,
+//!   `/resume`), which relay operator commands to the machine and report its answer.
 //! - `peer_api` — `/peer/...` routes, served to authenticated peers only.
 //! - `preflight` — checks of the files a config names (used by `config check` and at start).
 //! - `logging` — tracing set up from the `logging:` section.

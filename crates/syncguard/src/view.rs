@@ -43,6 +43,29 @@ pub struct NodeView {
     pub replica: Option<Hrs>,
     #[serde(serialize_with = "rfc3339_opt")]
     pub replica_synced_at: Option<SystemTime>,
+    /// The step table of the last activation on this node (served by `GET /switchover`, so
+    /// `syncguard switchover` can print per-step timings at the end).
+    #[serde(skip)]
+    pub last_activation: Option<StepTable>,
+    /// The step table of the last deactivation on this node.
+    #[serde(skip)]
+    pub last_deactivation: Option<StepTable>,
+}
+
+/// One actuator operation's timed steps, as the actuator formatted them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepTable {
+    /// When it finished.
+    #[serde(serialize_with = "rfc3339")]
+    pub finished_at: SystemTime,
+    /// The epoch of an activation (none for a deactivation).
+    pub epoch: Option<u64>,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Wall time of the whole operation, in seconds.
+    pub total_seconds: f64,
+    /// One line per step: name, seconds, outcome, detail.
+    pub table: String,
 }
 
 impl NodeView {
@@ -61,6 +84,8 @@ impl NodeView {
             local_state: None,
             replica: None,
             replica_synced_at: None,
+            last_activation: None,
+            last_deactivation: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! One handler per subcommand. Each returns the process exit code; `anyhow` only here.
 
+mod admin;
 mod config_check;
 mod files;
+mod init;
 mod story;
 mod witness;
 
@@ -23,5 +25,10 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
             config_check::run(&config, offline)
         }
         Command::Witness(args) => witness::run(&args),
+        Command::Status(args) => admin::status(&args),
+        Command::Switchover(args) => admin::switchover(&args),
+        Command::Pause(args) => admin::pause_resume(&args, true),
+        Command::Resume(args) => admin::pause_resume(&args, false),
+        Command::Init(args) => init::run(&args),
     }
 }

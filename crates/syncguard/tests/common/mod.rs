@@ -50,7 +50,13 @@ pub struct Options {
     pub validator_hosts: Vec<usize>,
     /// Node b's certificate comes from another CA.
     pub foreign_ca_for_b: bool,
+    /// `failover.fallback_grace_period`, seconds (default: an hour, i.e. no fallback).
+    pub grace_s: f64,
+    /// `server.admin_token` of both nodes.
+    pub admin_token: Option<&'static str>,
 }
+
+pub const TOKEN: &str = "test-admin-token-0123456789";
 
 impl Default for Options {
     fn default() -> Self {
@@ -58,6 +64,8 @@ impl Default for Options {
             roles: ["active", "passive"],
             validator_hosts: vec![0],
             foreign_ca_for_b: false,
+            grace_s: 3600.0,
+            admin_token: Some(TOKEN),
         }
     }
 }
@@ -69,16 +77,27 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn config_yaml(i: usize, host: &Host, port: u16, peer_port: u16, tls_dir: &Path) -> String {
+fn config_yaml(
+    i: usize,
+    host: &Host,
+    port: u16,
+    peer_port: u16,
+    tls_dir: &Path,
+    opts: &Options,
+) -> String {
     let id = IDS[i];
     let peer = IDS[1 - i];
+    let token = match opts.admin_token {
+        Some(t) => format!("  admin_token: \"{t}\"\n"),
+        None => String::new(),
+    };
     format!(
         r#"server:
   id: "{id}"
   role: "{site}"
   bind: "127.0.0.1"
   port: {port}
-story:
+{token}story:
   comet_rpc_url: "{comet}"
   evm_rpc_url: "{evm}"
   validator_state_path: "{state}"
@@ -102,7 +121,7 @@ failover:
   retry_attempts: 3
   self_fence_timeout: 0.6
   handover_timeout: 6
-  fallback_grace_period: 3600
+  fallback_grace_period: {grace}
 health:
   rpc_timeout: 0.3
   stall_threshold: 1.5
@@ -136,6 +155,7 @@ logging:
         status = host.status_command.replace('"', "\\\""),
         tls = tls_dir.display(),
         dir = host.dir.display(),
+        grace = opts.grace_s,
     )
 }
 
@@ -177,8 +197,11 @@ impl Cluster {
                 std::fs::create_dir_all(dir).expect("backup dir");
             }
             let config = host.dir.join("syncguard.yaml");
-            std::fs::write(&config, config_yaml(i, &host, ports[i], ports[1 - i], &tls))
-                .expect("config");
+            std::fs::write(
+                &config,
+                config_yaml(i, &host, ports[i], ports[1 - i], &tls, &opts),
+            )
+            .expect("config");
             daemons.push(spawn_daemon(&config, opts.roles[i], ports[i], &host.dir));
         }
         Cluster {
@@ -217,6 +240,61 @@ impl Cluster {
     pub async fn role(&self, i: usize) -> Option<String> {
         let v = self.get(i, "/status").await?;
         v["node"]["role"].as_str().map(str::to_string)
+    }
+
+    /// Runs the `syncguard` CLI with `args` and `--config` of node `i`: (exit code, stdout).
+    pub async fn cli(&self, i: usize, args: &[&str]) -> (i32, String) {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_syncguard"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.daemons[i].config)
+            .output()
+            .await
+            .expect("run the syncguard CLI");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    }
+
+    /// A raw POST to node `i`'s public API: (HTTP status, JSON body).
+    pub async fn post(
+        &self,
+        i: usize,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.daemons[i].port);
+        let mut req = self
+            .http
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(15));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("POST answered");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The height of node `i`'s local state file (priv_validator_state.json).
+    pub fn state_height(&self, i: usize) -> i64 {
+        let host = self.devnet.host(i).expect("host");
+        let text = std::fs::read_to_string(&host.state_file).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        v["height"]
+            .as_str()
+            .and_then(|h| h.parse().ok())
+            .or_else(|| v["height"].as_i64())
+            .unwrap_or(0)
+    }
+
+    pub async fn healthy(&self, i: usize) -> Option<bool> {
+        self.get(i, "/status").await?["node"]["healthy"].as_bool()
     }
 
     pub async fn epoch(&self, i: usize) -> Option<u64> {
