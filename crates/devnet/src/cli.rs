@@ -249,6 +249,40 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
     Ok(ExitCode::SUCCESS)
 }
 
+/// Entry point for a binary that embeds the devnet CLI as a subcommand (`syncguard devnet
+/// …`): logs to stderr like `syncguard-devnet` (a node's stderr is its `node.log`, so without
+/// this the node logs would be empty), runs `cmd` on its own runtime and maps errors to exit
+/// code 1. `self_prefix` selects the devnet in that binary (`&["devnet"]`).
+pub fn main_embedded(cmd: DevnetCommand, self_prefix: &[&str]) -> ExitCode {
+    // Another subscriber already set (e.g. by the host binary) is fine: it logs instead.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("devnet: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cmd, self_prefix)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("devnet: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run_ctl(action: CtlAction, self_prefix: &[&str]) -> Result<ExitCode, DevnetError> {
     match action {
         CtlAction::Start { home, node_args } => {

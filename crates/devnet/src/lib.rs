@@ -22,6 +22,8 @@
 //! - [`node`], [`geth`], [`ctl`] — the processes.
 //! - [`harness`] — [`Devnet`] for integration tests (and, later, `syncguard demo`).
 //! - [`cli`] — the command line, embeddable as a subcommand of another binary.
+//! - [`cluster`] — two real `syncguard story` daemons over mutual TLS on a devnet.
+//! - [`demo`] — `syncguard demo`: scenarios on a [`cluster::Cluster`], a live view, a summary.
 //!
 //! Unix only (process groups, signals, `/proc`).
 
@@ -29,8 +31,10 @@ pub mod api;
 pub mod chain;
 pub mod chain_server;
 pub mod cli;
+pub mod cluster;
 pub mod comet_json;
 pub mod ctl;
+pub mod demo;
 mod fsutil;
 pub mod geth;
 pub mod harness;
@@ -42,6 +46,7 @@ pub mod signer;
 pub mod vote;
 
 pub use api::{BlockCommit, Head, LedgerReport, NodeCounts, Offense, OffenseKind, VoteMsg};
+pub use cluster::{Cluster, ClusterError, ClusterOptions, StartRole};
 pub use harness::{Devnet, DevnetOptions, HarnessError, Host, Launcher};
 pub use node::{NodeInfo, RpcFault, RpcFaultMode};
 

@@ -21,6 +21,13 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Watch SyncGuard fail a validator over and back on a local simulated chain (no real
+    /// keys, no network): crash of the active, failover, return of the primary, fallback,
+    /// and a summary that must show 0 double signs.
+    Demo(syncguard_devnet::demo::DemoArgs),
+    /// The simulated chain's processes, run by `syncguard demo` itself.
+    #[command(subcommand, hide = true)]
+    Devnet(syncguard_devnet::cli::DevnetCommand),
     /// Run the SyncGuard daemon beside a Story node.
     Story(StoryArgs),
     /// Inspect or verify a priv_validator_state.json.

@@ -17,6 +17,8 @@ pub const EXIT_INVALID: u8 = 2;
 
 pub fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Demo(args) => Ok(syncguard_devnet::demo::main_embedded(args, &["devnet"])?),
+        Command::Devnet(cmd) => Ok(syncguard_devnet::cli::main_embedded(cmd, &["devnet"])),
         Command::Story(args) => story::run(&args.config, args.role),
         Command::State(StateCommand::Show { file, json }) => files::state_show(&file, json),
         Command::State(StateCommand::Verify { file }) => files::state_verify(&file),
