@@ -7,37 +7,37 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Cluster, Options, TOKEN};
+use common::{assert_no_double_sign, events, options, start, OrPanic, TOKEN};
 use serde_json::json;
+use syncguard_devnet::cluster::{Cluster, ClusterOptions, StartRole};
 
 const SETTLE: Duration = Duration::from_secs(30);
 const FAILOVER: Duration = Duration::from_secs(40);
 
-async fn steady(opts: Options) -> Cluster {
-    let c = Cluster::start(opts).await;
-    c.wait_roles(["active", "passive"], SETTLE).await;
-    c.wait_signing_by(0, SETTLE).await;
+async fn steady(opts: ClusterOptions) -> Cluster {
+    let c = start(opts).await;
+    c.wait_roles(["active", "passive"], SETTLE).await.or_panic();
+    c.wait_signing_by(0, SETTLE).await.or_panic();
     c
 }
 
 /// Node-b active, node-a (the primary) passive.
-fn b_active(grace_s: f64) -> Options {
-    Options {
-        roles: ["passive", "active"],
-        validator_hosts: vec![1],
-        grace_s,
-        ..Options::default()
-    }
+fn b_active(grace_s: f64) -> ClusterOptions {
+    let mut opts = options();
+    opts.roles = [StartRole::Passive, StartRole::Active];
+    opts.devnet.validator_hosts = vec![1];
+    opts.timings.fallback_grace_period = grace_s;
+    opts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_switchover_there_and_back_carries_the_state() {
-    let c = steady(Options::default()).await;
-    let (code, out) = c.cli(0, &["status"]).await;
+    let c = steady(options()).await;
+    let (code, out) = c.cli(0, &["status"]).await.or_panic();
     assert_eq!(code, 0, "one active and healthy: {out}");
     assert!(out.contains("node-a") && out.contains("node-b"), "{out}");
     // Dry run: the plan, nothing changes.
-    let (code, out) = c.cli(0, &["switchover"]).await;
+    let (code, out) = c.cli(0, &["switchover"]).await.or_panic();
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("dry run") && out.contains("becomes active:  node-b"),
@@ -47,7 +47,10 @@ async fn failover_operator_switchover_there_and_back_carries_the_state() {
 
     for (from, to, to_id) in [(0usize, 1usize, "node-b"), (1, 0, "node-a")] {
         let epoch = c.epoch(from).await.expect("epoch");
-        let (code, out) = c.cli(from, &["switchover", "--to", to_id, "--yes"]).await;
+        let (code, out) = c
+            .cli(from, &["switchover", "--to", to_id, "--yes"])
+            .await
+            .or_panic();
         assert_eq!(
             code,
             0,
@@ -63,38 +66,44 @@ async fn failover_operator_switchover_there_and_back_carries_the_state() {
         assert!(out.contains("total"), "step timings: {out}");
         let mut want = ["passive", "passive"];
         want[to] = "active";
-        c.wait_roles(want, SETTLE).await;
+        c.wait_roles(want, SETTLE).await.or_panic();
         // Exactly one handover: the epoch grew by one.
         assert_eq!(c.epoch(to).await, Some(epoch + 1), "{}", c.describe().await);
         // The state was carried: the new holder's file starts at or above the old one's end.
         let old_final = c.state_height(from);
-        c.wait_signing_by(to, SETTLE).await;
+        c.wait_signing_by(to, SETTLE).await.or_panic();
         assert!(
             c.state_height(to) >= old_final,
             "state carried: {} on the new active vs {old_final}",
             c.state_height(to)
         );
     }
-    let (code, out) = c.cli(1, &["status", "--json"]).await;
+    let (code, out) = c.cli(1, &["status", "--json"]).await.or_panic();
     assert_eq!(code, 0, "{out}");
-    c.assert_no_double_sign().await;
+    assert_no_double_sign(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_switchover_to_an_unhealthy_target_is_refused_before_anything_stops() {
-    let mut c = steady(Options::default()).await;
+    let mut c = steady(options()).await;
     // Without credentials, or with a wrong token, the daemon refuses and says why.
-    let (code, body) = c.post(0, "/switchover", None, json!({})).await;
+    let (code, body) = c.post(0, "/switchover", None, &json!({})).await.or_panic();
     assert_eq!(code, 401, "{body}");
     assert!(
         body["error"].as_str().unwrap_or("").contains("admin_token"),
         "{body}"
     );
     let (code, body) = c
-        .post(0, "/switchover", Some("wrong-token-wrong-token"), json!({}))
-        .await;
+        .post(
+            0,
+            "/switchover",
+            Some("wrong-token-wrong-token"),
+            &json!({}),
+        )
+        .await
+        .or_panic();
     assert_eq!(code, 403, "{body}");
-    let (code, _) = c.post(0, "/pause", None, json!({})).await;
+    let (code, _) = c.post(0, "/pause", None, &json!({})).await.or_panic();
     assert_eq!(code, 401);
     assert_eq!(c.role(0).await.as_deref(), Some("active"));
 
@@ -105,15 +114,17 @@ async fn failover_operator_switchover_to_an_unhealthy_target_is_refused_before_a
             .await
             .is_some_and(|s| s["peer"]["healthy"] == false)
     })
-    .await;
-    let (code, out) = c.cli(0, &["switchover", "--yes"]).await;
+    .await
+    .or_panic();
+    let (code, out) = c.cli(0, &["switchover", "--yes"]).await.or_panic();
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("unhealthy"), "the reason is shown: {out}");
     assert!(out.contains("refused"), "{out}");
     // The same through the API, with the token: 409 and the machine's reason.
     let (code, body) = c
-        .post(0, "/switchover", Some(TOKEN), json!({"to": "node-b"}))
-        .await;
+        .post(0, "/switchover", Some(TOKEN), &json!({"to": "node-b"}))
+        .await
+        .or_panic();
     assert_eq!(code, 409, "{body}");
     assert!(
         body["error"].as_str().unwrap_or("").contains("unhealthy"),
@@ -122,40 +133,44 @@ async fn failover_operator_switchover_to_an_unhealthy_target_is_refused_before_a
     // Nothing stopped: node-a keeps the role and keeps signing, same epoch.
     assert_eq!(c.role(0).await.as_deref(), Some("active"));
     assert_eq!(c.epoch(0).await, Some(epoch));
-    c.wait_signing_by(0, SETTLE).await;
-    c.assert_no_double_sign().await;
+    c.wait_signing_by(0, SETTLE).await.or_panic();
+    assert_no_double_sign(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_fallback_to_the_primary_after_the_grace_period() {
-    let c = Cluster::start(b_active(3.0)).await;
+    let c = start(b_active(3.0)).await;
     c.wait_until("node-b active", SETTLE, || async {
         c.role(1).await.as_deref() == Some("active")
     })
-    .await;
+    .await
+    .or_panic();
     let epoch = c.epoch(1).await.expect("epoch");
     // node-a, the primary, healthy for 3 s without a break, takes the role back.
-    c.wait_roles(["active", "passive"], FAILOVER).await;
+    c.wait_roles(["active", "passive"], FAILOVER)
+        .await
+        .or_panic();
     assert!(c.epoch(0).await.unwrap_or(0) > epoch);
-    let events = c.events(0).await;
+    let events = events(&c, 0).await;
     assert!(
         events.contains("fallback: this primary node has been healthy"),
         "{events}"
     );
-    c.wait_signing_by(0, SETTLE).await;
-    c.assert_no_double_sign().await;
+    c.wait_signing_by(0, SETTLE).await.or_panic();
+    assert_no_double_sign(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_flapping_primary_never_takes_the_role_back() {
-    let c = Cluster::start(b_active(6.0)).await;
+    let c = start(b_active(6.0)).await;
     // Flapping starts once node-b holds the role (node-a's node restarts at boot, which
     // resets its peers): 2 s without CometBFT peers (unhealthy after three failed rounds),
     // 2 s with — never healthy for the 6 s grace period in one stretch.
     c.wait_until("node-b active", SETTLE, || async {
         c.role(1).await.as_deref() == Some("active")
     })
-    .await;
+    .await
+    .or_panic();
     let epoch = c.epoch(1).await.expect("epoch");
     let flap = Duration::from_secs(16);
     let start = Instant::now();
@@ -172,28 +187,33 @@ async fn failover_operator_flapping_primary_never_takes_the_role_back() {
         );
     }
     assert_eq!(c.epoch(1).await, Some(epoch), "no handover happened");
-    let events = c.events(0).await;
+    let events = events(&c, 0).await;
     assert!(
         !events.contains("fallback: this primary"),
         "no fallback request: {events}"
     );
     // Steady again: after a full grace period the primary does take the role back.
-    c.wait_roles(["active", "passive"], FAILOVER).await;
-    c.assert_no_double_sign().await;
+    c.wait_roles(["active", "passive"], FAILOVER)
+        .await
+        .or_panic();
+    assert_no_double_sign(&c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_pause_blocks_failover_until_resume() {
     // No admin token: the CLI authenticates with the node's own certificate (mutual TLS),
     // and the daemon forwards the pause to its peer over mutual TLS.
-    let mut c = steady(Options {
+    let mut c = steady(ClusterOptions {
         admin_token: None,
-        ..Options::default()
+        ..options()
     })
     .await;
-    let (code, body) = c.post(0, "/pause", Some(TOKEN), json!({})).await;
+    let (code, body) = c
+        .post(0, "/pause", Some(TOKEN), &json!({}))
+        .await
+        .or_panic();
     assert_eq!(code, 403, "no token configured, none accepted: {body}");
-    let (code, out) = c.cli(0, &["pause"]).await;
+    let (code, out) = c.cli(0, &["pause"]).await.or_panic();
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("node-b: paused"), "cluster-wide: {out}");
     for i in 0..2 {
@@ -203,7 +223,7 @@ async fn failover_operator_pause_blocks_failover_until_resume() {
         assert_eq!(status["node"]["paused"], true, "{status}");
     }
     // The active's host dies: node-b, paused, does not promote.
-    c.daemons[0].kill();
+    c.kill_daemon(0).or_panic();
     c.devnet.kill_node(0).await.expect("kill node a");
     let watch = Duration::from_secs(8);
     let start = Instant::now();
@@ -212,21 +232,22 @@ async fn failover_operator_pause_blocks_failover_until_resume() {
         assert_eq!(s["node"]["held_role"], "passive", "{}", c.describe().await);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let events = c.events(1).await;
+    let events = events(&c, 1).await;
     assert!(
         events.contains("paused"),
         "node-b says why it waits: {events}"
     );
     // Resumed (its peer is down: the CLI says the peer was not reached) → it promotes.
-    let (_, out) = c.cli(1, &["resume"]).await;
+    let (_, out) = c.cli(1, &["resume"]).await.or_panic();
     assert!(out.contains("node-b: resumed"), "{out}");
     assert!(out.contains("node-a: NOT resumed"), "{out}");
     c.wait_until("node-b active", FAILOVER, || async {
         c.role(1).await.as_deref() == Some("active")
     })
-    .await;
-    c.wait_signing_by(1, SETTLE).await;
-    c.assert_no_double_sign().await;
+    .await
+    .or_panic();
+    c.wait_signing_by(1, SETTLE).await.or_panic();
+    assert_no_double_sign(&c).await;
 }
 
 #[test]
