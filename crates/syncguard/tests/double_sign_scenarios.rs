@@ -1,0 +1,187 @@
+//! End-to-end fault scenarios (issue 7) on two real SyncGuard daemons over mutual TLS managing
+//! the simulated Story nodes of a devnet whose ledger records every validator vote. Every
+//! scenario ends with the ledger check: no double sign, no two nodes signing one height (S1).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{assert_no_double_sign, events, options, start, OrPanic};
+use syncguard_devnet::cluster::{Cluster, ClusterOptions};
+use syncguard_devnet::{RpcFault, RpcFaultMode};
+
+const SETTLE: Duration = Duration::from_secs(30);
+const FAILOVER: Duration = Duration::from_secs(60);
+
+/// A healthy cluster: node-a active and signing, node-b passive.
+async fn steady(opts: ClusterOptions) -> Cluster {
+    let c = start(opts).await;
+    c.wait_roles(["active", "passive"], SETTLE).await.or_panic();
+    c.wait_signing_by(0, SETTLE).await.or_panic();
+    c
+}
+
+/// Watches both roles for `window`, asserting every 200 ms that node-a stays active and
+/// node-b passive.
+async fn hold_roles(c: &Cluster, window: Duration, why: &str) {
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let roles = [c.role(0).await, c.role(1).await];
+        assert_eq!(
+            [roles[0].as_deref(), roles[1].as_deref()],
+            [Some("active"), Some("passive")],
+            "{why}\n{}",
+            c.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_scenario_active_cut_off_then_healed_never_double_signs() {
+    let c = steady(options()).await;
+    let epoch_before = c.epoch(0).await.unwrap_or(0);
+    // node-a's node is cut off: it sees no new block, its votes are held (it keeps voting at
+    // its stuck height). node-a's SyncGuard still talks to node-b over the peer link.
+    c.devnet.set_cut(0, true).await.expect("cut node a");
+    // Observed: node-a's node goes stale (comet/evm block age over the stall bound, too few
+    // peers); after retry_attempts failed rounds node-a stops its validator, swaps in the
+    // placeholder key and hands the role to node-b over the peer link at epoch 2 (the cut
+    // does not touch the daemons' link), ending `passive`. Either way node-a must have
+    // fenced itself (`fenced` or `passive`) before node-b is active.
+    c.wait_until(
+        "node-b active after node-a is cut off",
+        FAILOVER,
+        || async { c.role(1).await.as_deref() == Some("active") },
+    )
+    .await
+    .or_panic();
+    let a_role = c.role(0).await;
+    assert!(
+        matches!(a_role.as_deref(), Some("fenced") | Some("passive")),
+        "node-a fenced itself before node-b took the role: {a_role:?}\n{}",
+        c.describe().await
+    );
+    assert!(c.epoch(1).await.unwrap_or(0) > epoch_before);
+    println!(
+        "cut: node-a {a_role:?} epoch {:?}, node-b active epoch {:?}",
+        c.epoch(0).await,
+        c.epoch(1).await
+    );
+    c.wait_signing_by(1, SETTLE).await.or_panic();
+    // Heal: node-a's held votes (for heights it was stuck at) reach the ledger now.
+    c.devnet.set_cut(0, false).await.expect("heal node a");
+    // Let the held votes land and a few more blocks pass.
+    let head = c.devnet.head().await.expect("head").height;
+    c.devnet
+        .wait_for_height(head + 10, SETTLE)
+        .await
+        .expect("chain goes on");
+    let roles = [c.role(0).await, c.role(1).await];
+    assert_eq!(
+        roles
+            .iter()
+            .filter(|r| r.as_deref() == Some("active"))
+            .count(),
+        1,
+        "exactly one active at the end: {roles:?}\n{}",
+        c.describe().await
+    );
+    println!(
+        "healed: roles {roles:?}, node-a events: {}",
+        events(&c, 0).await
+    );
+    assert_no_double_sign(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_scenario_chain_wide_halt_changes_nothing() {
+    let c = steady(options()).await;
+    let epochs = [c.epoch(0).await, c.epoch(1).await];
+    c.devnet.halt().await.expect("halt");
+    hold_roles(&c, Duration::from_secs(5), "a chain-wide halt moved a role").await;
+    c.devnet.resume().await.expect("resume");
+    hold_roles(&c, Duration::from_secs(3), "resume moved a role").await;
+    assert_eq!([c.epoch(0).await, c.epoch(1).await], epochs, "epoch moved");
+    c.wait_signing_by(0, SETTLE).await.or_panic();
+    assert_no_double_sign(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_scenario_flapping_health_on_the_active_does_not_hand_over() {
+    let c = steady(options()).await;
+    let epochs = [c.epoch(0).await, c.epoch(1).await];
+    let bad = RpcFault {
+        delay_ms: 0,
+        mode: RpcFaultMode::Error,
+    };
+    let good = RpcFault {
+        delay_ms: 0,
+        mode: RpcFaultMode::Ok,
+    };
+    // Faulty for 0.4 s, fine for 0.4 s: shorter than retry_attempts (3) × 0.5 s rounds.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(8) {
+        c.devnet.set_rpc_fault(0, bad).await.expect("fault");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c.devnet.set_rpc_fault(0, good).await.expect("unfault");
+        let roles = [c.role(0).await, c.role(1).await];
+        assert_eq!(
+            [roles[0].as_deref(), roles[1].as_deref()],
+            [Some("active"), Some("passive")],
+            "flapping health moved a role\n{}",
+            c.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    hold_roles(&c, Duration::from_secs(2), "after the flapping").await;
+    assert_eq!([c.epoch(0).await, c.epoch(1).await], epochs, "epoch moved");
+    c.wait_signing_by(0, SETTLE).await.or_panic();
+    assert_no_double_sign(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_scenario_corrupt_state_file_on_the_passive_blocks_promotion() {
+    let mut c = steady(options()).await;
+    let state_file = c.devnet.host(1).expect("host b").state_file.clone();
+    std::fs::write(&state_file, b"\x00\xffnot json {{{ garbage").expect("corrupt state of b");
+    c.crash_host(0).await.or_panic();
+    let watch = Duration::from_secs(15);
+    let start = Instant::now();
+    while start.elapsed() < watch {
+        let role = c.role(1).await;
+        assert!(
+            !matches!(role.as_deref(), Some("active")),
+            "node-b promoted over a state file it cannot read\n{}",
+            c.describe().await
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Observed: node-b starts promoting (the peer is gone, the chain shows no signature),
+    // then fails at step `write-state` because the state file is not valid JSON, rolls back
+    // and stays on the placeholder key (`demoting`/`passive`, never `active`).
+    let ev = events(&c, 1).await;
+    assert!(
+        ev.contains("not valid JSON"),
+        "node-b says why it does not take the role: {ev}"
+    );
+    println!(
+        "node-b role {:?} epoch {:?}",
+        c.role(1).await,
+        c.epoch(1).await
+    );
+    assert_no_double_sign(&c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_scenario_too_few_peers_on_the_active_hands_over() {
+    let c = steady(options()).await;
+    let epoch_before = c.epoch(0).await.unwrap_or(0);
+    c.devnet.set_peers(0, 0).await.expect("peers of a");
+    c.wait_roles(["passive", "active"], FAILOVER)
+        .await
+        .or_panic();
+    c.wait_signing_by(1, SETTLE).await.or_panic();
+    assert!(c.epoch(1).await.unwrap_or(0) > epoch_before);
+    assert_no_double_sign(&c).await;
+}
