@@ -323,6 +323,21 @@ fn held_role(shared: &Shared) -> Option<Role> {
     shared.read(|v| v.failover.as_ref().map(|s| s.held_role))
 }
 
+/// A ticker that, after a slow iteration, waits a full period instead of bursting.
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// Waits for the next tick; false once the daemon is stopping.
+async fn next_tick(ticker: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = stop.changed() => false,
+        _ = ticker.tick() => true,
+    }
+}
+
 /// Looks at the peer once per health round.
 async fn poll_peer(
     client: Arc<PeerClient>,
@@ -331,13 +346,8 @@ async fn poll_peer(
     events: mpsc::Sender<Event>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticker = ticker(interval);
+    while next_tick(&mut ticker, &mut stop).await {
         let observation = match client.status(current_epoch(&shared)).await {
             Ok(envelope) => {
                 shared.update(|v| v.peer_last_contact = Some(SystemTime::now()));
@@ -363,13 +373,8 @@ async fn sync_state(
     events: mpsc::Sender<Event>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticker = ticker(interval);
+    while next_tick(&mut ticker, &mut stop).await {
         if let Ok(Some(local)) = store.read_if_exists() {
             shared.update(|v| v.local_state = Some(local.hrs()));
         }
@@ -409,12 +414,8 @@ async fn sync_state(
 }
 
 async fn tick(every: Duration, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(every.max(Duration::from_millis(50)));
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut ticker = ticker(every.max(Duration::from_millis(50)));
+    while next_tick(&mut ticker, &mut stop).await {
         if events.send(Event::Tick).await.is_err() {
             return;
         }
@@ -478,8 +479,7 @@ async fn health_loop(
     events: Option<mpsc::Sender<Event>>,
 ) {
     let mut state = HealthState::new();
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = ticker(interval);
     loop {
         ticker.tick().await;
         let sync = state_sync_seen(&shared);
