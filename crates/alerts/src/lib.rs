@@ -1,0 +1,1 @@
+//! SyncGuard alerts (skeleton; being built).

@@ -1,0 +1,1 @@
+//! SyncGuard coordination backends (skeleton; being built).
