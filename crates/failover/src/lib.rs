@@ -123,5 +123,5 @@ pub use event::{
 pub use machine::{step, Machine, Status};
 pub use message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};
 pub use params::{Params, ParamsError};
-pub use record::{Record, RecordKind};
+pub use record::{Record, RecordKind, RecordTag};
 pub use types::{HandedState, NodeId, Role, Wish};

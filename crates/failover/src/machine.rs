@@ -13,7 +13,7 @@ use crate::event::{
 };
 use crate::message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};
 use crate::params::{Params, ParamsError};
-use crate::record::{words_duration, Hold, Record, RecordKind};
+use crate::record::{words_duration, Hold, Record, RecordKind, RecordTag};
 use crate::types::{opt_hrs_serde, HandedState, NodeId, Role, Wish};
 
 /// The failover state machine of one node. Pure: [`Machine::handle`] maps
@@ -481,6 +481,19 @@ impl Machine {
         why: String,
         heights: Vec<u64>,
     ) {
+        self.record_as(out, now, kind, (RecordTag::Other, ""), why, heights);
+    }
+
+    /// A record with its meaning for metrics and alerts: `(tag, reason label)`.
+    fn record_as(
+        &mut self,
+        out: &mut Vec<Action>,
+        now: Duration,
+        kind: RecordKind,
+        (tag, reason): (RecordTag, &str),
+        why: String,
+        heights: Vec<u64>,
+    ) {
         self.last_why.clone_from(&why);
         out.push(Action::Record(Record {
             at_ms: ms(now),
@@ -489,6 +502,8 @@ impl Machine {
             epoch: self.epoch,
             why,
             heights,
+            tag,
+            reason: reason.to_string(),
         }));
     }
 
@@ -506,7 +521,21 @@ impl Machine {
             self.last_hold = Some(hold.key());
             let why = hold.why(now);
             let heights = hold.heights();
-            self.record(out, now, RecordKind::Refusal, why, heights);
+            // The chain showing the validator still signing is the case where promoting
+            // would have made a second signer.
+            let tag = if matches!(hold, Hold::WitnessSigned { .. }) {
+                RecordTag::DoubleSignPrevented
+            } else {
+                RecordTag::PromotionRefused
+            };
+            self.record_as(
+                out,
+                now,
+                RecordKind::Refusal,
+                (tag, hold.key()),
+                why,
+                heights,
+            );
         }
     }
 
@@ -804,7 +833,7 @@ impl Machine {
             epoch: e,
             abort,
             reply_to,
-            ..
+            cause,
         } = &self.phase
         else {
             if let (Phase::Active { epoch: e, .. }, Ok(())) = (&self.phase, &result) {
@@ -822,7 +851,8 @@ impl Machine {
                     cause: DemoteCause::Superseded,
                     retry_at: None,
                 };
-                self.record(out, now, RecordKind::Alert, why.clone(), Vec::new());
+                let tag = (RecordTag::DoubleSignPrevented, "unexpected_activation");
+                self.record_as(out, now, RecordKind::Alert, tag, why.clone(), Vec::new());
                 out.push(Action::Deactivate { reason: why });
             }
             return;
@@ -833,6 +863,7 @@ impl Machine {
         let e = *e;
         let abort = abort.clone();
         let reply_to = reply_to.clone();
+        let (done, aborted) = promotion_tags(cause);
         match result {
             Ok(()) => {
                 if let Some(why) = abort {
@@ -841,7 +872,15 @@ impl Machine {
                         retry_at: None,
                     };
                     let why = format!("activation finished, but {why}: stopping at once");
-                    self.record(out, now, RecordKind::RoleChange, why.clone(), Vec::new());
+                    let tag = (aborted, "superseded_while_starting");
+                    self.record_as(
+                        out,
+                        now,
+                        RecordKind::RoleChange,
+                        tag,
+                        why.clone(),
+                        Vec::new(),
+                    );
                     out.push(Action::Deactivate { reason: why });
                     return;
                 }
@@ -856,7 +895,14 @@ impl Machine {
                      its signatures appear within {} blocks",
                     self.params.verify_blocks
                 );
-                self.record(out, now, RecordKind::RoleChange, why, Vec::new());
+                self.record_as(
+                    out,
+                    now,
+                    RecordKind::RoleChange,
+                    (done, ""),
+                    why,
+                    Vec::new(),
+                );
                 if reply_to.is_some() {
                     self.send(
                         out,
@@ -883,7 +929,8 @@ impl Machine {
                     "ACTIVATION FAILED at epoch {e}: {reason}. The key may or may not have gone \
                      live, so this node stops the validator again and stays passive"
                 );
-                self.record(out, now, RecordKind::Alert, why.clone(), Vec::new());
+                let tag = (aborted, "activation_failed");
+                self.record_as(out, now, RecordKind::Alert, tag, why.clone(), Vec::new());
                 out.push(Action::Deactivate { reason: why });
             }
         }
@@ -965,7 +1012,8 @@ impl Machine {
             DemoteCause::Superseded | DemoteCause::NotPersisted => {
                 self.enter_passive(now);
                 let why = format!("passive: stopped signing on this node ({final_words})");
-                self.record(out, now, RecordKind::RoleChange, why, Vec::new());
+                let tag = (RecordTag::Demoted, "superseded");
+                self.record_as(out, now, RecordKind::RoleChange, tag, why, Vec::new());
             }
             DemoteCause::SelfFence => {
                 self.phase = Phase::Fenced { since: now };
@@ -1281,7 +1329,8 @@ impl Machine {
                     "handover: {to} did not act on the offer and cannot prove it is not \
                      signing ({reason}); staying passive — the normal rules decide from here"
                 );
-                self.record(out, now, RecordKind::RoleChange, why, Vec::new());
+                let tag = (RecordTag::SwitchoverAborted, "target_ignored");
+                self.record_as(out, now, RecordKind::RoleChange, tag, why, Vec::new());
             }
         }
     }
@@ -1691,7 +1740,8 @@ impl Machine {
                     if *accepted { " after it accepted" } else { "" }
                 );
                 self.enter_passive(now);
-                self.record(out, now, RecordKind::RoleChange, why, Vec::new());
+                let tag = (RecordTag::SwitchoverAborted, "handover_timeout");
+                self.record_as(out, now, RecordKind::RoleChange, tag, why, Vec::new());
             }
             Phase::Passive {
                 pending: Pending::Claim { deadline, epoch },
@@ -1813,7 +1863,15 @@ impl Machine {
                     cause: DemoteCause::SelfFence,
                     retry_at: None,
                 };
-                self.record(out, now, RecordKind::RoleChange, why.clone(), Vec::new());
+                let tag = (RecordTag::SelfFenced, "cut_off");
+                self.record_as(
+                    out,
+                    now,
+                    RecordKind::RoleChange,
+                    tag,
+                    why.clone(),
+                    Vec::new(),
+                );
                 out.push(Action::Deactivate { reason: why });
             }
         }
@@ -1842,12 +1900,14 @@ impl Machine {
                     cause: DemoteCause::Superseded,
                     retry_at: None,
                 };
-                self.record(out, now, RecordKind::Alert, why.clone(), Vec::new());
+                let tag = (RecordTag::DoubleSignPrevented, "second_active");
+                self.record_as(out, now, RecordKind::Alert, tag, why.clone(), Vec::new());
                 out.push(Action::Deactivate { reason: why });
             }
             Phase::Promoting { abort, .. } if abort.is_none() => {
                 *abort = Some(why.clone());
-                self.record(out, now, RecordKind::Alert, why, Vec::new());
+                let tag = (RecordTag::DoubleSignPrevented, "second_active");
+                self.record_as(out, now, RecordKind::Alert, tag, why, Vec::new());
             }
             _ => {}
         }
@@ -1972,7 +2032,15 @@ impl Machine {
             "handing the role over to {to}: {why}. Step 1: stopping the validator here \
              (the role goes to {to} at epoch {epoch} only after the stop is confirmed)"
         );
-        self.record(out, now, RecordKind::RoleChange, why.clone(), Vec::new());
+        let tag = (RecordTag::Demoted, "handover");
+        self.record_as(
+            out,
+            now,
+            RecordKind::RoleChange,
+            tag,
+            why.clone(),
+            Vec::new(),
+        );
         out.push(Action::Deactivate { reason: why });
     }
 
@@ -2466,12 +2534,38 @@ impl Machine {
         self.takeover = None;
         self.last_hold = None;
         let heights = vec![u64::try_from(fence.height).unwrap_or(0)];
-        self.record(out, now, RecordKind::RoleChange, story, heights);
+        let tag = promotion_started_tag(&cause);
+        self.record_as(out, now, RecordKind::RoleChange, tag, story, heights);
         out.push(Action::Activate {
             epoch,
             cause,
             fence,
             handed_state,
         });
+    }
+}
+
+/// The tags of a promotion's completion and abort, by its cause.
+fn promotion_tags(cause: &ActivationCause) -> (RecordTag, RecordTag) {
+    match cause {
+        ActivationCause::Handover { .. } => {
+            (RecordTag::SwitchoverCompleted, RecordTag::SwitchoverAborted)
+        }
+        // Taking the role back after a refused handover: the abort was counted at its start.
+        ActivationCause::Resume => (RecordTag::Other, RecordTag::SwitchoverAborted),
+        ActivationCause::Failover | ActivationCause::Claim | ActivationCause::Takeover => {
+            (RecordTag::FailoverCompleted, RecordTag::FailoverAborted)
+        }
+    }
+}
+
+/// The tag and reason of a promotion's start.
+fn promotion_started_tag(cause: &ActivationCause) -> (RecordTag, &'static str) {
+    match cause {
+        ActivationCause::Handover { .. } => (RecordTag::SwitchoverStarted, "handover"),
+        ActivationCause::Resume => (RecordTag::SwitchoverAborted, "resume_after_refusal"),
+        ActivationCause::Failover => (RecordTag::FailoverStarted, "peer_lost"),
+        ActivationCause::Claim => (RecordTag::FailoverStarted, "claim"),
+        ActivationCause::Takeover => (RecordTag::FailoverStarted, "operator_takeover"),
     }
 }

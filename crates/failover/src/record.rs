@@ -23,6 +23,56 @@ pub struct Record {
     pub why: String,
     /// The heights that matter (signatures seen, fence height, ...), for machines.
     pub heights: Vec<u64>,
+    /// What happened, for metrics and alerts (`other` for progress notes).
+    #[serde(default)]
+    pub tag: RecordTag,
+    /// A short snake_case label of the cause (`witness_signed`, `cut_off`, ...), or empty.
+    /// Stable across releases: metrics use it as the `reason` label.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// What a record means for metrics and alerts. Planned handovers are `switchover_*` on the
+/// node taking the role; unplanned promotions (failover, claim, takeover) are `failover_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordTag {
+    FailoverStarted,
+    FailoverCompleted,
+    FailoverAborted,
+    SwitchoverStarted,
+    SwitchoverCompleted,
+    SwitchoverAborted,
+    /// An active stopped itself because it was cut off (S4).
+    SelfFenced,
+    /// A passive declined to promote (the reason is the hold's label).
+    PromotionRefused,
+    /// Something that would have made two signers was stopped: the chain showed the
+    /// validator still signing, a second active was seen, or the key went live unasked.
+    DoubleSignPrevented,
+    /// The node stopped signing and became passive (superseded, handing over).
+    Demoted,
+    #[default]
+    Other,
+}
+
+impl RecordTag {
+    /// The snake_case name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordTag::FailoverStarted => "failover_started",
+            RecordTag::FailoverCompleted => "failover_completed",
+            RecordTag::FailoverAborted => "failover_aborted",
+            RecordTag::SwitchoverStarted => "switchover_started",
+            RecordTag::SwitchoverCompleted => "switchover_completed",
+            RecordTag::SwitchoverAborted => "switchover_aborted",
+            RecordTag::SelfFenced => "self_fenced",
+            RecordTag::PromotionRefused => "promotion_refused",
+            RecordTag::DoubleSignPrevented => "double_sign_prevented",
+            RecordTag::Demoted => "demoted",
+            RecordTag::Other => "other",
+        }
+    }
 }
 
 /// Kinds of records.

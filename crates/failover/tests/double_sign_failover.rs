@@ -91,6 +91,14 @@ fn double_sign_no_promotion_while_the_validator_signs_on_chain() {
         "{:?}",
         records(&acts)
     );
+    // Counted as a prevented double sign (metrics, alerts), with its reason.
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Record(r)
+            if r.tag == syncguard_failover::RecordTag::DoubleSignPrevented
+                && r.reason == "witness_signed")),
+        "{:?}",
+        records(&acts)
+    );
     // A round later it asks again (one question per round); once the chain is clean it
     // promotes.
     let acts = b.rounds(2, None);

@@ -125,3 +125,66 @@ fn failover_sim_random_worlds_exercise_every_path() {
     }
     assert_eq!(seen[11], 0, "a double sign in the coverage worlds");
 }
+
+/// Metrics and alerts count records by tag: a crash failover, the fallback and a cut-off
+/// active's self-fence each carry theirs, on the node where they happen.
+#[test]
+fn failover_sim_records_are_tagged_for_metrics_and_alerts() {
+    use syncguard_failover::RecordTag as T;
+    let mut cfg = SimConfig::calm(1, [Wish::Active, Wish::Passive]);
+    cfg.faults = vec![(
+        30_000,
+        Fault::Crash {
+            node: 0,
+            down_ms: 30_000,
+        },
+    )];
+    let mut w = World::new(cfg);
+    w.run();
+    let of = |n: usize| -> Vec<T> {
+        w.tags
+            .iter()
+            .filter(|(m, t, _)| *m == n && *t != T::PromotionRefused)
+            .map(|(_, t, _)| *t)
+            .collect()
+    };
+    let b = of(1);
+    let started = b.iter().position(|t| *t == T::FailoverStarted);
+    let completed = b.iter().position(|t| *t == T::FailoverCompleted);
+    assert!(
+        matches!((started, completed), (Some(s), Some(c)) if s < c),
+        "b: {b:?}\n{}",
+        w.trace_text()
+    );
+    // The fallback to a is a planned handover: b hands over (demoted), a completes it.
+    assert!(b.contains(&T::Demoted), "b: {b:?}");
+    let a = of(0);
+    assert!(a.contains(&T::SwitchoverStarted), "a: {a:?}");
+    assert!(a.contains(&T::SwitchoverCompleted), "a: {a:?}");
+    assert!(w
+        .tags
+        .iter()
+        .any(|(_, t, r)| *t == T::FailoverStarted && r == "peer_lost"));
+
+    // A whole-site partition of the active: it fences itself, reason `cut_off`.
+    let mut cfg = SimConfig::calm(2, [Wish::Active, Wish::Passive]);
+    cfg.faults = vec![
+        (30_000, Fault::CutLink { ms: 30_000 }),
+        (
+            30_000,
+            Fault::Stall {
+                node: 0,
+                ms: 30_000,
+            },
+        ),
+    ];
+    let mut w = World::new(cfg);
+    w.run();
+    assert!(
+        w.tags
+            .iter()
+            .any(|(n, t, r)| *n == 0 && *t == T::SelfFenced && r == "cut_off"),
+        "{:?}",
+        w.tags
+    );
+}

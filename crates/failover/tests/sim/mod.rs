@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use syncguard_failover::{
     Action, ActuatorResult, Event, HandedState, LocalHealth, Machine, NodeId, OperatorCommand,
-    Params, PeerObservation, RecordKind, Role, VerifyReport, Wish, WitnessReport,
+    Params, PeerObservation, RecordKind, RecordTag, Role, VerifyReport, Wish, WitnessReport,
 };
 use syncguard_validator::{Hrs, Step};
 
@@ -325,6 +325,8 @@ pub struct World {
     pub activations: Vec<(u64, usize, u64)>,
     pub trace: VecDeque<String>,
     pub promotions: usize,
+    /// (node, tag, reason) of every tagged record, in order.
+    pub tags: Vec<(usize, RecordTag, String)>,
 }
 
 fn hrs_done(h: u64) -> Hrs {
@@ -360,6 +362,7 @@ impl World {
             activations: Vec::new(),
             trace: VecDeque::new(),
             promotions: 0,
+            tags: Vec::new(),
             cfg,
         };
         for n in 0..2 {
@@ -827,6 +830,9 @@ impl World {
                     );
                 }
                 Action::Record(r) => {
+                    if r.tag != RecordTag::Other {
+                        self.tags.push((n, r.tag, r.reason.clone()));
+                    }
                     if r.kind != RecordKind::Info {
                         self.log(format!(
                             "node {n} [{:?} {} e{}] {}",
