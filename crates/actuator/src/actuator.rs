@@ -298,7 +298,8 @@ impl Inner {
         if let Some(path) = keyswap::encrypted_form(&self.live_key) {
             return Err(Refusal::EncryptedKey { path });
         }
-        let validator = ValidatorKey::load(&self.key_store).map_err(|e| match e.kind {
+        // The key that will sign: refused when group/others can read it, or it is a symlink.
+        let validator = ValidatorKey::load_secret(&self.key_store).map_err(|e| match e.kind {
             KeyErrorKind::Encrypted => Refusal::EncryptedKey { path: e.path },
             _ => Refusal::KeyStore(e),
         })?;

@@ -412,6 +412,10 @@ async fn actuator_unverifiable_key_store_refused_untouched() {
     );
     let bad = node.dir.path().join("keys/bad_key.json");
     std::fs::write(&bad, text).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let mut config = node.config();
     config.story.validator_key_store = bad;
     let store = node.open_store();
@@ -635,4 +639,24 @@ async fn actuator_setup_rejects_a_store_of_another_file() {
         ),
         "{e}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actuator_key_store_readable_by_others_refused_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
+    std::fs::set_permissions(&node.key_store, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = node.config();
+    let store = node.open_store();
+    let actuator = node.actuator(&config, &store);
+    let e = actuator
+        .activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ActuatorError::Refused(Refusal::KeyStore(_))),
+        "{e}"
+    );
+    assert!(e.to_string().contains("chmod 600"), "{e}");
+    assert!(node.commands().is_empty());
 }

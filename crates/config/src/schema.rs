@@ -82,6 +82,40 @@ pub struct ServerConfig {
     /// Token for mutating admin calls (`POST /switchover`, `/pause`, `/resume`), compared in
     /// constant time. Default: none (admin calls then need mutual TLS).
     pub admin_token: Option<String>,
+    /// Who may call the public API (`/health`, `/status`, `/events`, `/metrics`, admin
+    /// routes): `any` (default) or `local` — only loopback clients and mutual-TLS callers
+    /// with a certificate of the cluster CA. The peer API is mutual TLS either way.
+    pub public_access: PublicAccess,
+    /// Largest request body accepted on the public API, bytes. Default 65536. (The peer API
+    /// has its own fixed bound, the largest protocol message.)
+    pub max_body_bytes: usize,
+    /// A request's headers must arrive within this, seconds (slowloris); an idle keep-alive
+    /// connection is closed after it too. Default 10.
+    pub header_timeout: Option<f64>,
+    /// A request's body must arrive within this, seconds. Default 10.
+    pub body_timeout: Option<f64>,
+    /// Most connections served at once; more are closed at once. Default 256.
+    pub max_connections: usize,
+}
+
+/// `server.public_access`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PublicAccess {
+    /// Everyone who reaches the port (today's behaviour).
+    #[default]
+    Any,
+    /// Loopback clients and mutual-TLS callers with a cluster certificate only.
+    Local,
+}
+
+impl ServerConfig {
+    pub fn header_timeout(&self) -> Duration {
+        secs(self.header_timeout.unwrap_or(10.0))
+    }
+    pub fn body_timeout(&self) -> Duration {
+        secs(self.body_timeout.unwrap_or(10.0))
+    }
 }
 
 impl Default for ServerConfig {
@@ -92,6 +126,11 @@ impl Default for ServerConfig {
             bind: "0.0.0.0".into(),
             port: 8080,
             admin_token: None,
+            public_access: PublicAccess::Any,
+            max_body_bytes: 64 * 1024,
+            header_timeout: None,
+            body_timeout: None,
+            max_connections: 256,
         }
     }
 }
@@ -416,18 +455,63 @@ impl Default for AlertsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// `alerts.telegram:` — a bot posting to one chat. Debug never shows the bot token.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TelegramConfig {
+    /// A secret: it is part of the Bot API URL, so that URL is never logged either.
     pub bot_token: String,
     pub chat_id: String,
+    /// Bot API base URL. Default `https://api.telegram.org` (tests point it elsewhere).
+    pub api_url: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+impl Default for TelegramConfig {
+    fn default() -> Self {
+        Self {
+            bot_token: String::new(),
+            chat_id: String::new(),
+            api_url: "https://api.telegram.org".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("bot_token", &"<redacted>")
+            .field("chat_id", &self.chat_id)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
+}
+
+/// `alerts.pagerduty:` — PagerDuty Events v2. Debug never shows the routing key.
+#[derive(Clone, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct PagerDutyConfig {
-    /// Events v2 integration key.
+    /// Events v2 integration key (a secret).
     pub routing_key: String,
+    /// Events v2 endpoint. Default `https://events.pagerduty.com/v2/enqueue`.
+    pub events_url: String,
+}
+
+impl Default for PagerDutyConfig {
+    fn default() -> Self {
+        Self {
+            routing_key: String::new(),
+            events_url: "https://events.pagerduty.com/v2/enqueue".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PagerDutyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagerDutyConfig")
+            .field("routing_key", &"<redacted>")
+            .field("events_url", &self.events_url)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -88,6 +88,32 @@ fn server(c: &Config, f: &mut Findings) {
             );
         }
     }
+    for (key, v) in [
+        ("server.header_timeout", s.header_timeout),
+        ("server.body_timeout", s.body_timeout),
+    ] {
+        if let Some(v) = v {
+            f.positive_secs(key, v);
+        }
+    }
+    if !(1024..=64 * 1024 * 1024).contains(&s.max_body_bytes) {
+        f.error(
+            "server.max_body_bytes",
+            format!(
+                "is {}; must be between 1024 and 67108864 bytes",
+                s.max_body_bytes
+            ),
+        );
+    }
+    if !(4..=65_536).contains(&s.max_connections) {
+        f.error(
+            "server.max_connections",
+            format!(
+                "is {}; must be between 4 and 65536 (peers, the CLI and monitoring each need one)",
+                s.max_connections
+            ),
+        );
+    }
     if let (Some(role), Some(primary)) = (s.role, c.story.is_primary_site) {
         if (role == SiteRole::Primary) != primary {
             f.error(
@@ -330,11 +356,26 @@ fn coordination(c: &Config, f: &mut Findings) {
     }
     f.positive_secs("coordination.etcd.lease_ttl", e.lease_ttl);
     f.positive_secs("coordination.etcd.safety_margin", e.safety_margin);
-    if e.safety_margin >= e.lease_ttl {
+    if e.lease_ttl.is_finite() && e.lease_ttl > 0.0 && e.lease_ttl < 2.0 {
+        f.error(
+            "coordination.etcd.lease_ttl",
+            format!(
+                "{} s is too short: etcd leases are whole seconds and checked about every \
+                 0.5 s; use at least 2",
+                e.lease_ttl
+            ),
+        );
+    }
+    // The holder renews at a third of the lease and fences `safety_margin` before it
+    // expires: the fence must come after the first renewal, or no renewal can ever help.
+    let renew_window = e.lease_ttl - e.lease_ttl / 3.0;
+    if e.safety_margin.is_finite() && e.safety_margin > 0.0 && e.safety_margin >= renew_window {
         f.error(
             "coordination.etcd.safety_margin",
             format!(
-                "{} s must be shorter than lease_ttl ({} s)",
+                "{} s must be shorter than lease_ttl − lease_ttl/3 ({renew_window:.2} s with \
+                 lease_ttl {} s): the active renews at a third of the lease and fences \
+                 safety_margin before it expires",
                 e.safety_margin, e.lease_ttl
             ),
         );
@@ -362,11 +403,13 @@ fn alerts(c: &Config, f: &mut Findings) {
         if t.chat_id.is_empty() {
             f.error("alerts.telegram.chat_id", "must be set");
         }
+        url_field(f, "alerts.telegram.api_url", &t.api_url);
     }
     if let Some(p) = &a.pagerduty {
         if p.routing_key.is_empty() {
             f.error("alerts.pagerduty.routing_key", "must be set");
         }
+        url_field(f, "alerts.pagerduty.events_url", &p.events_url);
     }
     f.positive_secs("alerts.timeout", a.timeout);
     f.non_negative_secs("alerts.dedup_window", a.dedup_window);

@@ -1,1 +1,45 @@
-//! SyncGuard coordination backends (skeleton; being built).
+//! SyncGuard coordination backends: the lock that decides which node may hold the validator
+//! role, the state watermark every promotion merges into its fence (S3), and the timing that
+//! makes an active fence itself before anybody else can take the lock (S4).
+//!
+//! - [`backend`]: the [`LockBackend`] trait and its types (object-safe: the daemon picks the
+//!   backend from the config at run time and holds an `Arc<dyn LockBackend>`).
+//! - [`keeper`]: the pure [`LeaseKeeper`]: when to renew, when the holder must fence. No I/O,
+//!   no clock of its own (explicit `now`), tested with simulated time and proptest;
+//!   [`holder::keep_lease`] is the async loop around it.
+//! - [`machine`]: the pure [`EtcdMachine`]: the failover rules of the etcd backend
+//!   (`(state, event, now) → actions`), tested with a simulated three-node world.
+//! - [`order`]: the pure promotion order of several passives (rank by `failover_priority`,
+//!   seeded jitter).
+//! - [`memory`]: [`MemoryBackend`], an in-process lock with etcd's semantics (revisions,
+//!   leases that expire on tokio's clock), for unit tests of callers.
+//! - `etcd` (feature `etcd`): [`EtcdBackend`] on a real etcd v3 cluster.
+//!
+//! How the timing works and what happens when etcd is unreachable: `docs/COORDINATION.md`.
+
+pub mod backend;
+pub mod connect;
+pub mod error;
+pub mod holder;
+pub mod keeper;
+pub mod machine;
+pub mod memory;
+pub mod order;
+mod record;
+
+#[cfg(feature = "etcd")]
+pub mod etcd;
+
+pub use backend::{AcquireOutcome, BoxFuture, Holder, Lease, LockBackend, Renewed, Watermark};
+pub use connect::{connect, ETCD_SUPPORT, NO_ETCD_SUPPORT};
+pub use error::CoordError;
+pub use holder::keep_lease;
+pub use keeper::{FenceReason, KeeperAction, LeaseKeeper, LeaseTiming, RenewalTicket, TimingError};
+pub use machine::{
+    AcquireReport, EtcdAction, EtcdEvent, EtcdMachine, EtcdParams, LeaseEnd, LockView,
+};
+pub use memory::{MemoryBackend, MemoryStore};
+pub use order::PromotionOrder;
+
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdBackend, EtcdOptions};

@@ -40,6 +40,11 @@ pub enum DevnetCommand {
     Geth(GethArgs),
     /// Start/stop/status of a node like systemctl, and faults (kill, pause, resume).
     Ctl(CtlArgs),
+    /// Seeded random fault schedules on two real daemons; checks 0 double signs, 0 S1
+    /// violations, no state regression and recovery (exit 1 if any run failed).
+    Soak(crate::soak::SoakArgs),
+    /// Crash failover and planned switchover timings (p50/p95/max) on two real daemons.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `chain` options.
@@ -187,6 +192,9 @@ pub enum DevnetError {
     /// ctl
     #[error("ctl: {0}")]
     Ctl(#[from] CtlError),
+    /// soak or bench
+    #[error("{0}")]
+    Soak(#[from] crate::soak::SoakError),
     /// The program's own path is unknown (needed by `ctl start`).
     #[error("cannot find this program's path: {0}")]
     SelfExe(std::io::Error),
@@ -245,6 +253,8 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
             .await?;
         }
         DevnetCommand::Ctl(c) => return run_ctl(c.action, self_prefix),
+        DevnetCommand::Soak(a) => return Ok(crate::soak::run_args(a, self_prefix).await?),
+        DevnetCommand::Bench(a) => return Ok(crate::bench::run_args(a, self_prefix).await?),
     }
     Ok(ExitCode::SUCCESS)
 }

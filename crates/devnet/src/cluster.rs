@@ -23,6 +23,7 @@ use syncguard_peer::certs::{CertError, ClusterCa};
 
 use crate::api::LedgerReport;
 use crate::harness::{Devnet, DevnetOptions, HarnessError, Host, Launcher};
+use crate::link_proxy::LinkProxy;
 
 /// The daemons' node ids, in host order (node-a on host-a is the primary).
 pub const NODE_IDS: [&str; 2] = ["node-a", "node-b"];
@@ -224,6 +225,9 @@ pub struct ClusterOptions {
     pub log_filter: String,
     /// `logging.level` of the daemons' file log.
     pub log_level: String,
+    /// `alerts.webhook_url` of both daemons (with `logging.enable_alerts: true`); None: no
+    /// alerts.
+    pub alert_webhook: Option<String>,
 }
 
 impl ClusterOptions {
@@ -240,6 +244,7 @@ impl ClusterOptions {
             admin_token: Some(DEMO_ADMIN_TOKEN.to_string()),
             log_filter: "info,syncguard=debug".into(),
             log_level: "debug".into(),
+            alert_webhook: None,
         }
     }
 }
@@ -345,6 +350,8 @@ fn height_in(v: &Value) -> Option<u64> {
 /// devnet, so no daemon restarts a node the devnet is tearing down.
 pub struct Cluster {
     daemons: Vec<Daemon>,
+    /// `links[j]` carries the peer link towards daemon `j` (cut with [`Cluster::set_link_cut`]).
+    links: Vec<LinkProxy>,
     /// The devnet under the daemons (chain, nodes, geths, ledger).
     pub devnet: Devnet,
     http: reqwest::Client,
@@ -456,7 +463,14 @@ communication:
 logging:
   level: "{level}"
   file: {log}
-"#,
+{alerts}"#,
+        alerts = match &opts.alert_webhook {
+            Some(url) => format!(
+                "  enable_alerts: true\nalerts:\n  webhook_url: {}\n  timeout: 2\n  retries: 2\n",
+                yaml_str(url)
+            ),
+            None => String::new(),
+        },
         site = if i == 0 { "primary" } else { "secondary" },
         primary = i == 0,
         comet = yaml_str(&host.comet_rpc_url),
@@ -548,6 +562,17 @@ impl Cluster {
         let block_time = devnet_opts.block_time;
         let devnet = Devnet::start(devnet_opts).await?;
         let ports = [free_port()?, free_port()?];
+        // Each daemon reaches its peer through a proxy, so a test can cut just that link.
+        let mut links = Vec::new();
+        for port in ports {
+            let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let proxy = LinkProxy::start(target).await.map_err(io_err(
+                "start the peer-link proxy to",
+                Path::new(&target.to_string()),
+            ))?;
+            links.push(proxy);
+        }
+        let peer_ports = [links[1].addr().port(), links[0].addr().port()];
         let ca = ClusterCa::generate()?;
         let mut daemons = Vec::new();
         for (i, id) in NODE_IDS.iter().enumerate() {
@@ -573,7 +598,7 @@ impl Cluster {
                 std::fs::create_dir_all(dir).map_err(io_err("create", dir))?;
             }
             let config = host.dir.join("syncguard.yaml");
-            let yaml = config_yaml(i, &host, ports[i], ports[1 - i], &tls, block_time, &opts);
+            let yaml = config_yaml(i, &host, ports[i], peer_ports[i], &tls, block_time, &opts);
             std::fs::write(&config, yaml).map_err(io_err("write", &config))?;
             daemons.push(spawn_daemon(
                 &opts.syncguard_bin,
@@ -594,12 +619,22 @@ impl Cluster {
             })?;
         Ok(Cluster {
             daemons,
+            links,
             devnet,
             http,
             syncguard_bin: opts.syncguard_bin,
             log_filter: opts.log_filter,
             admin_token: opts.admin_token,
         })
+    }
+
+    /// Cuts (or heals) only the SyncGuard-to-SyncGuard link, both directions: the daemons
+    /// cannot reach each other, while their nodes, the chain and the operator's API are
+    /// untouched.
+    pub fn set_link_cut(&self, on: bool) {
+        for l in &self.links {
+            l.set_cut(on);
+        }
     }
 
     /// The syncguard binary the daemons run.

@@ -96,6 +96,14 @@ pub enum HarnessError {
     /// No host with that index.
     #[error("no host {0}")]
     NoSuchHost(usize),
+    /// The disk-full fault needs a small tmpfs, which only root may mount.
+    #[error("the disk-full fault cannot mount a tmpfs on {}: {detail} (it needs root)", dir.display())]
+    Mount {
+        /// The state directory.
+        dir: PathBuf,
+        /// What `mount` said.
+        detail: String,
+    },
 }
 
 fn io_err<'a>(
@@ -311,6 +319,8 @@ pub struct Devnet {
     launcher: Launcher,
     http: reqwest::Client,
     procs: Vec<Proc>,
+    /// State directories put on a small tmpfs by [`Devnet::set_disk_full`] (unmounted on drop).
+    mounts: std::sync::Mutex<Vec<PathBuf>>,
     dir: PathBuf,
     // Dropped last (fields drop in order): processes are gone before their files.
     _tmp: Option<tempfile::TempDir>,
@@ -440,6 +450,7 @@ impl Devnet {
             launcher: opts.launcher.clone(),
             http,
             procs: Vec::new(),
+            mounts: std::sync::Mutex::default(),
             dir: dir.clone(),
             _tmp: tmp,
         };
@@ -873,6 +884,104 @@ impl Drop for Devnet {
             tracing::debug!(what = %p.what, "killing");
             p.kill();
         }
+        let mounts = match self.mounts.get_mut() {
+            Ok(m) => std::mem::take(m),
+            Err(poisoned) => std::mem::take(poisoned.into_inner()),
+        };
+        for dir in mounts {
+            // Lazy: a daemon still holding a file there must not keep the mount alive.
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&dir)
+                .status();
+        }
+    }
+}
+
+/// Size of the tmpfs under a host's state directory for the disk-full fault.
+const SMALL_FS_BYTES: u64 = 4 << 20;
+const FILLER: &str = ".syncguard-devnet-disk-filler";
+
+impl Devnet {
+    /// Disk full on host `i`: its state directory (the state file's, where SyncGuard writes
+    /// the start state and the node writes every vote) has no free byte left. The first call
+    /// moves the directory's files onto a 4 MiB tmpfs mounted over it (root only); `on`
+    /// fills it with a filler file, `!on` removes the filler.
+    pub fn set_disk_full(&self, i: usize, on: bool) -> Result<(), HarnessError> {
+        let host = self.host(i)?;
+        let dir = host
+            .state_file
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| HarnessError::NoSuchHost(i))?;
+        self.ensure_small_fs(&dir)?;
+        let filler = dir.join(FILLER);
+        if on {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&filler).map_err(io_err("create", &filler))?;
+            let block = vec![0u8; 64 * 1024];
+            // Until ENOSPC: then one byte at a time, so not even a small file fits.
+            let mut chunk = block.len();
+            while chunk > 0 {
+                match f.write(&block[..chunk]) {
+                    Ok(0) => chunk /= 2,
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(28) => chunk /= 2,
+                    Err(e) => return Err(io_err("fill", &filler)(e)),
+                }
+            }
+            let _ = f.sync_all();
+        } else {
+            match std::fs::remove_file(&filler) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &filler)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_small_fs(&self, dir: &Path) -> Result<(), HarnessError> {
+        let mut mounts = match self.mounts.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if mounts.iter().any(|m| m == dir) {
+            return Ok(());
+        }
+        // Keep the directory's files (state file, lock files) and put them back on the tmpfs.
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io_err("read", dir))? {
+            let entry = entry.map_err(io_err("read", dir))?;
+            let path = entry.path();
+            if path.is_file() {
+                let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
+                let mode = std::fs::metadata(&path)
+                    .map_err(io_err("stat", &path))?
+                    .permissions();
+                files.push((entry.file_name(), bytes, mode));
+            }
+        }
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={SMALL_FS_BYTES},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir)
+            .output()
+            .map_err(io_err("run mount for", dir))?;
+        if !out.status.success() {
+            return Err(HarnessError::Mount {
+                dir: dir.to_path_buf(),
+                detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        mounts.push(dir.to_path_buf());
+        for (name, bytes, mode) in files {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(io_err("restore", &path))?;
+            std::fs::set_permissions(&path, mode).map_err(io_err("chmod", &path))?;
+        }
+        Ok(())
     }
 }
 

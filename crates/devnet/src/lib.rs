@@ -24,10 +24,13 @@
 //! - [`cli`] — the command line, embeddable as a subcommand of another binary.
 //! - [`cluster`] — two real `syncguard story` daemons over mutual TLS on a devnet.
 //! - [`demo`] — `syncguard demo`: scenarios on a [`cluster::Cluster`], a live view, a summary.
+//! - [`soak`] — `syncguard devnet soak`: seeded random fault schedules, safety and recovery.
+//! - [`bench`] — `syncguard devnet bench`: failover/switchover timings with p50/p95/max.
 //!
 //! Unix only (process groups, signals, `/proc`).
 
 pub mod api;
+pub mod bench;
 pub mod chain;
 pub mod chain_server;
 pub mod cli;
@@ -35,14 +38,17 @@ pub mod cluster;
 pub mod comet_json;
 pub mod ctl;
 pub mod demo;
+pub mod etcd_cluster;
 mod fsutil;
 pub mod geth;
 pub mod harness;
 pub mod ledger;
+pub mod link_proxy;
 pub mod node;
 pub mod planner;
 mod procs;
 pub mod signer;
+pub mod soak;
 pub mod vote;
 
 pub use api::{BlockCommit, Head, LedgerReport, NodeCounts, Offense, OffenseKind, VoteMsg};

@@ -521,9 +521,11 @@ impl Machine {
             self.last_hold = Some(hold.key());
             let why = hold.why(now);
             let heights = hold.heights();
-            // The chain showing the validator still signing is the case where promoting
-            // would have made a second signer.
-            let tag = if matches!(hold, Hold::WitnessSigned { .. }) {
+            // The chain showing the validator still signing while the peer, once reached, is
+            // lost: promoting would have made a second signer. (At boot, or with the peer in
+            // sight, the same refusal is routine: the old holder's last blocks age out.)
+            let lost_peer = self.peer.last_at.is_some() && self.contact_lost_since(now).is_some();
+            let tag = if matches!(hold, Hold::WitnessSigned { .. }) && lost_peer {
                 RecordTag::DoubleSignPrevented
             } else {
                 RecordTag::PromotionRefused
@@ -1661,7 +1663,8 @@ impl Machine {
                  blocks: check story's logs and the key. No automatic role change follows.",
                 self.params.verify_blocks, v.detail
             );
-            self.record(out, now, RecordKind::Alert, why, Vec::new());
+            let tag = (RecordTag::Other, "verify_failed");
+            self.record_as(out, now, RecordKind::Alert, tag, why, Vec::new());
         }
     }
 
@@ -1676,7 +1679,8 @@ impl Machine {
             "COULD NOT PERSIST EPOCH {epoch}: {reason}. Nothing is done under an epoch that \
              would not survive a restart"
         );
-        self.record(out, now, RecordKind::Alert, why, Vec::new());
+        let tag = (RecordTag::Other, "epoch_not_persisted");
+        self.record_as(out, now, RecordKind::Alert, tag, why, Vec::new());
         match &self.phase {
             Phase::Promoting { epoch: e, .. } if *e == epoch => {
                 // The driver dropped the Activate; stop anyway in case part of it ran.
@@ -2553,9 +2557,11 @@ fn promotion_tags(cause: &ActivationCause) -> (RecordTag, RecordTag) {
         }
         // Taking the role back after a refused handover: the abort was counted at its start.
         ActivationCause::Resume => (RecordTag::Other, RecordTag::SwitchoverAborted),
-        ActivationCause::Failover | ActivationCause::Claim | ActivationCause::Takeover => {
+        ActivationCause::Failover | ActivationCause::Takeover => {
             (RecordTag::FailoverCompleted, RecordTag::FailoverAborted)
         }
+        // Both nodes passive (a cluster starting): taking the role by agreement is routine.
+        ActivationCause::Claim => (RecordTag::Other, RecordTag::Other),
     }
 }
 
@@ -2565,7 +2571,7 @@ fn promotion_started_tag(cause: &ActivationCause) -> (RecordTag, &'static str) {
         ActivationCause::Handover { .. } => (RecordTag::SwitchoverStarted, "handover"),
         ActivationCause::Resume => (RecordTag::SwitchoverAborted, "resume_after_refusal"),
         ActivationCause::Failover => (RecordTag::FailoverStarted, "peer_lost"),
-        ActivationCause::Claim => (RecordTag::FailoverStarted, "claim"),
+        ActivationCause::Claim => (RecordTag::Other, "claim"),
         ActivationCause::Takeover => (RecordTag::FailoverStarted, "operator_takeover"),
     }
 }

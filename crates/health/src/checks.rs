@@ -106,6 +106,7 @@ pub mod names {
     pub const EVM_PEERS: &str = "evm.peers";
     pub const STATE_SYNC_LAG: &str = "system.state_sync_lag";
     pub const DISK_FREE: &str = "system.disk_free";
+    pub const STATE_FILE: &str = "system.state_file";
 }
 
 /// RFC3339 with milliseconds, e.g. `2026-05-01T12:00:00.123Z`: what a human and `jq` expect.

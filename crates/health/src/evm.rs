@@ -110,7 +110,7 @@ pub(crate) fn parse_hex_quantity(text: &str) -> Result<u64, String> {
     u64::from_str_radix(digits, 16).map_err(|_| format!("{text:?} does not fit in 64 bits"))
 }
 
-fn quantity(v: &Value, field: &str) -> Result<u64, String> {
+pub(crate) fn quantity(v: &Value, field: &str) -> Result<u64, String> {
     match v {
         Value::String(s) => parse_hex_quantity(s).map_err(|e| format!("{field}: {e}")),
         Value::Null => Err(format!("{field} is missing or null")),

@@ -27,9 +27,9 @@ pub use checks::{names, Check, CheckStatus, HealthReport, Verdict};
 pub use comet::{BlockIdFlag, CometClient, CometStatus, Commit, CommitSig, NetInfo};
 pub use evm::{EvmBlock, EvmClient, EvmSyncing};
 pub use round::NodeProbe;
-pub use rpc::{ProbeError, ProbeErrorKind, SetupError};
+pub use rpc::{decode_answer, AnswerKind, ProbeError, ProbeErrorKind, SetupError};
 pub use verdict::{
     evaluate, stall_bound_from_block_interval, DiskSeen, HealthParams, HealthState,
-    RoundObservation, StateSyncSeen,
+    RoundObservation, StateFileSeen, StateSyncSeen,
 };
 pub use witness::{fetch_witness, summarize_commits, HeightWitness, SignatureSeen, WitnessReport};

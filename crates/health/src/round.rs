@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::comet::CometClient;
 use crate::evm::EvmClient;
 use crate::rpc::{self, SetupError};
-use crate::verdict::{DiskSeen, RoundObservation, StateSyncSeen};
+use crate::verdict::{DiskSeen, RoundObservation, StateFileSeen, StateSyncSeen};
 
 /// Probes of one node: its CometBFT RPC, its EVM RPC and the disk of its state directory.
 #[derive(Debug, Clone)]
@@ -19,6 +19,7 @@ pub struct NodeProbe {
     comet: CometClient,
     evm: EvmClient,
     state_dir: Option<PathBuf>,
+    state_file: Option<PathBuf>,
     timeout: Duration,
 }
 
@@ -31,6 +32,7 @@ impl NodeProbe {
             comet: CometClient::with_http(http.clone(), comet_url, timeout)?,
             evm: EvmClient::with_http(http, evm_url, timeout)?,
             state_dir: None,
+            state_file: None,
             timeout,
         })
     }
@@ -38,6 +40,12 @@ impl NodeProbe {
     /// Measure free disk under this directory (the state file's) in every round.
     pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Read and parse this state file in every round (`system.state_file`).
+    pub fn with_state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
         self
     }
 
@@ -60,6 +68,7 @@ impl NodeProbe {
             evm_peer_count,
             evm_latest_block,
             disk,
+            state_file,
         ) = tokio::join!(
             self.comet.status(),
             self.comet.net_info(),
@@ -68,6 +77,7 @@ impl NodeProbe {
             self.evm.peer_count(),
             self.evm.latest_block(),
             self.disk(),
+            self.state_file(),
         );
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -84,6 +94,28 @@ impl NodeProbe {
             evm_latest_block,
             state_sync,
             disk,
+            state_file,
+        }
+    }
+
+    /// The state file, read on a blocking thread under the round's timeout (like `disk`).
+    async fn state_file(&self) -> StateFileSeen {
+        let Some(path) = self.state_file.clone() else {
+            return StateFileSeen::NotMeasured;
+        };
+        let task = tokio::task::spawn_blocking(move || syncguard_validator::SignState::load(&path));
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(Ok(s))) => {
+                let hrs = s.hrs();
+                StateFileSeen::Valid {
+                    height: hrs.height,
+                    round: hrs.round,
+                    step: hrs.step as u8,
+                }
+            }
+            Ok(Ok(Err(e))) => StateFileSeen::Invalid(e.to_string()),
+            Ok(Err(join)) => StateFileSeen::Invalid(format!("reading it failed: {join}")),
+            Err(_) => StateFileSeen::Invalid(format!("no answer within {:?}", self.timeout)),
         }
     }
 

@@ -370,6 +370,81 @@ pub(crate) fn decode_envelope(
     }
 }
 
+/// Which answer a body is meant to be, for [`decode_answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    CometStatus,
+    CometNetInfo,
+    CometCommit,
+    EvmBlockNumber,
+    EvmSyncing,
+    EvmPeerCount,
+    EvmLatestBlock,
+}
+
+impl AnswerKind {
+    pub const ALL: [AnswerKind; 7] = [
+        AnswerKind::CometStatus,
+        AnswerKind::CometNetInfo,
+        AnswerKind::CometCommit,
+        AnswerKind::EvmBlockNumber,
+        AnswerKind::EvmSyncing,
+        AnswerKind::EvmPeerCount,
+        AnswerKind::EvmLatestBlock,
+    ];
+}
+
+/// Decodes an HTTP answer (`status`, `body`) of the local node exactly as the probes do,
+/// down to the typed value (returned in its `Debug` form). The entry point of the fuzz
+/// targets and hostile-input tests, so they exercise the code the daemon runs on every
+/// answer. Bodies larger than the probes accept (8 MiB) are refused the same way.
+pub fn decode_answer(kind: AnswerKind, status: u16, body: &[u8]) -> Result<String, ProbeError> {
+    use crate::{comet, evm};
+    let url = "http://fuzz.invalid/";
+    let method = format!("{kind:?}");
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ProbeError::MalformedBody {
+            url: url.into(),
+            method,
+            what: format!("answer larger than {MAX_BODY_BYTES} bytes"),
+            excerpt: excerpt(&body[..64]),
+        });
+    }
+    let result = decode_envelope(url, &method, status, body)?;
+    let comet_err = |(what, result): (String, Value)| ProbeError::MalformedBody {
+        url: url.into(),
+        method: method.clone(),
+        what,
+        excerpt: excerpt(result.to_string().as_bytes()),
+    };
+    let evm_err = |what: String| ProbeError::MalformedBody {
+        url: url.into(),
+        method: method.clone(),
+        what,
+        excerpt: String::new(),
+    };
+    match kind {
+        AnswerKind::CometStatus => comet::parse_status(result)
+            .map(|v| format!("{v:?}"))
+            .map_err(comet_err),
+        AnswerKind::CometNetInfo => comet::parse_net_info(result)
+            .map(|v| format!("{v:?}"))
+            .map_err(comet_err),
+        AnswerKind::CometCommit => comet::parse_commit(result)
+            .map(|v| format!("{v:?}"))
+            .map_err(comet_err),
+        AnswerKind::EvmBlockNumber | AnswerKind::EvmPeerCount => evm::quantity(&result, "result")
+            .map(|v| v.to_string())
+            .map_err(evm_err),
+        AnswerKind::EvmSyncing => evm::parse_syncing(&result)
+            .map(|v| format!("{v:?}"))
+            .map_err(evm_err),
+        AnswerKind::EvmLatestBlock => evm::parse_block(&result)
+            .map(|v| format!("{v:?}"))
+            .map_err(evm_err),
+    }
+}
+
 /// Maps a JSON-RPC error object; None when it does not look like one (no integer code).
 fn rpc_error(url: &str, method: &str, err: &Value) -> Option<ProbeError> {
     let code = err.get("code")?.as_i64()?;
@@ -418,6 +493,48 @@ mod tests {
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
+    }
+
+    #[test]
+    fn story_decode_answer_reads_fixtures_and_refuses_hostile_bodies() {
+        let ok = |kind, rel: &str| {
+            decode_answer(kind, 200, fixture(rel).as_bytes())
+                .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        };
+        assert!(
+            ok(AnswerKind::CometStatus, "cometbft/tmrs_v0_38_status.json")
+                .contains("latest_block_height")
+        );
+        ok(
+            AnswerKind::CometNetInfo,
+            "cometbft/tmrs_v0_38_net_info.json",
+        );
+        ok(
+            AnswerKind::CometCommit,
+            "cometbft/tmrs_v0_38_commit_at_height_10.json",
+        );
+        assert_eq!(
+            decode_answer(
+                AnswerKind::EvmBlockNumber,
+                200,
+                br#"{"jsonrpc":"2.0","id":1,"result":"0x14"}"#
+            )
+            .unwrap(),
+            "20"
+        );
+        // Larger than any answer we hold in memory.
+        let big = vec![b' '; MAX_BODY_BYTES + 1];
+        let e = decode_answer(AnswerKind::CometCommit, 200, &big).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+        // 10 000 levels deep: serde_json's recursion limit (128), a clean error.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for kind in AnswerKind::ALL {
+            let e = decode_answer(kind, 200, deep.as_bytes()).unwrap_err();
+            assert!(e.to_string().contains("recursion limit"), "{kind:?}: {e}");
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{deep}}}"#);
+            assert!(decode_answer(kind, 200, body.as_bytes()).is_err());
+            assert!(decode_answer(kind, 200, b"\x00\xffgarbage").is_err());
+        }
     }
 
     /// (HTTP status, body) pairs from cometbft_rpc_error_examples.txt: a `# GET ... -> HTTP n`

@@ -112,6 +112,18 @@ pub enum DiskSeen {
     Error(String),
 }
 
+/// The node's own state file, read this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateFileSeen {
+    /// No state file configured: the check is Unknown.
+    NotMeasured,
+    /// It parses; its height, round and step.
+    Valid { height: i64, round: i32, step: u8 },
+    /// Missing, unreadable or not a valid state: `story` would not start with it, and this
+    /// node must not take the role (the file is where its start state would be written).
+    Invalid(String),
+}
+
 /// What one round saw. Every answer is this round's: an error is kept as the error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoundObservation {
@@ -123,6 +135,7 @@ pub struct RoundObservation {
     pub evm_latest_block: Result<EvmBlock, ProbeError>,
     pub state_sync: StateSyncSeen,
     pub disk: DiskSeen,
+    pub state_file: StateFileSeen,
 }
 
 /// A height and when it was first seen (the last time it changed).
@@ -217,6 +230,7 @@ pub fn evaluate(
     // System.
     checks.push(state_sync_lag(params, obs.state_sync, now));
     checks.push(disk_free(&obs.disk, params.min_free_disk_bytes));
+    checks.push(state_file(&obs.state_file));
 
     let round_failed = checks.iter().any(|c| c.status == CheckStatus::Fail);
     let retry = params.retry_attempts.max(1);
@@ -705,6 +719,41 @@ fn disk_free(seen: &DiskSeen, min: u64) -> Check {
             "error",
             threshold,
             format!("cannot measure the state directory: {e}"),
+        ),
+    }
+}
+
+fn state_file(seen: &StateFileSeen) -> Check {
+    let threshold = "readable, valid JSON state";
+    match seen {
+        StateFileSeen::NotMeasured => Check::new(
+            names::STATE_FILE,
+            CheckStatus::Unknown,
+            "not measured",
+            threshold,
+            "no state file configured",
+        ),
+        StateFileSeen::Valid {
+            height,
+            round,
+            step,
+        } => Check::new(
+            names::STATE_FILE,
+            CheckStatus::Ok,
+            format!("height {height} round {round} step {step}"),
+            threshold,
+            "the state file is readable",
+        ),
+        StateFileSeen::Invalid(e) => Check::new(
+            names::STATE_FILE,
+            CheckStatus::Fail,
+            "unusable",
+            threshold,
+            format!(
+                "the state file is unusable ({e}): story would not start with it and this \
+                 node must not take the validator role; restore it (check with \
+                 `syncguard state verify`)"
+            ),
         ),
     }
 }

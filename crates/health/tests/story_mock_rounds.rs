@@ -417,3 +417,43 @@ async fn story_report_serializes_for_get_health() {
     let back: HealthReport = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+/// The state file is read in every round: the real CometBFT fixture parses, garbage and a
+/// missing file are reported (a passive in that state must not promote).
+#[tokio::test]
+async fn story_state_file_is_read_every_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("priv_validator_state.json");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/privval/privval_state_h36_precommit_cometbft_docs.json");
+    std::fs::copy(&fixture, &path).unwrap();
+    let url = "http://127.0.0.1:9"; // nothing listens: only the file matters here
+    let probe = NodeProbe::new(url, url, TIMEOUT)
+        .unwrap()
+        .with_state_file(&path);
+    let seen = |o: &syncguard_health::RoundObservation| o.state_file.clone();
+    let obs = probe.observe(StateSyncSeen::NotExpected).await;
+    assert_eq!(
+        seen(&obs),
+        syncguard_health::StateFileSeen::Valid {
+            height: 36,
+            round: 0,
+            step: 3
+        }
+    );
+    std::fs::write(&path, b"\x00\xffnot json {{{").unwrap();
+    let obs = probe.observe(StateSyncSeen::NotExpected).await;
+    match seen(&obs) {
+        syncguard_health::StateFileSeen::Invalid(e) => {
+            assert!(e.contains("priv_validator_state.json"), "{e}")
+        }
+        other => panic!("garbage read as {other:?}"),
+    }
+    std::fs::remove_file(&path).unwrap();
+    let obs = probe.observe(StateSyncSeen::NotExpected).await;
+    assert!(
+        matches!(seen(&obs), syncguard_health::StateFileSeen::Invalid(_)),
+        "{:?}",
+        seen(&obs)
+    );
+}

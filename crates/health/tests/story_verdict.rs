@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use syncguard_health::{
     evaluate, names, CheckStatus, DiskSeen, EvmSyncing, HealthParams, HealthState, NetInfo,
-    ProbeError, RoundObservation, StateSyncSeen, Verdict,
+    ProbeError, RoundObservation, StateFileSeen, StateSyncSeen, Verdict,
 };
 
 /// Ways to fail a round; each makes at least one check Fail.
@@ -284,6 +284,43 @@ fn story_system_checks_state_sync_and_disk() {
         DiskSeen::Error("statvfs /x: permission denied".into()),
     );
     assert_eq!(disk.status, CheckStatus::Fail);
+}
+
+#[test]
+fn story_unusable_state_file_fails_the_round_and_says_why() {
+    let p = params();
+    let now = t0() + secs(100);
+    let mut o = good_observation(100, now);
+    let (_, r) = evaluate(&p, HealthState::new(), &o, now);
+    let ok = r.check(names::STATE_FILE).unwrap();
+    assert_eq!(ok.status, CheckStatus::Ok);
+    assert_eq!(ok.observed, "height 100 round 0 step 3");
+    o.state_file = StateFileSeen::Invalid("not valid JSON at line 1 column 2".into());
+    // retry_attempts bad rounds make the node unhealthy: a passive with a broken state file
+    // never promotes, and says why.
+    let mut st = HealthState::new();
+    let mut report = None;
+    for _ in 0..p.retry_attempts {
+        let (next, r) = evaluate(&p, st, &o, now);
+        st = next;
+        report = Some(r);
+    }
+    let r = report.unwrap();
+    assert!(!st.is_healthy());
+    let bad = r.check(names::STATE_FILE).unwrap();
+    assert_eq!(bad.status, CheckStatus::Fail);
+    assert!(bad.reason.contains("not valid JSON"), "{}", bad.reason);
+    assert!(
+        bad.reason.contains("must not take the validator role"),
+        "{}",
+        bad.reason
+    );
+    o.state_file = StateFileSeen::NotMeasured;
+    let (_, r) = evaluate(&p, HealthState::new(), &o, now);
+    assert_eq!(
+        r.check(names::STATE_FILE).unwrap().status,
+        CheckStatus::Unknown
+    );
 }
 
 #[test]

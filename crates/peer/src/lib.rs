@@ -66,7 +66,7 @@ pub use message::{
     check_handed_state, check_id, checked_id, Envelope, MessageError, Payload, ReplayGuard,
     StateSnapshot,
 };
-pub use server::{refuse, AdminCaller, CallerEpoch, Inbound, PeerId, PeerServer};
+pub use server::{refuse, AdminCaller, CallerEpoch, Inbound, Limits, PeerId, PeerServer};
 pub use tls::{AllowList, TlsError, TlsMaterial};
 
 /// How peers talk: mutual TLS (the default), or plain HTTP in insecure mode.

@@ -37,7 +37,14 @@
 //!
 //! Robustness: sniffing and the TLS handshake run inside each connection's own task under a
 //! timeout ([`PeerServer::handshake_timeout`]), so a client that connects and stalls only
-//! holds its own task. HTTP/1.1 only (see Cargo.toml). Shutdown: when the `shutdown` future
+//! holds its own task. HTTP/1.1 only (see Cargo.toml). [`Limits`] (from `server:`) bound
+//! what one client can cost, for both APIs at once: connections served at once (more are
+//! closed on accept), the time to send headers (slowloris; hyper also closes an idle
+//! keep-alive connection after it) and a body, the header size (431), the body size (413;
+//! the public API's from `server.max_body_bytes`, the peer API's [`MAX_POST_BYTES`]).
+//! Bodies are read whole, within those bounds, before any handler runs. With
+//! `server.public_access: local` the public API answers only loopback clients and
+//! mutual-TLS callers (403 for the rest). Shutdown: when the `shutdown` future
 //! given to [`PeerServer::serve`] completes, the listener closes, idle connections close,
 //! in-flight requests get [`PeerServer::drain_timeout`] to finish, then the rest are dropped.
 
@@ -60,7 +67,7 @@ use serde::de::DeserializeOwned;
 use syncguard_failover::NodeId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
@@ -69,6 +76,7 @@ use tracing::{debug, error, info, warn};
 use crate::message::{header, path, Envelope, ErrorBody, Payload, MAX_RAW_STATE_LEN};
 use crate::tls::AllowList;
 use crate::{PeerSecurity, SetupError};
+use syncguard_config::PublicAccess;
 
 /// The authenticated id of the peer that sent a request to the peer router.
 ///
@@ -210,6 +218,42 @@ pub fn refuse(status: StatusCode, reason: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// Largest request head (request line + headers) read before answering 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// What one client may cost the server (both APIs). Defaults are `server:`'s defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Largest body of a public API request (the peer API's is [`MAX_POST_BYTES`]).
+    pub max_body_bytes: usize,
+    /// Time to send a request's headers; also how long an idle keep-alive connection stays.
+    pub header_timeout: Duration,
+    /// Time to send a request's body once the headers are in.
+    pub body_timeout: Duration,
+    /// Connections served at once; any more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Who may use the public API.
+    pub public_access: PublicAccess,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::from_config(&syncguard_config::ServerConfig::default())
+    }
+}
+
+impl Limits {
+    pub fn from_config(server: &syncguard_config::ServerConfig) -> Self {
+        Limits {
+            max_body_bytes: server.max_body_bytes,
+            header_timeout: server.header_timeout(),
+            body_timeout: server.body_timeout(),
+            max_connections: server.max_connections.max(1),
+            public_access: server.public_access,
+        }
+    }
+}
+
 /// Serves the public and the peer router on one listener.
 pub struct PeerServer {
     tls: Option<TlsAcceptor>,
@@ -219,6 +263,7 @@ pub struct PeerServer {
     peer: Router,
     handshake_timeout: Duration,
     drain_timeout: Duration,
+    limits: Limits,
 }
 
 struct Shared {
@@ -229,6 +274,7 @@ struct Shared {
     public: Router,
     peer: Router,
     handshake_timeout: Duration,
+    limits: Limits,
 }
 
 /// What a connection proved about its other end.
@@ -275,6 +321,7 @@ impl PeerServer {
             peer,
             handshake_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
         })
     }
 
@@ -286,7 +333,14 @@ impl PeerServer {
         peer: Router,
     ) -> Result<Self, SetupError> {
         let allowed = AllowList::from_config(&config.communication.peers)?;
-        PeerServer::new(security, allowed, public, peer)
+        Ok(PeerServer::new(security, allowed, public, peer)?
+            .limits(Limits::from_config(&config.server)))
+    }
+
+    /// Request and connection limits. Default [`Limits::default`] (`server:`'s defaults).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// How long a new connection may take to send its first byte and finish the TLS
@@ -326,7 +380,10 @@ impl PeerServer {
             public: self.public,
             peer: self.peer,
             handshake_timeout: self.handshake_timeout,
+            limits: self.limits,
         });
+        let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+        let mut last_full_warning: Option<std::time::Instant> = None;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
@@ -335,7 +392,24 @@ impl PeerServer {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, remote)) => {
-                        conns.spawn(connection(stream, remote, shared.clone(), stop_rx.clone()));
+                        // Closing at once (instead of not accepting) keeps the backlog from
+                        // filling with clients that would wait for nothing.
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            if last_full_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                                warn!(
+                                    "refused connection from {remote}: {} connections open (server.max_connections)",
+                                    shared.limits.max_connections
+                                );
+                                last_full_warning = Some(std::time::Instant::now());
+                            }
+                            drop(stream);
+                            continue;
+                        };
+                        let task = connection(stream, remote, shared.clone(), stop_rx.clone());
+                        conns.spawn(async move {
+                            task.await;
+                            drop(slot);
+                        });
                     }
                     Err(e) => {
                         warn!("accepting a connection failed: {e}");
@@ -499,13 +573,18 @@ async fn serve_http<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let shared_limits = shared.limits.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         let identity = identity.clone();
         async move { Ok::<_, Infallible>(dispatch(req, remote, &identity, &shared).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new());
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared_limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_headers(64);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
@@ -521,6 +600,70 @@ async fn serve_http<IO>(
     }
 }
 
+/// Reads the whole body (at most `max` bytes, within `timeout`) before any handler runs, so
+/// no handler can be held by a slow or endless upload: 413 when it is larger, 408 when it
+/// does not arrive in time, 400 when the connection breaks.
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+    remote: SocketAddr,
+) -> Result<Request<Body>, Response> {
+    let too_large = || {
+        refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than {max} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        debug!(
+            "refused {} from {remote}: body of {declared:?} bytes",
+            req.uri().path()
+        );
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes =
+        match tokio::time::timeout(timeout, axum::body::to_bytes(Body::new(body), max)).await {
+            Err(_) => {
+                debug!("{remote}: request body not received within {timeout:?}");
+                return Err(refuse(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request body not received within {timeout:?}"),
+                ));
+            }
+            Ok(Err(e)) => {
+                // axum reports an over-long body as a length-limit error somewhere in the chain.
+                let chain = error_chain(&e);
+                if chain.contains("length limit") {
+                    return Err(too_large());
+                }
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {chain}"),
+                ));
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 fn is_peer_path(p: &str) -> bool {
     p == path::PREFIX || p.starts_with("/peer/")
 }
@@ -531,9 +674,32 @@ async fn dispatch(
     identity: &Identity,
     shared: &Shared,
 ) -> Response {
-    let mut req = req.map(Body::new);
+    let peer_path = is_peer_path(req.uri().path());
+    if !peer_path
+        && shared.limits.public_access == PublicAccess::Local
+        && matches!(identity, Identity::Plain | Identity::Unlisted(_))
+        && !remote.ip().to_canonical().is_loopback()
+    {
+        debug!(
+            "refused {} from {remote}: server.public_access is local",
+            req.uri().path()
+        );
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "this node answers its public API only to local clients and mutual-TLS callers with a certificate of the cluster CA (server.public_access: local)",
+        );
+    }
+    let max = if peer_path {
+        MAX_POST_BYTES
+    } else {
+        shared.limits.max_body_bytes
+    };
+    let mut req = match read_body(req, max, shared.limits.body_timeout, remote).await {
+        Ok(req) => req,
+        Err(refusal) => return refusal,
+    };
     req.extensions_mut().insert(ConnectInfo(remote));
-    if !is_peer_path(req.uri().path()) {
+    if !peer_path {
         // Public routes are served to everyone; an mTLS caller is marked so that admin
         // routes can accept it without a token.
         match identity {

@@ -1,5 +1,6 @@
 //! The public HTTP API on `server.port` (plain HTTP, or HTTPS with a cluster certificate):
-//! read-only `GET /health`, `/status`, `/validator_state`, `/events`, `/switchover` (the
+//! read-only `GET /` (the status page, [`crate::status_page`]), `/metrics` (Prometheus,
+//! [`crate::metrics`]), `/health`, `/status`, `/validator_state`, `/events`, `/switchover` (the
 //! last activation/deactivation step tables); and the operator's mutating calls
 //! `POST /switchover`, `/pause`, `/resume` (see [`Admin`] for who may call them).
 //!
@@ -16,7 +17,7 @@
 //! transitions; safety stops act while paused).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -64,6 +65,8 @@ impl FromRef<Api> for Shared {
 
 pub fn router(shared: Shared, admin: Admin) -> Router {
     Router::new()
+        .route("/", get(crate::status_page::page))
+        .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/status", get(status))
         .route("/validator_state", get(validator_state))
@@ -71,6 +74,8 @@ pub fn router(shared: Shared, admin: Admin) -> Router {
         .route("/switchover", get(switchover_steps).post(switchover))
         .route("/pause", axum::routing::post(pause))
         .route("/resume", axum::routing::post(resume))
+        .route("/takeover", axum::routing::post(takeover))
+        .route("/unfence", axum::routing::post(unfence))
         .with_state(Api { shared, admin })
 }
 
@@ -346,6 +351,59 @@ async fn pause_or_resume(
     .into_response()
 }
 
+/// `POST /takeover`: this node takes the role although its peer cannot be reached (the
+/// operator vouches that the peer is down). The machine still requires its own node healthy
+/// and the chain witness clean; otherwise it refuses and says why. Local only.
+async fn takeover(
+    State(api): State<Api>,
+    caller: Option<Extension<AdminCaller>>,
+    headers: HeaderMap,
+) -> Response {
+    local_command(
+        &api,
+        caller,
+        &headers,
+        OperatorCommand::Takeover,
+        "/takeover",
+    )
+    .await
+}
+
+/// `POST /unfence`: leave `fenced` without waiting for the peer (the operator vouches for
+/// it). Local only.
+async fn unfence(
+    State(api): State<Api>,
+    caller: Option<Extension<AdminCaller>>,
+    headers: HeaderMap,
+) -> Response {
+    local_command(&api, caller, &headers, OperatorCommand::Unfence, "/unfence").await
+}
+
+async fn local_command(
+    api: &Api,
+    caller: Option<Extension<AdminCaller>>,
+    headers: &HeaderMap,
+    command: OperatorCommand,
+    path: &str,
+) -> Response {
+    let who = match authorize(&api.admin, caller.as_ref().map(|e| &e.0), headers) {
+        Ok(w) => w,
+        Err((code, why)) => return refuse(code, why),
+    };
+    tracing::warn!(by = %who, "operator: {path}");
+    let answer = match ask(&api.admin, OperatorRequestKind::Command(command)).await {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let (node_id, role) = api.shared.read(|v| (v.node_id.clone(), role_name(v)));
+    Json(json!({
+        "node_id": node_id,
+        "role": role,
+        "records": records_json(&answer.records),
+    }))
+    .into_response()
+}
+
 #[derive(Serialize)]
 struct HealthBody {
     node_id: String,
@@ -419,6 +477,7 @@ fn hrs_json(h: Option<Hrs>) -> Value {
 /// The cluster as this node sees it: itself and its peer.
 async fn status(State(shared): State<Shared>) -> Json<Value> {
     let v = shared.snapshot();
+    let readings = crate::metrics::readings(&v, None, SystemTime::now());
     let health = v.health.as_ref();
     let height = health
         .and_then(|r| r.check(syncguard_health::names::COMET_HEIGHT))
@@ -433,6 +492,8 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
             "verdict": health.map(|r| r.verdict),
             "summary": health.map(|r| r.summary.clone()),
             "comet_height": height,
+            "evm_height": readings.evm_height,
+            "signing": v.signing,
             "latest_height": v.failover.as_ref().and(v.own_peer_status.as_ref()).and_then(|p| p.latest_height),
             "state": hrs_json(v.local_state),
             "replica": hrs_json(v.replica),
@@ -501,6 +562,23 @@ async fn validator_state(State(shared): State<Shared>) -> Json<Value> {
     }))
 }
 
+/// `GET /metrics`: the Prometheus text format; gauges read from the view now.
+async fn metrics(State(api): State<Api>) -> Response {
+    let v = api.shared.snapshot();
+    let body = api
+        .shared
+        .metrics()
+        .render(&v, api.admin.peer_id.as_deref(), SystemTime::now());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// The failover history, oldest first: every role change, refusal and alert, with why.
 async fn events(State(shared): State<Shared>) -> Json<Value> {
     let v = shared.snapshot();
@@ -515,6 +593,8 @@ async fn events(State(shared): State<Shared>) -> Json<Value> {
                 "epoch": r.epoch,
                 "why": r.why,
                 "heights": r.heights,
+                "tag": r.tag,
+                "reason": r.reason,
             })
         })
         .collect();

@@ -52,10 +52,28 @@ pub enum Command {
     Pause(AdminArgs),
     /// End maintenance: automatic transitions again, on this node and its peer.
     Resume(AdminArgs),
+    /// Last resort when the peer is down for good: take the validator role here without the
+    /// peer's agreement. This node's own health and a clean chain witness (no signature from
+    /// the validator in the last blocks) are still required. Prints what it would do unless
+    /// --yes.
+    Takeover(ConfirmArgs),
+    /// Leave `fenced` (after a self-fence) without waiting for the peer to be reachable; the
+    /// node becomes passive and the normal rules apply.
+    Unfence(AdminArgs),
     /// Write a commented config per node, a cluster CA, node certificates and placeholder
     /// keys into a new directory. Never overwrites a file. The validator key itself is the
     /// operator's to provision.
     Init(InitArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfirmArgs {
+    /// The YAML configuration of this node (to find its daemon).
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Do it (without: only say what would happen).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]

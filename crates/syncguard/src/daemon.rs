@@ -50,10 +50,14 @@ pub enum DaemonError {
     Epoch(#[from] EpochFileError),
     #[error("the failover timings are unsafe: {0}")]
     Params(#[from] ParamsError),
+    #[error("alerts cannot be set up: {0}")]
+    Alerts(#[from] syncguard_alerts::AlertsError),
     #[error("peer communication cannot be set up: {0}")]
     Peer(String),
     #[error("the peer backend supports exactly one peer; {0} are configured (use coordination.backend: etcd for more)")]
     TooManyPeers(usize),
+    #[error("etcd coordination cannot be set up: {0}")]
+    Etcd(#[from] crate::etcd_driver::EtcdSetupError),
 }
 
 /// The health thresholds from the config.
@@ -116,7 +120,8 @@ pub async fn run(
         &config.story.evm_rpc_url,
         config.health.rpc_timeout(),
     )?
-    .with_state_dir(state_path.parent().unwrap_or(Path::new("/")));
+    .with_state_dir(state_path.parent().unwrap_or(Path::new("/")))
+    .with_state_file(&state_path);
     let shared = Shared::new(NodeView::new(
         config.server.id.clone(),
         config.site_role(),
@@ -136,6 +141,33 @@ pub async fn run(
     };
 
     let mut tasks = Vec::new();
+    // Alerts: the machine's records (through the driver) and the view's conditions (a
+    // watcher). Sending never blocks; delivery runs on its own task.
+    let alerter = if config.logging.enable_alerts {
+        syncguard_alerts::spawn(&config.alerts, &config.server.id)?
+    } else {
+        syncguard_alerts::Alerter::disabled()
+    };
+    {
+        let alerter = alerter.clone();
+        shared.metrics().set_alert_source(move || {
+            let s = alerter.stats();
+            crate::metrics::AlertCounts {
+                sent: s.sent,
+                failed: s.failed,
+                dropped: s.dropped,
+            }
+        });
+    }
+    if alerter.is_enabled() {
+        tasks.push(crate::alerting::spawn_watcher(
+            shared.clone(),
+            alerter.clone(),
+            peers.first().map(|p| p.id.clone()),
+            config.failover.health_check_interval(),
+            stop_rx.clone(),
+        ));
+    }
     let mut admin = crate::api::Admin {
         token: config.server.admin_token.clone(),
         operator: None,
@@ -143,11 +175,33 @@ pub async fn run(
         peer_id: peers.first().map(|p| p.id.clone()),
     };
     let events = match (peers.first(), &security) {
+        // coordination.backend: etcd — the lock decides; peers are optional. The health
+        // loop below feeds its rounds to the etcd driver through `started.events`.
+        _ if config.coordination.backend == Backend::Etcd => {
+            let started = crate::etcd_driver::start(
+                &config,
+                wish,
+                shared.clone(),
+                alerter.clone(),
+                stop_rx.clone(),
+            )
+            .await?;
+            admin.operator = Some(started.operator);
+            tasks.extend(started.tasks);
+            Some((started.events, started.store))
+        }
         (Some(peer), Some(security)) => {
             let (tx, inbox) = mpsc::channel(256);
             let (op_tx, op_rx) = mpsc::channel(16);
-            let failover =
-                Failover::start(&config, peer, security, wish, shared.clone(), tx.clone())?;
+            let failover = Failover::start(
+                &config,
+                peer,
+                security,
+                wish,
+                shared.clone(),
+                tx.clone(),
+                alerter.clone(),
+            )?;
             admin.operator = Some(op_tx);
             admin.peer = Some(failover.client.clone());
             tasks.push(tokio::spawn(failover.driver.run(
@@ -193,6 +247,26 @@ pub async fn run(
         stop_rx.clone(),
     )));
 
+    // The chain's view of the validator's signing (last signed height, missed in a row), for
+    // `/status`, `/metrics` and the missed-blocks alert. Without a readable key store there is
+    // no address to look for; the preflight has already said why.
+    match ValidatorKey::load_public(&config.story.validator_key_store) {
+        Ok(key) => {
+            let client = syncguard_health::CometClient::new(
+                &config.story.comet_rpc_url,
+                config.health.rpc_timeout(),
+            )?;
+            tasks.push(crate::signing_monitor::spawn(
+                shared.clone(),
+                client,
+                key.address_hex(),
+                config.failover.health_check_interval(),
+                stop_rx.clone(),
+            ));
+        }
+        Err(e) => tracing::warn!("not watching the validator's signatures on chain: {e}"),
+    }
+
     let public = crate::api::router(shared.clone(), admin);
     match (&events, &security) {
         (Some((tx, store)), Some(security)) => {
@@ -209,6 +283,9 @@ pub async fn run(
                 tracing::error!("the HTTP API stopped: {e}");
             }
         }
+    }
+    if let Ok(n) = crate::sd_notify::Notifier::from_env() {
+        let _ = n.stopping();
     }
     let _ = stop_tx.send(true);
     for task in tasks {
@@ -233,6 +310,7 @@ impl Failover {
         wish: NodeRole,
         shared: Shared,
         tx: mpsc::Sender<Event>,
+        alerts: syncguard_alerts::Alerter,
     ) -> Result<Failover, DaemonError> {
         let store = Arc::new(StateStore::open(
             config.story.state_path(),
@@ -270,6 +348,7 @@ impl Failover {
                 epoch_file,
                 peer: client.clone(),
                 shared,
+                alerts,
             },
             tx.clone(),
         );
@@ -433,6 +512,12 @@ async fn supervise_health(
     mut stop: watch::Receiver<bool>,
 ) {
     let probe = Arc::new(probe);
+    // systemd: READY after the first round, WATCHDOG from every round — so a wedged health
+    // loop stops the keep-alives and systemd restarts the daemon (`WatchdogSec=`).
+    let notifier = Arc::new(crate::sd_notify::Notifier::from_env().unwrap_or_else(|e| {
+        tracing::warn!("systemd notifications off: {e}");
+        crate::sd_notify::Notifier::disabled()
+    }));
     loop {
         let task = tokio::spawn(health_loop(
             probe.clone(),
@@ -440,6 +525,7 @@ async fn supervise_health(
             interval,
             shared.clone(),
             events.clone(),
+            notifier.clone(),
         ));
         let abort = task.abort_handle();
         tokio::select! {
@@ -477,9 +563,11 @@ async fn health_loop(
     interval: Duration,
     shared: Shared,
     events: Option<mpsc::Sender<Event>>,
+    notifier: Arc<crate::sd_notify::Notifier>,
 ) {
     let mut state = HealthState::new();
     let mut ticker = ticker(interval);
+    let mut ready = false;
     loop {
         ticker.tick().await;
         let sync = state_sync_seen(&shared);
@@ -493,8 +581,27 @@ async fn health_loop(
                 .send(Event::LocalHealth(local_health(&report, &state)))
                 .await;
         }
+        let status = format!("{}; {}", role_word(&shared), report.summary);
         shared.update(|v| v.health = Some(report));
+        if notifier.enabled() {
+            let first = if ready { Ok(true) } else { notifier.ready() };
+            let sent = first
+                .and_then(|_| notifier.watchdog())
+                .and_then(|_| notifier.status(&status));
+            match sent {
+                Ok(_) => ready = true,
+                Err(e) => tracing::warn!("systemd notification failed: {e}"),
+            }
+        }
     }
+}
+
+/// The role for `systemctl status`.
+fn role_word(shared: &Shared) -> String {
+    shared.read(|v| match &v.failover {
+        Some(s) => format!("{}", s.role),
+        None => "monitoring only".to_string(),
+    })
 }
 
 /// What the health checks should expect of state sync: only a standby pulls the state.

@@ -73,6 +73,8 @@ pub struct Deps {
     pub epoch_file: EpochFile,
     pub peer: Arc<dyn PeerSender>,
     pub shared: Shared,
+    /// Where the machine's meaningful records go as alerts (never blocks).
+    pub alerts: syncguard_alerts::Alerter,
 }
 
 pub struct Driver {
@@ -298,10 +300,11 @@ impl Driver {
     fn record(&self, record: Record) {
         match record.kind {
             RecordKind::Alert => {
-                tracing::error!(epoch = record.epoch, role = ?record.role, "ALERT: {}", record.why)
+                tracing::error!(epoch = record.epoch, role = ?record.role, reason = %record.reason, heights = ?record.heights, "ALERT: {}", record.why)
             }
+            // One line per role change: the new role, why, the epoch and the heights.
             RecordKind::RoleChange => {
-                tracing::warn!(epoch = record.epoch, role = ?record.role, "role change: {}", record.why)
+                tracing::warn!(epoch = record.epoch, role = ?record.role, reason = %record.reason, heights = ?record.heights, "role change: {}", record.why)
             }
             RecordKind::Refusal => {
                 tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
@@ -309,6 +312,11 @@ impl Driver {
             RecordKind::Info => {
                 tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
             }
+        }
+        if let Some(alert) =
+            crate::alerting::record_alert(&self.deps.shared.read(|v| v.node_id.clone()), &record)
+        {
+            self.deps.alerts.notify(alert);
         }
         self.deps.shared.push_record(record);
     }

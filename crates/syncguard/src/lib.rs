@@ -8,6 +8,15 @@
 //! - `api` — public routes (`/health`, `/status`, `/validator_state`, `/events`,
 //!   `GET /switchover`) and the authenticated admin routes (`POST /switchover`, `/pause`,
 //!   `/resume`), which relay operator commands to the machine and report its answer.
+//! - `metrics` — `GET /metrics` (Prometheus text): counters bumped per failover record,
+//!   gauges read from the view at scrape time by a pure mapping.
+//! - `status_page` — `GET /`: one self-contained HTML page refreshing from `/status`,
+//!   `/health` and `/events`.
+//! - `signing_monitor` — the validator's last signed height and missed blocks in a row, read
+//!   from the recent commits into the view.
+//! - `alerting` — what is alerted (pure): the machine's records, and edges of the view's
+//!   conditions (health, peer, state sync, missed blocks) found by a watcher task.
+//! - `sd_notify` — systemd readiness and watchdog keep-alives.
 //! - `peer_api` — `/peer/...` routes, served to authenticated peers only.
 //! - `preflight` — checks of the files a config names (used by `config check` and at start).
 //! - `logging` — tracing set up from the `logging:` section.
@@ -15,11 +24,17 @@
 //! The decisions themselves live in the pure crates: `syncguard-config`,
 //! `syncguard-validator`, `syncguard-health`.
 
+pub mod alerting;
 pub mod api;
 pub mod daemon;
 pub mod driver;
 pub mod epoch_file;
+pub mod etcd_driver;
 pub mod logging;
+pub mod metrics;
 pub mod peer_api;
 pub mod preflight;
+pub mod sd_notify;
+pub mod signing_monitor;
+pub mod status_page;
 pub mod view;

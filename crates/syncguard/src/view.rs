@@ -11,6 +11,8 @@ use syncguard_failover::{PeerStatus, Record, Status};
 use syncguard_health::HealthReport;
 use syncguard_validator::Hrs;
 
+use crate::metrics::Metrics;
+
 /// Records kept for `/events` (oldest dropped first).
 pub const MAX_RECORDS: usize = 1000;
 
@@ -50,6 +52,21 @@ pub struct NodeView {
     /// The step table of the last deactivation on this node.
     #[serde(skip)]
     pub last_deactivation: Option<StepTable>,
+    /// What the chain says about the validator's signing (kept by `signing_monitor`).
+    pub signing: SigningSeen,
+}
+
+/// The validator's signing as the recent commits show it (from the chain, not from the
+/// local node): filled by [`crate::signing_monitor`]; all `None` until its first look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SigningSeen {
+    /// The newest committed height whose commit carries the validator's signature.
+    pub validator_last_signed: Option<u64>,
+    /// Consecutive newest commits without the validator's signature (0 when it signed the
+    /// latest readable one).
+    pub validator_missed_in_row: Option<u64>,
+    /// The latest height the monitor read (the end of its window).
+    pub checked_height: Option<u64>,
 }
 
 /// One actuator operation's timed steps, as the actuator formatted them.
@@ -86,6 +103,7 @@ impl NodeView {
             replica_synced_at: None,
             last_activation: None,
             last_deactivation: None,
+            signing: SigningSeen::default(),
         }
     }
 
@@ -95,17 +113,30 @@ impl NodeView {
     }
 }
 
+/// The view behind a lock, and the metrics that count what passes through it (every
+/// record is counted once, when it is pushed).
 #[derive(Debug, Clone)]
-pub struct Shared(Arc<RwLock<NodeView>>);
+pub struct Shared {
+    view: Arc<RwLock<NodeView>>,
+    metrics: Arc<Metrics>,
+}
 
 impl Shared {
     pub fn new(view: NodeView) -> Self {
-        Shared(Arc::new(RwLock::new(view)))
+        Shared {
+            view: Arc::new(RwLock::new(view)),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// The counters and the `/metrics` encoder of this daemon.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// A copy of the current view. A poisoned lock still holds the last complete write.
     pub fn snapshot(&self) -> NodeView {
-        match self.0.read() {
+        match self.view.read() {
             Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -113,20 +144,21 @@ impl Shared {
 
     /// Reads one part without copying the rest.
     pub fn read<T>(&self, f: impl FnOnce(&NodeView) -> T) -> T {
-        match self.0.read() {
+        match self.view.read() {
             Ok(v) => f(&v),
             Err(poisoned) => f(&poisoned.into_inner()),
         }
     }
 
     pub fn update(&self, f: impl FnOnce(&mut NodeView)) {
-        match self.0.write() {
+        match self.view.write() {
             Ok(mut v) => f(&mut v),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 
     pub fn push_record(&self, record: Record) {
+        self.metrics.count_record(&record);
         self.update(|v| {
             if v.records.len() >= MAX_RECORDS {
                 v.records.pop_front();

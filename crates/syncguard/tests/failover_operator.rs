@@ -332,3 +332,47 @@ fn failover_operator_init_output_passes_config_check() {
         before
     );
 }
+
+/// `takeover` and `unfence` are last resorts: the CLI only explains without --yes, and the
+/// machine refuses them when they would be unsafe or make no sense — saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_operator_takeover_and_unfence_refuse_when_unsafe() {
+    let c = steady(options()).await;
+    let epochs = [c.epoch(0).await, c.epoch(1).await];
+    // Without --yes: only the explanation, exit 2, nothing sent.
+    let (code, out) = c.cli(1, &["takeover"]).await.or_panic();
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("WITHOUT its peer's agreement"), "{out}");
+    // On the active: refused.
+    let (code, out) = c.cli(0, &["takeover", "--yes"]).await.or_panic();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("takeover refused: this node is active"),
+        "{out}"
+    );
+    // On the passive while node-a is reachable and active: the takeover is noted, but the
+    // machine stays passive and says why (the exit code says it did not happen).
+    let (code, out) = c.cli(1, &["takeover", "--yes"]).await.or_panic();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("takeover requested by the operator"), "{out}");
+    assert!(
+        out.contains("staying passive: peer node-a is active"),
+        "{out}"
+    );
+    // Unfence on a node that is not fenced: ignored, said so.
+    let (code, out) = c.cli(1, &["unfence"]).await.or_panic();
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("unfence ignored: this node is passive"),
+        "{out}"
+    );
+    // Without credentials the API refuses both.
+    for path in ["/takeover", "/unfence"] {
+        let (code, _) = c.post(1, path, None, &json!({})).await.or_panic();
+        assert_eq!(code, 401, "{path}");
+    }
+    assert_eq!(c.role(0).await.as_deref(), Some("active"));
+    assert_eq!(c.role(1).await.as_deref(), Some("passive"));
+    assert_eq!([c.epoch(0).await, c.epoch(1).await], epochs);
+    assert_no_double_sign(&c).await;
+}

@@ -100,6 +100,7 @@ health:
   recovery_rounds: 2
 logging:
   level: "info"
+  file: "{dir}/story-failover.log"
 "#,
         comet = comet.url(),
         evm = anvil.url(),
@@ -156,6 +157,11 @@ logging:
     comet.set_peers(1);
     let (_, body) = health_until(port, Duration::from_secs(20), |status, _| status == 503).await;
     assert_eq!(check(&body, "comet.peers")["status"], "fail", "{body:#}");
+
+    // logging.file has every verdict change, as stderr does.
+    let log = std::fs::read_to_string(dir.path().join("story-failover.log")).expect("log file");
+    assert!(log.contains("syncguard started"), "{log}");
+    assert!(log.contains("node is UNHEALTHY"), "{log}");
 }
 
 /// `syncguard witness` reads the validator's address from the key store and reports what the

@@ -18,12 +18,17 @@
 //! - [`sync_dir`], [`parent_dir`]: the building blocks, for callers that
 //!   remove or rename files themselves.
 //!
-//! Unix only (permission modes, directory fsync).
+//! Safety of the target: a symbolic link at the target path is refused (a rename would
+//! silently replace the link, and a program reading through the link would keep the old
+//! file), and a replaced file keeps its owner and group as well as its mode (running as
+//! root, the new file is chowned back, so `story` running as another user can still read it).
+//!
+//! Unix only (permission modes, ownership, directory fsync).
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -148,14 +153,29 @@ pub fn write_atomic_tagged(
     }
     let dir = parent_dir(path);
     let prefix = temp_prefix(path, temp_tag).ok_or_else(|| invalid("path has no file name"))?;
+    // lstat: the target itself, never what a link points to.
+    let existing = match fs::symlink_metadata(path) {
+        Ok(meta) => Some(meta),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(err("inspect", path)(e)),
+    };
+    if let Some(meta) = &existing {
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            return Err(invalid(&format!(
+                "is a symbolic link (to {target}); SyncGuard does not write through links: \
+                 point the configuration at the real file"
+            )));
+        }
+    }
     let (mode, explicit) = match mode {
         Mode::Exactly(m) => (m, true),
         Mode::KeepExisting { new } => {
-            let m = match fs::metadata(path) {
-                Ok(meta) => meta.permissions().mode() & 0o7777,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => new,
-                Err(e) => return Err(err("inspect", path)(e)),
-            };
+            let m = existing
+                .as_ref()
+                .map_or(new, |meta| meta.permissions().mode() & 0o7777);
             (m, m != 0o600)
         }
     };
@@ -178,6 +198,9 @@ pub fn write_atomic_tagged(
     let mut guard = TempGuard {
         path: Some(tmp.clone()),
     };
+    if let (Some(old), Install::Replace) = (&existing, install) {
+        keep_owner(&file, &tmp, old)?;
+    }
     if explicit {
         file.set_permissions(Permissions::from_mode(mode))
             .map_err(err("set permissions on", &tmp))?;
@@ -199,6 +222,29 @@ pub fn write_atomic_tagged(
     }
     drop(guard);
     sync_dir(dir)
+}
+
+/// Gives the temp file the replaced file's owner and group when they differ from ours (we
+/// run as root, the file belongs to the user running `story`). Done before the mode is set,
+/// as chown may clear set-id bits. Without the right to chown, the write is refused rather
+/// than leaving a file its owner may no longer read.
+fn keep_owner(file: &File, tmp: &Path, old: &fs::Metadata) -> Result<(), FsError> {
+    let ours = file.metadata().map_err(err("inspect", tmp))?;
+    if ours.uid() == old.uid() && ours.gid() == old.gid() {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())).map_err(|e| FsError {
+        action: "give the replaced file's owner",
+        path: tmp.to_path_buf(),
+        source: io::Error::new(
+            e.kind(),
+            format!(
+                "cannot keep owner {}:{} ({e}); run SyncGuard as root or as that user",
+                old.uid(),
+                old.gid()
+            ),
+        ),
+    })
 }
 
 /// fsync a directory so a rename (or removal) in it is durable.

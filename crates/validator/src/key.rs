@@ -34,6 +34,9 @@ use zeroize::Zeroizing;
 
 use crate::fsutil::{self, Install, Mode};
 
+/// Largest key file [`ValidatorKey::load_secret`] reads.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
 /// Length of a validator address.
 pub const ADDRESS_LEN: usize = 20;
 
@@ -260,6 +263,19 @@ pub enum KeyErrorKind {
         #[source]
         source: io::Error,
     },
+    /// A private key file that its group or others may read (or that is not a regular
+    /// file): refused by [`ValidatorKey::load_secret`].
+    #[error("is readable by group or others (mode {mode:o}); a private key must be mode 0600: run `chmod 600` on it")]
+    LooseMode {
+        /// The file's permission bits.
+        mode: u32,
+    },
+    /// The path is a symbolic link or not a regular file.
+    #[error("{what}; a private key must be a regular file (not a link), mode 0600")]
+    NotRegular {
+        /// What it is instead.
+        what: String,
+    },
     /// Not JSON, or cut short. Only the position is reported, never the text.
     #[error("invalid JSON ({category}) at line {line} column {column}")]
     Json {
@@ -376,6 +392,63 @@ impl ValidatorKey {
                 .at(path))
             }
         };
+        ValidatorKey::from_json(&bytes).map_err(|k| k.at(path))
+    }
+
+    /// [`ValidatorKey::load`] for a key that will sign (the key store, the live key): also
+    /// refuses a file its group or others may read, naming the fix (`chmod 600 <path>`),
+    /// and a symbolic link (whoever controls the link chooses the key). The mode is checked
+    /// on the open file, so the check and the read see the same file.
+    pub fn load_secret(path: &Path) -> Result<Self, KeyError> {
+        use std::io::Read as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        if path.extension().is_some_and(|e| e == "enc") {
+            return Err(KeyErrorKind::Encrypted.at(path));
+        }
+        let io_at = |action: &'static str| {
+            move |source: io::Error| KeyErrorKind::Io { action, source }.at(path)
+        };
+        match fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = fs::read_link(path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_else(|_| "?".into());
+                return Err(KeyErrorKind::NotRegular {
+                    what: format!("is a symbolic link to {target}"),
+                }
+                .at(path));
+            }
+            Ok(_) => {}
+            // Missing: `load` reports it (and the `.enc` hint).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return ValidatorKey::load(path),
+            Err(e) => return Err(io_at("inspect")(e)),
+        }
+        // Whoever could swap a link in between the check and the open could write the
+        // directory, i.e. replace the key anyway; the mode is checked on the open file.
+        let mut file = fs::File::open(path).map_err(io_at("open"))?;
+        let meta = file.metadata().map_err(io_at("inspect"))?;
+        if !meta.is_file() {
+            return Err(KeyErrorKind::NotRegular {
+                what: "is not a regular file".into(),
+            }
+            .at(path));
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(KeyErrorKind::LooseMode { mode }.at(path));
+        }
+        let mut bytes = Zeroizing::new(Vec::with_capacity(512));
+        // A key file is a few hundred bytes; do not read an arbitrary file whole.
+        (&mut file)
+            .take(MAX_KEY_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_at("read"))?;
+        if bytes.len() as u64 > MAX_KEY_FILE_BYTES {
+            return Err(KeyErrorKind::NotRegular {
+                what: format!("is larger than {MAX_KEY_FILE_BYTES} bytes"),
+            }
+            .at(path));
+        }
         ValidatorKey::from_json(&bytes).map_err(|k| k.at(path))
     }
 

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use syncguard_health::{
     CometStatus, DiskSeen, EvmBlock, EvmSyncing, HealthParams, NetInfo, ProbeError,
-    RoundObservation, StateSyncSeen,
+    RoundObservation, StateFileSeen, StateSyncSeen,
 };
 
 pub fn fixtures_dir() -> PathBuf {
@@ -328,6 +328,11 @@ pub fn good_observation(height: u64, now: SystemTime) -> RoundObservation {
         }),
         state_sync: StateSyncSeen::Last(now - secs(2)),
         disk: DiskSeen::Free(10 << 30),
+        state_file: StateFileSeen::Valid {
+            height: i64::try_from(height).unwrap_or(i64::MAX),
+            round: 0,
+            step: 3,
+        },
     }
 }
 

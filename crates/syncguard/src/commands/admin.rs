@@ -506,3 +506,50 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::FAILURE)
     }
 }
+
+/// `syncguard takeover`: the operator vouches that the peer is down for good.
+pub fn takeover(args: &crate::cli::ConfirmArgs) -> anyhow::Result<ExitCode> {
+    if !args.yes {
+        println!(
+            "takeover (dry run): this node would take the validator role WITHOUT its peer's \
+             agreement.\n  still required: this node's own Story node healthy and caught up, and \
+             the chain showing no signature from the validator in the last blocks (if the \
+             validator signs anywhere, the takeover is refused).\n  use it only when the peer \
+             host is down for good and cannot come back with the key live.\nrun again with --yes \
+             to do it."
+        );
+        return Ok(ExitCode::from(2));
+    }
+    local_command(&args.config, "/takeover")
+}
+
+/// `syncguard unfence`: leave `fenced` without waiting for the peer.
+pub fn unfence(args: &AdminArgs) -> anyhow::Result<ExitCode> {
+    local_command(&args.config, "/unfence")
+}
+
+fn local_command(config: &std::path::Path, path: &str) -> anyhow::Result<ExitCode> {
+    let config = match load(config)? {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let c = Cluster::new(config)?;
+    let (code, body) = runtime()?.block_on(c.post(path, &json!({})))?;
+    if code != 200 {
+        let why = body["error"].as_str().unwrap_or("no reason given");
+        println!("refused (HTTP {code}): {why}");
+        return Ok(ExitCode::FAILURE);
+    }
+    let node = body["node_id"].as_str().unwrap_or("this node");
+    let mut refused = false;
+    for r in body["records"].as_array().into_iter().flatten() {
+        refused |= r["kind"] == "refusal";
+        println!("{node}: {}", r["why"].as_str().unwrap_or(""));
+    }
+    println!("{node} is {}", body["role"].as_str().unwrap_or("unknown"));
+    Ok(if refused {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

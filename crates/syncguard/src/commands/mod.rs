@@ -31,6 +31,8 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Switchover(args) => admin::switchover(&args),
         Command::Pause(args) => admin::pause_resume(&args, true),
         Command::Resume(args) => admin::pause_resume(&args, false),
+        Command::Takeover(args) => admin::takeover(&args),
+        Command::Unfence(args) => admin::unfence(&args),
         Command::Init(args) => init::run(&args),
     }
 }

@@ -18,7 +18,10 @@ pub fn run(config_path: &Path, role: Option<NodeRole>) -> anyhow::Result<ExitCod
         }
     };
     let config = loaded.config;
-    logging::init(&config.logging);
+    if let Err(e) = logging::init(&config.logging) {
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     for w in &loaded.warnings {
         tracing::warn!("config: {w}");
     }
@@ -32,10 +35,10 @@ pub fn run(config_path: &Path, role: Option<NodeRole>) -> anyhow::Result<ExitCod
         );
     }
     let role = role.unwrap_or(config.node_role());
-    if role == NodeRole::Active {
+    if role == NodeRole::Active && config.communication.peers.is_empty() {
         tracing::warn!(
-            "asked to start active, but this build has no failover engine yet: SyncGuard only \
-             monitors health and never starts, stops or re-keys story"
+            "asked to start active, but no peer is configured: SyncGuard only monitors health \
+             here and never starts, stops or re-keys story"
         );
     }
     let bind = (config.server.bind.clone(), config.server.port);

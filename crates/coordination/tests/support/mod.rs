@@ -1,0 +1,305 @@
+//! Test support for the real-etcd tests: a three-member etcd cluster on loopback (killed on
+//! drop), and a TCP proxy the test can cut.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+/// The etcd binary, installing it with `scripts/etcd.sh install` when missing. `None` (after
+/// printing why) when it cannot be had; under `CI` that is a failure instead.
+pub fn etcd_binary() -> Option<PathBuf> {
+    static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            if let Some(p) = locate() {
+                return Some(p);
+            }
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/etcd.sh");
+            let out = Command::new("bash").arg(&script).arg("install").output();
+            let why = match &out {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            let found = locate();
+            if found.is_none() {
+                let msg = format!(
+                    "etcd is not installed and `{} install` could not install it ({}): \
+                     the real-etcd coordination tests need Debian etcd-server",
+                    script.display(),
+                    why.unwrap_or_else(|| "no etcd binary afterwards".into())
+                );
+                if std::env::var_os("CI").is_some() {
+                    panic!("{msg} (CI is set: this is a failure, not a skip)");
+                }
+                eprintln!("SKIPPED: {msg}");
+            }
+            found
+        })
+        .clone()
+}
+
+fn locate() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SYNCGUARD_ETCD") {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())
+}
+
+/// Skips the test (returns) when etcd cannot be had.
+#[macro_export]
+macro_rules! etcd_or_skip {
+    () => {
+        match support::etcd_binary() {
+            Some(p) => p,
+            None => return,
+        }
+    };
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    child: Option<Child>,
+}
+
+/// Three etcd members on loopback, each in its own data dir; killed when dropped.
+pub struct Cluster {
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts three members and waits until each answers `/health` true.
+    pub async fn start(bin: &Path) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect();
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{i}");
+            let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
+            let child = Command::new(bin)
+                .args(["--name", &name])
+                .arg("--data-dir")
+                .arg(dir.path().join(&name))
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                ])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", &format!("sg-{}", ports[0].0)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn etcd");
+            members.push(Member {
+                name,
+                client: *client,
+                child: Some(child),
+            });
+        }
+        let cluster = Cluster { members, _dir: dir };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for m in &cluster.members {
+            while !healthy(m.client).await {
+                if tokio::time::Instant::now() >= deadline {
+                    let log = std::fs::read_to_string(
+                        cluster._dir.path().join(format!("{}.log", m.name)),
+                    )
+                    .unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    panic!(
+                        "etcd member {} not healthy within 30 s; its log ends:\n{}",
+                        m.name,
+                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        cluster
+    }
+
+    /// The client URLs.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| self.url_of(m)).collect()
+    }
+
+    fn url_of(&self, m: &Member) -> String {
+        format!("http://127.0.0.1:{}", m.client)
+    }
+
+    /// The client address of member `i`.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.members[i].client))
+    }
+
+    /// SIGKILLs the member whose client URL is `url`.
+    pub fn kill(&mut self, url: &str) {
+        let i = (0..self.members.len())
+            .find(|&i| self.url_of(&self.members[i]) == url)
+            .unwrap_or_else(|| panic!("no member at {url}"));
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+async fn healthy(port: u16) -> bool {
+    let get = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        Some(body.contains("\"health\":\"true\""))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), get).await,
+        Ok(Some(true))
+    )
+}
+
+/// A TCP proxy in front of one etcd member. `cut()` turns it into a black hole: open
+/// connections stop moving bytes and new ones are accepted and never answered, so the client
+/// sees timeouts, the worst case for a holder.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    cut: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<AbortHandle>>>,
+    accept: AbortHandle,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let (cut2, conns2) = (cut.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    held.push(inbound); // accepted, never answered
+                    continue;
+                }
+                let cut3 = cut2.clone();
+                let task = tokio::spawn(async move {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (ir, iw) = inbound.into_split();
+                    let (or, ow) = outbound.into_split();
+                    tokio::join!(pump(ir, ow, cut3.clone()), pump(or, iw, cut3));
+                });
+                conns2
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(task.abort_handle());
+            }
+        })
+        .abort_handle();
+        Proxy {
+            addr,
+            cut,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops every byte from now on (the sockets stay open: a black hole, not a reset).
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `r` to `w` until EOF; once cut, holds both ends open and moves nothing.
+async fn pump(
+    mut r: tokio::net::tcp::OwnedReadHalf,
+    mut w: tokio::net::tcp::OwnedWriteHalf,
+    cut: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if cut.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if cut.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for c in self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            c.abort();
+        }
+    }
+}

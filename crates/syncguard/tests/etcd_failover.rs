@@ -1,0 +1,170 @@
+//! Three real SyncGuard daemons with `coordination.backend: etcd` on a three-host devnet,
+//! coordinating through a real three-member etcd (each daemon through its own cuttable
+//! proxies). Every scenario ends with the ledger: no double sign, no two nodes signing one
+//! height (S1).
+//!
+//! Needs `/usr/bin/etcd` (`scripts/etcd.sh install`) and a syncguard built with
+//! `--features syncguard-coordination/etcd`; without either the tests print `SKIPPED: …`,
+//! and fail when `CI` is set.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::OrPanic;
+use serde_json::Value;
+use syncguard_devnet::etcd_cluster::{etcd_binary, EtcdCluster, EtcdClusterOptions};
+use syncguard_devnet::Launcher;
+
+const SETTLE: Duration = Duration::from_secs(30);
+const FAILOVER: Duration = Duration::from_secs(30);
+
+fn skip_or_fail(why: &str) -> Option<EtcdClusterOptions> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why} (CI is set: this is a failure, not a skip)");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+fn options() -> Option<EtcdClusterOptions> {
+    let etcd = match etcd_binary() {
+        Ok(p) => p,
+        Err(why) => return skip_or_fail(&why),
+    };
+    if !syncguard_coordination::ETCD_SUPPORT {
+        return skip_or_fail(syncguard_coordination::NO_ETCD_SUPPORT);
+    }
+    Some(EtcdClusterOptions::new(
+        env!("CARGO_BIN_EXE_syncguard"),
+        etcd,
+        Launcher::locate().expect("syncguard-devnet binary (cargo test --workspace builds it)"),
+    ))
+}
+
+/// Three daemons up, exactly one active and signing; returns it.
+async fn steady(c: &EtcdCluster) -> usize {
+    let a = c.wait_one_active(SETTLE).await.or_panic();
+    c.wait_signing_by(a, SETTLE).await.or_panic();
+    a
+}
+
+async fn assert_ledger_clean(c: &EtcdCluster) {
+    let l = c.ledger().await.or_panic();
+    assert!(
+        l.double_signs == 0 && l.s1_violations == 0,
+        "double sign or S1 violation in the ledger: {l:#?}\n{}",
+        c.describe().await
+    );
+}
+
+/// The `at` of the last record of daemon `i` with `tag`.
+async fn last_at(c: &EtcdCluster, i: usize, tag: &str) -> Option<SystemTime> {
+    c.events(i)
+        .await
+        .iter()
+        .rev()
+        .find(|e| e["tag"] == tag)
+        .and_then(|e| e["at"].as_str().map(str::to_string))
+        .and_then(|t| humantime::parse_rfc3339(&t).ok())
+}
+
+fn other_active(actives: &[usize], not: usize) -> Option<usize> {
+    match actives {
+        [b] if *b != not => Some(*b),
+        _ => None,
+    }
+}
+
+/// Waits until exactly one daemon other than `not` is active; returns it.
+async fn wait_other_active(c: &EtcdCluster, not: usize) -> usize {
+    c.wait_until("another node active", FAILOVER, || async {
+        other_active(&c.actives().await, not).is_some()
+    })
+    .await
+    .or_panic();
+    match other_active(&c.actives().await, not) {
+        Some(b) => b,
+        None => panic!("the active changed again at once\n{}", c.describe().await),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_etcd_crash_of_the_active_host_promotes_another_after_the_lease() {
+    let Some(opts) = options() else { return };
+    let started = std::time::Instant::now();
+    let mut c = EtcdCluster::start(opts).await.or_panic();
+    let a = steady(&c).await;
+    let settled = started.elapsed();
+    let epoch_before = c.epoch(a).await.unwrap_or(0);
+    let crash = std::time::Instant::now();
+    c.crash_host(a).await.or_panic();
+    let b = wait_other_active(&c, a).await;
+    let promoted = crash.elapsed();
+    c.wait_signing_by(b, SETTLE).await.or_panic();
+    let epoch_after = c.epoch(b).await.unwrap_or(0);
+    assert!(
+        epoch_after > epoch_before,
+        "the epoch grows at a change of holder: {epoch_before} → {epoch_after}"
+    );
+    assert!(
+        last_at(&c, b, "failover_completed").await.is_some(),
+        "node {b} records its promotion"
+    );
+    assert_ledger_clean(&c).await;
+    eprintln!(
+        "timings: settled (one active, signing) after {settled:?}; crash → node-{b} active after {promoted:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_etcd_active_cut_off_from_etcd_fences_before_another_promotes() {
+    let Some(opts) = options() else { return };
+    let c = EtcdCluster::start(opts).await.or_panic();
+    let a = steady(&c).await;
+    let epoch_before = c.epoch(a).await.unwrap_or(0);
+    // Only its links to etcd go: its node keeps running and signing until it fences.
+    let cut = std::time::Instant::now();
+    c.set_etcd_cut(a, true).or_panic();
+    c.wait_until("the cut-off active fenced", FAILOVER, || async {
+        matches!(c.role(a).await.as_deref(), Some("fenced") | Some("passive"))
+    })
+    .await
+    .or_panic();
+    let fenced = cut.elapsed();
+    let b = wait_other_active(&c, a).await;
+    let promoted = cut.elapsed();
+    c.wait_signing_by(b, SETTLE).await.or_panic();
+    let fence_at = last_at(&c, a, "self_fenced").await;
+    let started_at = last_at(&c, b, "failover_started").await;
+    let events_a = Value::Array(c.events(a).await).to_string();
+    assert!(
+        events_a.contains("lease_unrenewable"),
+        "node {a} says it fenced because the lease could not be renewed: {events_a}"
+    );
+    match (fence_at, started_at) {
+        (Some(f), Some(s)) => assert!(
+            f < s,
+            "node {a} fenced at {f:?}, after node {b} started promoting at {s:?}\n{}",
+            c.describe().await
+        ),
+        other => panic!("records missing: {other:?}\n{}", c.describe().await),
+    }
+    assert!(c.epoch(b).await.unwrap_or(0) > epoch_before);
+    // Heal: the old active sees the new holder and stands by.
+    c.set_etcd_cut(a, false).or_panic();
+    c.wait_until("the old active passive again", SETTLE, || async {
+        c.role(a).await.as_deref() == Some("passive")
+    })
+    .await
+    .or_panic();
+    for _ in 0..10 {
+        let actives = c.actives().await;
+        assert_eq!(actives, vec![b], "exactly one active after the heal");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ledger_clean(&c).await;
+    eprintln!(
+        "timings: cut → node-{a} fenced after {fenced:?}; node-{b} active after {promoted:?}"
+    );
+}
