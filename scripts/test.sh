@@ -15,7 +15,7 @@ export SYNCGUARD_ANVIL="$root/.devtools/node_modules/.bin/anvil"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --locked --all-targets --features syncguard-coordination/etcd "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --locked --all-targets --no-fail-fast --features syncguard-coordination/etcd "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

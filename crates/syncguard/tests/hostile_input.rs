@@ -37,8 +37,11 @@ fn tls_client_from(tls_dir: &Path, ca_pem: &Path, me: &str, peer: &str) -> reqwe
         key: tls_dir.join(format!("{me}.key")),
     };
     let material = TlsMaterial::load(&tls, &id(me)).expect("cluster TLS material");
+    // A fresh connection per request: the server closes connections it refused a request
+    // on, and a reused one would fail as a broken pipe instead of showing the answer.
     reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .use_preconfigured_tls(material.client_config(&id(peer)).unwrap())
         .build()
@@ -51,8 +54,11 @@ fn foreign_client(me: &str, peer: &str) -> reqwest::Client {
     let cert = ca.issue(&id(me), &["127.0.0.1".into()]).unwrap();
     let material =
         TlsMaterial::from_pem(ca.cert_pem(), &cert.cert_pem, cert.key_pem(), &id(me)).unwrap();
+    // A fresh connection per request: the server closes connections it refused a request
+    // on, and a reused one would fail as a broken pipe instead of showing the answer.
     reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .use_preconfigured_tls(material.client_config(&id(peer)).unwrap())
         .build()
@@ -102,6 +108,7 @@ async fn hostile_public_api(c: &Cluster) {
     let base = format!("http://{addr}");
     let http = reqwest::Client::builder()
         .no_proxy()
+        .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
