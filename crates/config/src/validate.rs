@@ -379,6 +379,20 @@ fn coordination(c: &Config, f: &mut Findings) {
                 e.safety_margin, e.lease_ttl
             ),
         );
+    } else if e.safety_margin.is_finite() && renew_window - e.safety_margin < 2.0 {
+        // Measured on a real 3-member etcd: when the member the active talks to is the Raft
+        // leader and dies, renewals wait for an election (1–2 s); a smaller window makes
+        // the active fence itself although the cluster is fine.
+        f.warn(
+            "coordination.etcd.safety_margin",
+            format!(
+                "only {:.2} s between the first renewal and the self-fence (lease_ttl − \
+                 lease_ttl/3 − safety_margin): an etcd leader election takes 1–2 s, during \
+                 which the active would fence itself needlessly; the defaults (10 s / 3 s) \
+                 leave 3.67 s",
+                renew_window - e.safety_margin
+            ),
+        );
     }
     if let Some(tls) = &e.tls {
         tls_fields(f, "coordination.etcd.tls", tls);

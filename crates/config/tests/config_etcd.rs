@@ -75,3 +75,22 @@ fn config_etcd_safety_margin_must_leave_time_to_renew() {
         "{found:#?}"
     );
 }
+
+#[test]
+fn config_etcd_warns_when_a_leader_election_would_make_the_active_fence() {
+    let warnings = |body: &str| -> Vec<String> {
+        let loaded = from_yaml_str(&etcd(&format!("{ENDPOINTS}{body}")), "test.yaml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        loaded.warnings.iter().map(|p| p.to_string()).collect()
+    };
+    // 3 s / 1 s leaves 1 s between the first renewal and the fence: warned.
+    let w = warnings("    lease_ttl: 3\n    safety_margin: 1\n");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("coordination.etcd.safety_margin") && w.contains("leader election")),
+        "{w:?}"
+    );
+    // The defaults leave 3.67 s: quiet.
+    let w = warnings("");
+    assert!(!w.iter().any(|w| w.contains("leader election")), "{w:?}");
+}

@@ -163,6 +163,15 @@ impl LocalEtcd {
         Ok(etcd)
     }
 
+    /// SIGKILL of member `i` (the cluster keeps a quorum with two of three).
+    pub fn kill_member(&mut self, i: usize) {
+        if let Some(mut c) = self.members.get_mut(i).and_then(|m| m.child.take()) {
+            // Already gone is fine: the point is that it no longer runs.
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// The members' client addresses.
     pub fn client_addrs(&self) -> Vec<SocketAddr> {
         self.members
@@ -506,6 +515,12 @@ impl EtcdCluster {
             l.set_cut(on);
         }
         Ok(())
+    }
+
+    /// SIGKILL of etcd member `i` (every daemon lists member 0 first, so killing it takes
+    /// away the member the active talks to).
+    pub fn kill_etcd_member(&mut self, i: usize) {
+        self.etcd.kill_member(i);
     }
 
     /// The host dies: SIGKILL of its daemon, then its node.

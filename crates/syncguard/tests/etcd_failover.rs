@@ -168,3 +168,42 @@ async fn double_sign_etcd_active_cut_off_from_etcd_fences_before_another_promote
         "timings: cut → node-{a} fenced after {fenced:?}; node-{b} active after {promoted:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_etcd_member_the_active_talks_to_killed_interrupts_nothing() {
+    let Some(mut opts) = options() else { return };
+    // The killed member may be the Raft leader: renewals then wait for an election (about
+    // 1–2 s with etcd's default 1 s election timeout). A lease must leave room for that
+    // between the renewal at ttl/3 and the fence at ttl − safety_margin — as the default
+    // 10 s / 3 s does (3.7 s); the other tests' 3 s / 1 s leaves 1 s, too little for this one.
+    opts.lease_ttl = 8.0;
+    opts.safety_margin = 2.0;
+    let mut c = EtcdCluster::start(opts).await.or_panic();
+    let a = steady(&c).await;
+    let epoch = c.epoch(a).await;
+    let signed_before = c.signed_by(a).await;
+    // Every daemon lists member 0 first: the active renews its lease there. Two members keep
+    // the quorum; the renewals move to the next endpoint well within the lease.
+    c.kill_etcd_member(0);
+    // Two lease TTLs: the active never fences, nobody else promotes.
+    let watch = std::time::Instant::now();
+    while watch.elapsed() < Duration::from_secs(16) {
+        assert_eq!(
+            c.actives().await,
+            vec![a],
+            "exactly node-{a} active after an etcd member died\n{}",
+            c.describe().await
+        );
+        assert_eq!(c.epoch(a).await, epoch, "the epoch moved");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        last_at(&c, a, "self_fenced").await.is_none(),
+        "node-{a} fenced itself although two etcd members answered"
+    );
+    assert!(
+        c.signed_by(a).await > signed_before + 10,
+        "node-{a} kept signing"
+    );
+    assert_ledger_clean(&c).await;
+}
