@@ -402,15 +402,19 @@ fn held_role(shared: &Shared) -> Option<Role> {
     shared.read(|v| v.failover.as_ref().map(|s| s.held_role))
 }
 
-/// A ticker that, after a slow iteration, waits a full period instead of bursting.
-fn ticker(period: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval(period);
+/// A ticker that, after a slow iteration, waits a full period instead of bursting. (A zero
+/// period would panic: never below 50 ms.)
+pub(crate) fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(period.max(Duration::from_millis(50)));
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     t
 }
 
 /// Waits for the next tick; false once the daemon is stopping.
-async fn next_tick(ticker: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn next_tick(
+    ticker: &mut tokio::time::Interval,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
     tokio::select! {
         _ = stop.changed() => false,
         _ = ticker.tick() => true,

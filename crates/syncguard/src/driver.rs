@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 use syncguard_actuator::{ActivationPlan, Actuator};
 use syncguard_failover::{
     Action, ActuatorResult, Event, HandedState, Machine, PeerMessage, Record, RecordKind,
-    VerifyReport, WitnessReport,
 };
-use syncguard_health::{fetch_witness, CometClient, SignatureSeen};
+use syncguard_health::CometClient;
 use syncguard_validator::SignState;
 use tokio::sync::{mpsc, watch};
 
@@ -279,7 +278,8 @@ impl Driver {
                     let address = self.deps.validator_address.clone();
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report = witness(&comet, &address, id, blocks).await;
+                        let report =
+                            crate::chain_check::witness(&comet, &address, id, blocks).await;
                         let _ = events.send(Event::Witness(report)).await;
                     });
                 }
@@ -289,7 +289,14 @@ impl Driver {
                     let block_interval = self.deps.block_interval;
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report = verify(&comet, &address, epoch, blocks, block_interval).await;
+                        let report = crate::chain_check::verify(
+                            &comet,
+                            &address,
+                            epoch,
+                            blocks,
+                            block_interval,
+                        )
+                        .await;
                         let _ = events.send(Event::Verify(report)).await;
                     });
                 }
@@ -355,82 +362,5 @@ fn handed(state: &SignState) -> HandedState {
     HandedState {
         hrs: state.hrs(),
         raw: state.to_json(),
-    }
-}
-
-/// Answers a witness request. A failed `/status` gives a report with nothing read, which the
-/// machine never takes as evidence of absence.
-async fn witness(comet: &CometClient, address: &str, id: u64, blocks: u32) -> WitnessReport {
-    match fetch_witness(comet, address, u64::from(blocks)).await {
-        Ok(report) => {
-            let mut out = WitnessReport {
-                id,
-                latest_height: report.latest_height,
-                checked: Vec::new(),
-                signed: Vec::new(),
-                unknown: Vec::new(),
-            };
-            for h in report.heights {
-                match h.seen {
-                    SignatureSeen::Signed => {
-                        out.checked.push(h.height);
-                        out.signed.push(h.height);
-                    }
-                    SignatureSeen::Absent => out.checked.push(h.height),
-                    SignatureSeen::Unknown(_) => out.unknown.push(h.height),
-                }
-            }
-            out
-        }
-        Err(e) => {
-            tracing::warn!("witness: the local node did not answer: {e}");
-            WitnessReport {
-                id,
-                latest_height: 0,
-                checked: Vec::new(),
-                signed: Vec::new(),
-                unknown: vec![0],
-            }
-        }
-    }
-}
-
-/// Waits up to `blocks` (+2) block intervals for the validator's signature to show in the
-/// commits the local node sees.
-async fn verify(
-    comet: &CometClient,
-    address: &str,
-    epoch: u64,
-    blocks: u32,
-    block_interval: Duration,
-) -> VerifyReport {
-    let deadline = Instant::now() + block_interval * (blocks + 2) + Duration::from_secs(5);
-    let mut last = String::from("no commit read yet");
-    while Instant::now() < deadline {
-        match fetch_witness(comet, address, u64::from(blocks)).await {
-            Ok(report) if report.signed_recently() => {
-                return VerifyReport {
-                    epoch,
-                    signed: true,
-                    detail: format!(
-                        "signature of {address} seen at height {}",
-                        report.last_signed_height().unwrap_or_default()
-                    ),
-                }
-            }
-            Ok(report) => {
-                last = format!(
-                    "no signature of {address} in the last {blocks} commits up to height {}",
-                    report.latest_height
-                )
-            }
-            Err(e) => last = format!("the local node did not answer: {e}"),
-        }
-        tokio::time::sleep(block_interval.max(Duration::from_millis(100))).await;
-    }
-    VerifyReport {
-        epoch,
-        signed: false,
-        detail: last,
     }
 }

@@ -18,14 +18,14 @@ use syncguard_coordination::{
     Lease, LeaseEnd, LeaseKeeper, LeaseTiming, LockBackend, LockView, PromotionOrder,
 };
 use syncguard_failover::{
-    Action, ActuatorResult, Event, OperatorCommand, PeerStatus, Record, RecordKind, Status,
-    VerifyReport, Wish, WitnessReport,
+    Action, ActuatorResult, Event, OperatorCommand, PeerStatus, Record, RecordKind, Status, Wish,
 };
-use syncguard_health::{fetch_witness, CometClient, SignatureSeen};
+use syncguard_health::CometClient;
 use syncguard_validator::{SignState, StateStore, ValidatorKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::daemon::{next_tick, ticker};
 use crate::driver::{OperatorAnswer, OperatorRequest, OperatorRequestKind};
 use crate::epoch_file::{EpochFile, Persisted};
 use crate::view::Shared;
@@ -342,7 +342,8 @@ impl EtcdDriver {
                     let address = self.validator_address.clone();
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report = witness(&comet, &address, id, blocks).await;
+                        let report =
+                            crate::chain_check::witness(&comet, &address, id, blocks).await;
                         let _ = events.send(EtcdEvent::Witness(report)).await;
                     });
                 }
@@ -352,7 +353,14 @@ impl EtcdDriver {
                     let block_interval = self.block_interval;
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report = verify(&comet, &address, epoch, blocks, block_interval).await;
+                        let report = crate::chain_check::verify(
+                            &comet,
+                            &address,
+                            epoch,
+                            blocks,
+                            block_interval,
+                        )
+                        .await;
                         let _ = events.send(EtcdEvent::Verify(report)).await;
                     });
                 }
@@ -525,19 +533,6 @@ async fn forward_health(mut rx: mpsc::Receiver<Event>, tx: mpsc::Sender<EtcdEven
     }
 }
 
-fn ticker(period: Duration) -> tokio::time::Interval {
-    let mut t = tokio::time::interval(period.max(Duration::from_millis(50)));
-    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    t
-}
-
-async fn next_tick(t: &mut tokio::time::Interval, stop: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = stop.changed() => false,
-        _ = t.tick() => true,
-    }
-}
-
 /// One look at the lock per health round.
 async fn poll_lock(
     backend: Arc<dyn LockBackend>,
@@ -594,76 +589,5 @@ async fn tick(every: Duration, tx: mpsc::Sender<EtcdEvent>, mut stop: watch::Rec
         if tx.send(EtcdEvent::Tick).await.is_err() {
             return;
         }
-    }
-}
-
-/// Answers a witness request (as in peer mode): a failed `/status` gives a report with
-/// nothing read, which the machine never takes as evidence of absence.
-async fn witness(comet: &CometClient, address: &str, id: u64, blocks: u32) -> WitnessReport {
-    let mut out = WitnessReport {
-        id,
-        latest_height: 0,
-        checked: Vec::new(),
-        signed: Vec::new(),
-        unknown: Vec::new(),
-    };
-    match fetch_witness(comet, address, u64::from(blocks)).await {
-        Ok(report) => {
-            out.latest_height = report.latest_height;
-            for h in report.heights {
-                match h.seen {
-                    SignatureSeen::Signed => {
-                        out.checked.push(h.height);
-                        out.signed.push(h.height);
-                    }
-                    SignatureSeen::Absent => out.checked.push(h.height),
-                    SignatureSeen::Unknown(_) => out.unknown.push(h.height),
-                }
-            }
-        }
-        Err(e) => {
-            tracing::warn!("witness: the local node did not answer: {e}");
-            out.unknown.push(0);
-        }
-    }
-    out
-}
-
-/// Waits up to `blocks` (+2) block intervals for the validator's signature to show.
-async fn verify(
-    comet: &CometClient,
-    address: &str,
-    epoch: u64,
-    blocks: u32,
-    block_interval: Duration,
-) -> VerifyReport {
-    let deadline = Instant::now() + block_interval * (blocks + 2) + Duration::from_secs(5);
-    let mut last = String::from("no commit read yet");
-    while Instant::now() < deadline {
-        match fetch_witness(comet, address, u64::from(blocks)).await {
-            Ok(report) if report.signed_recently() => {
-                return VerifyReport {
-                    epoch,
-                    signed: true,
-                    detail: format!(
-                        "signature of {address} seen at height {}",
-                        report.last_signed_height().unwrap_or_default()
-                    ),
-                }
-            }
-            Ok(report) => {
-                last = format!(
-                    "no signature of {address} in the last {blocks} commits up to height {}",
-                    report.latest_height
-                )
-            }
-            Err(e) => last = format!("the local node did not answer: {e}"),
-        }
-        tokio::time::sleep(block_interval.max(Duration::from_millis(100))).await;
-    }
-    VerifyReport {
-        epoch,
-        signed: false,
-        detail: last,
     }
 }

@@ -26,6 +26,7 @@
 
 pub mod alerting;
 pub mod api;
+mod chain_check;
 pub mod daemon;
 pub mod driver;
 pub mod epoch_file;
