@@ -47,6 +47,36 @@ pub const ROLES: [&str; 7] = [
 ];
 
 /// Every check status `syncguard_health_check_status` reports.
+/// Every metric family `/metrics` exports (counters with their `_total`): the names the
+/// Prometheus rules and the Grafana dashboard in `deploy/` may use.
+pub const FAMILIES: [&str; 25] = [
+    "syncguard_info",
+    "syncguard_role",
+    "syncguard_epoch",
+    "syncguard_node_healthy",
+    "syncguard_health_check_status",
+    "syncguard_cometbft_height",
+    "syncguard_evm_height",
+    "syncguard_cometbft_peers",
+    "syncguard_evm_peers",
+    "syncguard_state_height",
+    "syncguard_state_round",
+    "syncguard_state_step",
+    "syncguard_state_sync_lag_seconds",
+    "syncguard_peer_reachable",
+    "syncguard_validator_last_signed_height",
+    "syncguard_validator_missed_blocks",
+    "syncguard_failovers_total",
+    "syncguard_switchovers_total",
+    "syncguard_self_fences_total",
+    "syncguard_promotions_refused_total",
+    "syncguard_double_signs_prevented_total",
+    "syncguard_alerts_sent_total",
+    "syncguard_alerts_failed_total",
+    "syncguard_alerts_dropped_total",
+    "syncguard_uptime_seconds",
+];
+
 pub const CHECK_STATUSES: [&str; 4] = ["ok", "warn", "fail", "unknown"];
 
 /// The health checks always present in `syncguard_health_check_status` (as `unknown` before
@@ -770,33 +800,7 @@ mod tests {
         v.signing.validator_missed_in_row = Some(0);
         let m = Metrics::new();
         let body = m.render(&v, Some("node-b"), v.started_at);
-        for name in [
-            "syncguard_info",
-            "syncguard_role",
-            "syncguard_epoch",
-            "syncguard_node_healthy",
-            "syncguard_health_check_status",
-            "syncguard_cometbft_height",
-            "syncguard_evm_height",
-            "syncguard_cometbft_peers",
-            "syncguard_evm_peers",
-            "syncguard_state_height",
-            "syncguard_state_round",
-            "syncguard_state_step",
-            "syncguard_state_sync_lag_seconds",
-            "syncguard_peer_reachable",
-            "syncguard_validator_last_signed_height",
-            "syncguard_validator_missed_blocks",
-            "syncguard_failovers_total",
-            "syncguard_switchovers_total",
-            "syncguard_self_fences_total",
-            "syncguard_promotions_refused_total",
-            "syncguard_double_signs_prevented_total",
-            "syncguard_alerts_sent_total",
-            "syncguard_alerts_failed_total",
-            "syncguard_alerts_dropped_total",
-            "syncguard_uptime_seconds",
-        ] {
+        for name in FAMILIES {
             assert!(body.contains(&format!("# HELP {name} ")), "{name}:\n{body}");
             assert!(body.contains(&format!("# TYPE {name} ")), "{name}:\n{body}");
         }

@@ -10,35 +10,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-/// Every metric the daemon exports (`/metrics`), as agreed for issue 8.
-const METRICS: &[&str] = &[
-    "syncguard_info",
-    "syncguard_role",
-    "syncguard_epoch",
-    "syncguard_node_healthy",
-    "syncguard_health_check_status",
-    "syncguard_cometbft_height",
-    "syncguard_evm_height",
-    "syncguard_cometbft_peers",
-    "syncguard_evm_peers",
-    "syncguard_state_height",
-    "syncguard_state_round",
-    "syncguard_state_step",
-    "syncguard_state_sync_lag_seconds",
-    "syncguard_peer_reachable",
-    "syncguard_validator_last_signed_height",
-    "syncguard_validator_missed_blocks",
-    "syncguard_failovers_total",
-    "syncguard_switchovers_total",
-    "syncguard_self_fences_total",
-    "syncguard_promotions_refused_total",
-    "syncguard_double_signs_prevented_total",
-    "syncguard_alerts_sent_total",
-    "syncguard_alerts_failed_total",
-    "syncguard_alerts_dropped_total",
-    "syncguard_uptime_seconds",
-];
-
 const CONFIGS: &[&str] = &["config/primary.yaml", "config/secondary.yaml"];
 
 fn deploy() -> PathBuf {
@@ -383,7 +354,8 @@ fn deploy_prometheus_rules_pass_promtool_and_their_unit_tests() {
 
 #[test]
 fn deploy_rules_and_dashboard_use_only_exported_metrics() {
-    let known: BTreeSet<&str> = METRICS.iter().copied().collect();
+    // What the daemon exports: rules and panels may only use these.
+    let known: BTreeSet<&str> = syncguard::metrics::FAMILIES.iter().copied().collect();
     let mut used = BTreeSet::new();
     for rel in [
         "prometheus/syncguard-rules.yml",

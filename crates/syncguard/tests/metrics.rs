@@ -22,35 +22,6 @@ use tokio::sync::watch;
 
 const SETTLE: Duration = Duration::from_secs(20);
 
-/// Every family of the contract (counters with their `_total`).
-const NAMES: [&str; 25] = [
-    "syncguard_info",
-    "syncguard_role",
-    "syncguard_epoch",
-    "syncguard_node_healthy",
-    "syncguard_health_check_status",
-    "syncguard_cometbft_height",
-    "syncguard_evm_height",
-    "syncguard_cometbft_peers",
-    "syncguard_evm_peers",
-    "syncguard_state_height",
-    "syncguard_state_round",
-    "syncguard_state_step",
-    "syncguard_state_sync_lag_seconds",
-    "syncguard_peer_reachable",
-    "syncguard_validator_last_signed_height",
-    "syncguard_validator_missed_blocks",
-    "syncguard_failovers_total",
-    "syncguard_switchovers_total",
-    "syncguard_self_fences_total",
-    "syncguard_promotions_refused_total",
-    "syncguard_double_signs_prevented_total",
-    "syncguard_alerts_sent_total",
-    "syncguard_alerts_failed_total",
-    "syncguard_alerts_dropped_total",
-    "syncguard_uptime_seconds",
-];
-
 /// One scrape: the content type, the body, and its samples (`name{labels}` → value).
 struct Scrape {
     content_type: String,
@@ -182,7 +153,7 @@ async fn story_metrics_two_daemons_show_roles_heights_checks_and_pass_promtool()
             "{node}: content type {:?}",
             s.content_type
         );
-        for name in NAMES {
+        for name in syncguard::metrics::FAMILIES {
             assert!(
                 s.body.contains(&format!("# HELP {name} "))
                     && s.body.contains(&format!("# TYPE {name} ")),
