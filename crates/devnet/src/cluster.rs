@@ -94,7 +94,7 @@ pub enum ClusterError {
     },
 }
 
-fn io_err<'a>(
+pub(crate) fn io_err<'a>(
     action: &'static str,
     path: &'a Path,
 ) -> impl FnOnce(std::io::Error) -> ClusterError + 'a {
@@ -369,14 +369,14 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn free_port() -> Result<u16, ClusterError> {
+pub(crate) fn free_port() -> Result<u16, ClusterError> {
     let addr = Path::new("127.0.0.1:0");
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("bind", addr))?;
     Ok(l.local_addr().map_err(io_err("bind", addr))?.port())
 }
 
 /// A YAML double-quoted scalar (paths and shell lines may hold `"` or `\`).
-fn yaml_str(s: &str) -> String {
+pub(crate) fn yaml_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
@@ -391,7 +391,7 @@ fn yaml_str(s: &str) -> String {
     out
 }
 
-fn p(path: &Path) -> String {
+pub(crate) fn p(path: &Path) -> String {
     yaml_str(&path.to_string_lossy())
 }
 
@@ -688,15 +688,7 @@ impl Cluster {
 
     /// `GET path` on daemon `i`'s public API; None when it does not answer with JSON.
     pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let url = self.url(i, path).ok()?;
-        let resp = self
-            .http
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        get_json(&self.http, self.daemon(i).ok()?.port, path).await
     }
 
     /// A POST to daemon `i`'s public API: (HTTP status, JSON body or null).
@@ -746,13 +738,7 @@ impl Cluster {
 
     /// Daemon `i`'s `/events` list (empty when it does not answer).
     pub async fn events(&self, i: usize) -> Vec<Value> {
-        match self.get(i, "/events").await {
-            Some(Value::Object(mut m)) => match m.remove("events") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        }
+        events_of(self.get(i, "/events").await)
     }
 
     /// Runs the `syncguard` CLI with `args` and `--config` of daemon `i`: (exit code, output).
@@ -796,13 +782,7 @@ impl Cluster {
 
     /// Precommits of host `i`'s node that made it into a commit (0 when unknown).
     pub async fn signed_by(&self, i: usize) -> u64 {
-        let Ok(host) = self.devnet.host(i) else {
-            return 0;
-        };
-        match self.devnet.ledger().await {
-            Ok(l) => l.per_node.get(&host.name).map_or(0, |c| c.in_commits),
-            Err(_) => 0,
-        }
+        signed_in_commits(&self.devnet, i).await
     }
 
     /// The ledger, or [`ClusterError::Unsafe`] when it shows a double sign or S1 violation.
@@ -825,26 +805,13 @@ impl Cluster {
         &self,
         what: &str,
         bound: Duration,
-        mut pred: F,
+        pred: F,
     ) -> Result<(), ClusterError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let start = Instant::now();
-        loop {
-            if pred().await {
-                return Ok(());
-            }
-            if start.elapsed() >= bound {
-                return Err(ClusterError::Timeout {
-                    what: what.to_string(),
-                    after: bound,
-                    details: self.describe().await,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_until(what, bound, pred, || self.describe()).await
     }
 
     /// Waits until node-a and node-b show `want` (e.g. `["active", "passive"]`).
@@ -892,21 +859,96 @@ impl Cluster {
     pub async fn describe(&self) -> String {
         let mut out = String::new();
         for (i, d) in self.daemons.iter().enumerate() {
-            let status = self
-                .get(i, "/status")
-                .await
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "(no answer)".into());
-            let events = Value::Array(self.events(i).await).to_string();
-            out.push_str(&format!(
-                "--- {} status: {status}\n--- events: {events}\n--- log tail ({}):\n{}\n",
-                d.id,
-                d.log.display(),
-                tail(&d.log, 40),
+            let status = self.get(i, "/status").await;
+            out.push_str(&describe_daemon(
+                &d.id,
+                status,
+                self.events(i).await,
+                &d.log,
             ));
         }
         out
     }
+}
+
+// ---- shared with the etcd-mode cluster (`etcd_cluster.rs`) ----
+
+/// `GET path` on the public API at `port`; None when it does not answer with JSON.
+pub(crate) async fn get_json(http: &reqwest::Client, port: u16, path: &str) -> Option<Value> {
+    let resp = http
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    resp.json().await.ok()
+}
+
+/// The `events` list of a `/events` answer (empty without one).
+pub(crate) fn events_of(answer: Option<Value>) -> Vec<Value> {
+    match answer {
+        Some(Value::Object(mut m)) => match m.remove("events") {
+            Some(Value::Array(a)) => a,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Precommits of host `i`'s node that made it into a commit (0 when unknown).
+pub(crate) async fn signed_in_commits(devnet: &Devnet, i: usize) -> u64 {
+    let Ok(host) = devnet.host(i) else {
+        return 0;
+    };
+    match devnet.ledger().await {
+        Ok(l) => l.per_node.get(&host.name).map_or(0, |c| c.in_commits),
+        Err(_) => 0,
+    }
+}
+
+/// Polls `pred` every 100 ms up to `bound`; a timeout carries `describe()`.
+pub(crate) async fn poll_until<F, Fut, D, DFut>(
+    what: &str,
+    bound: Duration,
+    mut pred: F,
+    describe: D,
+) -> Result<(), ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+    D: FnOnce() -> DFut,
+    DFut: Future<Output = String>,
+{
+    let start = Instant::now();
+    loop {
+        if pred().await {
+            return Ok(());
+        }
+        if start.elapsed() >= bound {
+            return Err(ClusterError::Timeout {
+                what: what.to_string(),
+                after: bound,
+                details: describe().await,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One daemon's status, events and log tail, for a failure message.
+pub(crate) fn describe_daemon(
+    id: &str,
+    status: Option<Value>,
+    events: Vec<Value>,
+    log: &Path,
+) -> String {
+    let status = status.map_or_else(|| "(no answer)".into(), |v| v.to_string());
+    let events = Value::Array(events).to_string();
+    format!(
+        "--- {id} status: {status}\n--- events: {events}\n--- log tail ({}):\n{}\n",
+        log.display(),
+        tail(log, 40),
+    )
 }
 
 #[cfg(test)]

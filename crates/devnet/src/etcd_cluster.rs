@@ -19,7 +19,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api::LedgerReport;
-use crate::cluster::{tail, ClusterError, StartRole, Timings};
+use crate::cluster::{
+    describe_daemon, events_of, free_port, get_json, io_err, p, poll_until, signed_in_commits,
+    tail, yaml_str, ClusterError, StartRole, Timings,
+};
 use crate::harness::{Devnet, DevnetOptions, Host, Launcher};
 use crate::link_proxy::LinkProxy;
 
@@ -48,32 +51,6 @@ pub fn etcd_binary() -> Result<PathBuf, String> {
              `scripts/etcd.sh install` (Debian etcd-server)"
                 .to_string()
         })
-}
-
-fn free_port() -> Result<u16, ClusterError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|source| ClusterError::Io {
-        action: "bind",
-        path: PathBuf::from("127.0.0.1:0"),
-        source,
-    })?;
-    l.local_addr()
-        .map(|a| a.port())
-        .map_err(|source| ClusterError::Io {
-            action: "bind",
-            path: PathBuf::from("127.0.0.1:0"),
-            source,
-        })
-}
-
-fn io_err<'a>(
-    action: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> ClusterError + 'a {
-    move |source| ClusterError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 struct EtcdMember {
@@ -289,14 +266,6 @@ impl Drop for EtcdDaemon {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn yaml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-fn p(path: &Path) -> String {
-    yaml_str(&path.to_string_lossy())
 }
 
 fn config_yaml(
@@ -532,15 +501,7 @@ impl EtcdCluster {
 
     /// `GET` on daemon `i`'s public API.
     pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
-        let port = self.daemons.get(i)?.port;
-        let resp = self
-            .http
-            .get(format!("http://127.0.0.1:{port}{path}"))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        resp.json().await.ok()
+        get_json(&self.http, self.daemons.get(i)?.port, path).await
     }
 
     /// Daemon `i`'s role (`/status` `node.role`).
@@ -576,13 +537,7 @@ impl EtcdCluster {
 
     /// Daemon `i`'s `/events` list.
     pub async fn events(&self, i: usize) -> Vec<Value> {
-        match self.get(i, "/events").await {
-            Some(Value::Object(mut m)) => match m.remove("events") {
-                Some(Value::Array(a)) => a,
-                _ => Vec::new(),
-            },
-            _ => Vec::new(),
-        }
+        events_of(self.get(i, "/events").await)
     }
 
     /// The ledger of every vote.
@@ -592,13 +547,7 @@ impl EtcdCluster {
 
     /// Votes of host `i`'s node found in commits.
     pub async fn signed_by(&self, i: usize) -> u64 {
-        let Ok(host) = self.devnet.host(i) else {
-            return 0;
-        };
-        match self.devnet.ledger().await {
-            Ok(l) => l.per_node.get(&host.name).map_or(0, |c| c.in_commits),
-            Err(_) => 0,
-        }
+        signed_in_commits(&self.devnet, i).await
     }
 
     /// Polls `pred` every 100 ms up to `bound`; the timeout carries every daemon's view.
@@ -606,26 +555,13 @@ impl EtcdCluster {
         &self,
         what: &str,
         bound: Duration,
-        mut pred: F,
+        pred: F,
     ) -> Result<(), ClusterError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = bool>,
     {
-        let start = Instant::now();
-        loop {
-            if pred().await {
-                return Ok(());
-            }
-            if start.elapsed() >= bound {
-                return Err(ClusterError::Timeout {
-                    what: what.to_string(),
-                    after: bound,
-                    details: self.describe().await,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_until(what, bound, pred, || self.describe()).await
     }
 
     /// Waits until exactly one daemon is active; returns it.
@@ -661,17 +597,12 @@ impl EtcdCluster {
     pub async fn describe(&self) -> String {
         let mut out = String::new();
         for (i, d) in self.daemons.iter().enumerate() {
-            let status = self
-                .get(i, "/status")
-                .await
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "(no answer)".into());
-            let events = Value::Array(self.events(i).await).to_string();
-            out.push_str(&format!(
-                "--- {} status: {status}\n--- events: {events}\n--- log tail ({}):\n{}\n",
-                d.id,
-                d.log.display(),
-                tail(&d.log, 30),
+            let status = self.get(i, "/status").await;
+            out.push_str(&describe_daemon(
+                &d.id,
+                status,
+                self.events(i).await,
+                &d.log,
             ));
         }
         out
