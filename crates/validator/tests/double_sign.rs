@@ -93,6 +93,26 @@ fn open_store(dir: &Path) -> StateStore {
     .unwrap()
 }
 
+/// Opens the store again right after a previous one was dropped. Another test of this binary
+/// spawns writer processes: a child forked while the old store was alive holds its lock
+/// file descriptor until it execs (O_CLOEXEC closes it only then), so the lock can outlive
+/// the drop by a moment. Wait that out; any other error fails at once.
+fn reopen_store(dir: &Path) -> StateStore {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match StateStore::open(
+            dir.join("priv_validator_state.json"),
+            Some(dir.join("state_backup.json")),
+        ) {
+            Ok(store) => return store,
+            Err(StoreError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -138,7 +158,7 @@ fn double_sign_store_refusal_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let high = signed_state(Hrs::new(100, 2, Step::Precommit), &[1; 32]);
     open_store(dir.path()).write(&high).unwrap();
-    let store = open_store(dir.path());
+    let store = reopen_store(dir.path());
     let err = store
         .write(&signed_state(Hrs::new(100, 2, Step::Prevote), &[1; 32]))
         .unwrap_err();
