@@ -1843,9 +1843,13 @@ impl Machine {
                 }
             }
         }
-        if let Phase::Active { .. } = self.phase {
+        if let Phase::Active { since, .. } = self.phase {
             let sft = self.params.self_fence_timeout;
-            let stuck_for = self.no_new_block_for(now);
+            // Counted from the activation at the earliest: the node's own restart during the
+            // activation (no new block while `story` restarts) is not a stall of the active.
+            let stuck_for = self
+                .no_new_block_for(now)
+                .map(|d| d.min(now.saturating_sub(since)));
             let stalled_long = self.local_fresh(now) && stuck_for.is_some_and(|d| d >= sft);
             let cut_off = self
                 .contact_lost_since(now)
