@@ -101,13 +101,14 @@ impl ActuatorOptions {
     /// `health.rpc_timeout`.
     pub fn from_config(config: &Config) -> Self {
         let story = &config.story;
+        let t = config.timing();
         let blocks = story.verify_blocks.max(1);
         ActuatorOptions {
-            stop_timeout: story.stop_timeout(),
-            start_timeout: story.stop_timeout().max(MIN_START_TIMEOUT),
+            stop_timeout: t.stop_timeout,
+            start_timeout: t.start_timeout,
             status_command_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
-            rpc_timeout: config.health.rpc_timeout(),
+            rpc_timeout: t.rpc_timeout,
             verify_blocks: blocks,
             verify_status_timeout: DEFAULT_VERIFY_STATUS_TIMEOUT,
             verify_signing_timeout: story.block_interval() * (blocks + 2) * 2

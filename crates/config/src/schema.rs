@@ -179,12 +179,22 @@ pub struct StoryConfig {
     /// CometBFT RPC refusing connections, it confirms a stop before any key or state moves.
     /// Default `systemctl is-active --quiet story`.
     pub status_command: String,
-    /// How long to wait for `story` to stop, seconds. Default 30.
-    pub stop_timeout: f64,
+    /// How long the stop command and its confirmation may take, seconds; a stop not confirmed
+    /// by then is escalated to the kill step. Default: derived so that a cut-off active has
+    /// stopped within the failover window (`docs/TIMING.md`), at most 30.
+    pub stop_timeout: Option<f64>,
+    /// How long the kill step and its confirmation may take, seconds. Default: derived
+    /// (half a health round, between 0.2 and 3).
+    pub kill_timeout: Option<f64>,
+    /// The longest time from the start command until `story` signs (its restart), seconds.
+    /// An activation not verified by then plus `verify_blocks` blocks is rolled back.
+    /// Default 30.
+    pub start_timeout: Option<f64>,
     /// Blocks within which a newly active node's signatures must appear. Default 5.
     pub verify_blocks: u32,
-    /// Recent commits searched for the validator's signature before an unplanned promotion.
-    /// Default 5.
+    /// The fewest recent commits searched for the validator's signature before an unplanned
+    /// promotion. The witness reads more when the timing model needs a longer span of block
+    /// time (`docs/TIMING.md`). Default 5.
     pub witness_blocks: u32,
 }
 
@@ -208,7 +218,9 @@ impl Default for StoryConfig {
             start_command: "systemctl start story".into(),
             stop_command: "systemctl stop story".into(),
             status_command: "systemctl is-active --quiet story".into(),
-            stop_timeout: 30.0,
+            stop_timeout: None,
+            kill_timeout: None,
+            start_timeout: None,
             verify_blocks: 5,
             witness_blocks: 5,
         }
@@ -237,9 +249,6 @@ impl StoryConfig {
     pub fn state_sync_interval(&self) -> Duration {
         secs(self.state_sync_interval)
     }
-    pub fn stop_timeout(&self) -> Duration {
-        secs(self.stop_timeout)
-    }
 }
 
 /// `failover:` — detection and role-change timing.
@@ -252,17 +261,17 @@ pub struct FailoverConfig {
     pub retry_attempts: u32,
     /// Seconds the primary must stay healthy before it takes the role back. Default 60.
     pub fallback_grace_period: f64,
-    /// Seconds after which an active that is stalled and cut off from every peer fences
-    /// itself. Must be shorter than the failover window
-    /// (`health_check_interval × retry_attempts`). Default: half the window.
+    /// Seconds: when the newest block of an active's node is this old (it follows no chain)
+    /// while its peer is unreachable, it fences itself. At least two blocks. Default: derived
+    /// (three blocks plus a slack, `docs/TIMING.md`).
     pub self_fence_timeout: Option<f64>,
     /// Seconds a handover (or a request for the role) may wait for the peer's answer; it
-    /// must cover the target's whole activation (stop, write, start). Default 45.
-    pub handover_timeout: f64,
-    /// Seconds within which anything a peer may have started is sure to show on chain
-    /// (message delay + activation + a few blocks); unilateral promotions wait at least this
-    /// long after the peer could last have acted. Default: the failover window plus the
-    /// handover timeout plus `witness_blocks + 2` blocks.
+    /// must cover the target's whole activation. Default: derived from the stop and start
+    /// timeouts and `verify_blocks` (`docs/TIMING.md`).
+    pub handover_timeout: Option<f64>,
+    /// Seconds: the longest a passive waits, after the role moved, for the new holder's
+    /// first signature before the normal failover rules apply again (the wait ends at that
+    /// signature). Default: derived from the holder's whole activation (`docs/TIMING.md`).
     pub priority_margin: Option<f64>,
 }
 
@@ -273,7 +282,7 @@ impl Default for FailoverConfig {
             retry_attempts: 3,
             fallback_grace_period: 60.0,
             self_fence_timeout: None,
-            handover_timeout: 45.0,
+            handover_timeout: None,
             priority_margin: None,
         }
     }
@@ -283,21 +292,8 @@ impl FailoverConfig {
     pub fn health_check_interval(&self) -> Duration {
         secs(self.health_check_interval)
     }
-    /// How long a peer must be gone before a passive may promote.
-    pub fn failover_window(&self) -> Duration {
-        secs(self.health_check_interval * f64::from(self.retry_attempts))
-    }
     pub fn fallback_grace_period(&self) -> Duration {
         secs(self.fallback_grace_period)
-    }
-    pub fn handover_timeout(&self) -> Duration {
-        secs(self.handover_timeout)
-    }
-    pub fn self_fence_timeout(&self) -> Duration {
-        match self.self_fence_timeout {
-            Some(s) => secs(s),
-            None => self.failover_window() / 2,
-        }
     }
 }
 
@@ -305,8 +301,9 @@ impl FailoverConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct HealthConfig {
-    /// Per-call timeout of every RPC request, seconds. Default 2.
-    pub rpc_timeout: f64,
+    /// Per-call timeout of every RPC request, seconds; shorter than a health round.
+    /// Default: derived (0.4 × `failover.health_check_interval`, at most 2).
+    pub rpc_timeout: Option<f64>,
     /// Seconds without a new block before the node counts as stalled.
     /// Default: derived from `story.block_interval` (see the health crate).
     pub stall_threshold: Option<f64>,
@@ -320,7 +317,7 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     fn default() -> Self {
         Self {
-            rpc_timeout: 2.0,
+            rpc_timeout: None,
             stall_threshold: None,
             recovery_rounds: None,
             min_free_disk_mb: 512,
@@ -328,11 +325,6 @@ impl Default for HealthConfig {
     }
 }
 
-impl HealthConfig {
-    pub fn rpc_timeout(&self) -> Duration {
-        secs(self.rpc_timeout)
-    }
-}
 
 /// `communication:` — the other SyncGuards and how we talk to them.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -343,15 +335,11 @@ pub struct CommunicationConfig {
     pub tls: Option<TlsConfig>,
     /// Plain HTTP between peers. For local tests and the demo only; warned about at every start.
     pub insecure: bool,
-    /// Timeout of one peer request, seconds. Default 2.
+    /// Timeout of one peer request, seconds; shorter than a health round. Default: derived
+    /// (0.4 × `failover.health_check_interval`, at most 2).
     pub request_timeout: Option<f64>,
 }
 
-impl CommunicationConfig {
-    pub fn request_timeout(&self) -> Duration {
-        secs(self.request_timeout.unwrap_or(2.0))
-    }
-}
 
 /// One other SyncGuard.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -590,15 +578,36 @@ impl Config {
     pub fn node_role(&self) -> NodeRole {
         self.story.node_role.unwrap_or(NodeRole::Passive)
     }
-    /// See [`FailoverConfig::priority_margin`].
-    pub fn priority_margin(&self) -> Duration {
-        match self.failover.priority_margin {
-            Some(s) => secs(s),
-            None => {
-                let blocks = self.story.block_interval() * (self.story.witness_blocks + 2);
-                self.failover.failover_window() + self.failover.handover_timeout() + blocks
-            }
+    /// The timing model's inputs from this config; `double_sign_check_height` comes from the
+    /// node's `config.toml` (0 when unknown).
+    pub fn timing_inputs(&self, double_sign_check_height: u64) -> syncguard_timing::Inputs {
+        let opt = |v: Option<f64>| v.map(secs);
+        syncguard_timing::Inputs {
+            health_check_interval: self.failover.health_check_interval(),
+            retry_attempts: self.failover.retry_attempts,
+            block_interval: self.story.block_interval(),
+            stop_timeout: opt(self.story.stop_timeout),
+            kill_timeout: opt(self.story.kill_timeout),
+            start_timeout: opt(self.story.start_timeout),
+            verify_blocks: self.story.verify_blocks,
+            witness_blocks: Some(self.story.witness_blocks),
+            double_sign_check_height,
+            rpc_timeout: opt(self.health.rpc_timeout),
+            request_timeout: opt(self.communication.request_timeout),
+            self_fence_timeout: opt(self.failover.self_fence_timeout),
+            handover_timeout: opt(self.failover.handover_timeout),
+            priority_margin: opt(self.failover.priority_margin),
         }
+    }
+    /// Every timing, derived (`docs/TIMING.md`), with CometBFT's double-sign check off.
+    /// Validation has reported any explicit value that breaks the model; if one slipped
+    /// through, the derived defaults are used for all of them.
+    pub fn timing(&self) -> syncguard_timing::Timing {
+        self.timing_with(0)
+    }
+    /// [`Config::timing`] with the node's `double_sign_check_height`.
+    pub fn timing_with(&self, double_sign_check_height: u64) -> syncguard_timing::Timing {
+        syncguard_timing::derive_lenient(&self.timing_inputs(double_sign_check_height))
     }
     pub fn recovery_rounds(&self) -> u32 {
         self.health
@@ -611,3 +620,4 @@ impl Config {
 pub(crate) fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
+

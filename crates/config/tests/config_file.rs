@@ -45,16 +45,23 @@ fn config_seed_yaml_parses_unchanged() {
     assert_eq!(c.story.state_sync_interval(), Duration::from_secs(5));
     assert_eq!(c.failover.health_check_interval(), Duration::from_secs(5));
     assert_eq!(c.failover.retry_attempts, 3);
-    assert_eq!(c.failover.failover_window(), Duration::from_secs(15));
-    assert_eq!(c.failover.self_fence_timeout(), Duration::from_millis(7500));
+    // The seed's window is its own I × R; everything else is derived without a warning.
+    let t = c.timing();
+    assert_eq!(t.window, Duration::from_secs(15));
+    assert_eq!(t.rpc_timeout, Duration::from_secs(2));
+    assert!(t.contact_lag + t.stop_bound < t.window);
     assert_eq!(c.communication.peers.len(), 1);
     assert_eq!(c.communication.peers[0].address, "192.168.1.2:8080");
     assert!(c.logging.verbose && c.logging.enable_alerts);
-    // No TLS in the seed: a warning, not an error.
-    assert!(loaded
-        .warnings
-        .iter()
-        .any(|w| w.path == "communication.tls"));
+    // No TLS and alerts without a sink in the seed: warnings, not errors — and no timing
+    // warning: every timing the seed does not set is derived.
+    let paths: Vec<_> = loaded.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["communication.tls", "logging.enable_alerts"],
+        "{:#?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -160,15 +167,22 @@ fn config_roles_must_agree_and_use_known_words() {
 }
 
 #[test]
-fn config_self_fence_must_beat_the_failover_window() {
-    let found = problems("server:\n  id: a\nfailover:\n  health_check_interval: 4\n  retry_attempts: 3\n  self_fence_timeout: 12\n");
+fn config_self_fence_timeout_must_exceed_two_blocks() {
+    let found = problems("server:\n  id: a\nstory:\n  block_interval: 2400\nfailover:\n  self_fence_timeout: 4\n");
     assert!(
-        found.iter().any(|p| p.starts_with(
-            "failover.self_fence_timeout: 12 s must be shorter than the failover window"
-        )),
+        found.iter().any(|p| p.starts_with("failover.self_fence_timeout: failover.self_fence_timeout = 4 s is less than two blocks (story.block_interval = 2.4 s)") && p.contains("use at least 8.2 s")),
         "{found:#?}"
     );
-    assert!(problems("server:\n  id: a\nfailover:\n  health_check_interval: 4\n  retry_attempts: 3\n  self_fence_timeout: 11.5\n").is_empty());
+    // Longer than the window is fine now: it lengthens the witness span, never the risk.
+    assert!(problems("server:\n  id: a\nfailover:\n  health_check_interval: 4\n  retry_attempts: 3\n  self_fence_timeout: 20\n").is_empty());
+}
+
+#[test]
+fn config_timing_only_an_interval_set_gives_no_error_about_keys_never_written() {
+    assert!(problems("server:\n  id: a\nfailover:\n  health_check_interval: 1\n").is_empty());
+    let found = problems("server:\n  id: a\nfailover:\n  health_check_interval: 1\nhealth:\n  rpc_timeout: 2\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(found[0].starts_with("health.rpc_timeout: health.rpc_timeout = 2 s must be shorter than failover.health_check_interval (1 s)") && found[0].contains("use at most 400 ms"), "{found:#?}");
 }
 
 #[test]

@@ -722,6 +722,7 @@ impl EtcdMachine {
                     cause: ActivationCause::Failover,
                     fence,
                     handed_state: None,
+                    start_after_height: None,
                 }));
             }
         }
@@ -807,7 +808,7 @@ impl EtcdMachine {
                 );
                 out.push(r);
             }
-            (ActuatorResult::Activated { epoch, result }, Phase::Promoting { epoch: e })
+            (ActuatorResult::Activated { epoch, result, .. }, Phase::Promoting { epoch: e })
                 if epoch == e =>
             {
                 match result {
@@ -822,10 +823,7 @@ impl EtcdMachine {
                             Vec::new(),
                         );
                         out.push(r);
-                        out.push(EtcdAction::Failover(Action::Verify {
-                            epoch,
-                            blocks: self.params.verify_blocks,
-                        }));
+                        // The actuator reports an activation only once verified on chain.
                         if let Some(hrs) = self.highest_seen {
                             self.last_put = Some(hrs);
                             out.push(EtcdAction::PutWatermark { hrs });

@@ -37,6 +37,11 @@ pub enum Action {
         fence: Hrs,
         /// The old holder's final state after a planned handover.
         handed_state: Option<HandedState>,
+        /// CometBFT's `double_sign_check_height`: touch nothing until the local node's
+        /// latest height reaches this (N blocks past the validator's last known signature),
+        /// or `story` would refuse to start. `None`: start at once.
+        #[serde(default)]
+        start_after_height: Option<u64>,
     },
     /// Stop signing: stop `story`, confirm it stopped, swap in the placeholder key, start it
     /// as a full node, read the final state. Report `ActuatorResult::Deactivated`.

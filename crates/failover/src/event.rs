@@ -1,6 +1,8 @@
 //! [`Event`]: everything the driver feeds in. Each is a fact the driver observed (or a
 //! command an operator gave); the machine never asks the world anything directly.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use syncguard_validator::Hrs;
 
@@ -26,6 +28,9 @@ pub enum Event {
     Tick,
     /// One local health round (verdict with hysteresis, from the health crate).
     LocalHealth(LocalHealth),
+    /// What the local node's commits say about the validator's signatures (once per round,
+    /// from the commits not read before).
+    Chain(ChainReport),
     /// One look at the peer's status API.
     Peer(PeerObservation),
     /// Answer to an `Action::RequestWitness`.
@@ -62,10 +67,31 @@ pub struct LocalHealth {
     pub healthy: bool,
     /// CometBFT's latest committed height, when `/status` answered.
     pub latest_height: Option<u64>,
-    /// No new block within the stall bound.
+    /// No new block within the stall bound, or the node's RPC did not answer this round.
     pub stalled: bool,
     /// The failing checks, for records ("CometBFT catching up", ...).
     pub why: Option<String>,
+    /// How old the node's newest block was when this round looked (the host's clock minus
+    /// the block's time), when `/status` answered: the self-fence's measure of "follows no
+    /// chain" (`Timing::stall_age`).
+    #[serde(default)]
+    pub block_age: Option<Duration>,
+}
+
+/// The validator's signatures in the commits the local node serves, from a reader that
+/// reads each commit once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainReport {
+    /// The node's latest committed height (from `/status`).
+    pub latest_height: u64,
+    /// The highest height whose commit carries the validator's signature, among the commits
+    /// read so far (`None`: none seen). Commits not read (not served, unreadable) are not
+    /// signatures: an active that cannot read its own commits counts as silent.
+    pub last_signed: Option<u64>,
+    /// The shortest interval between two consecutive blocks among those read recently (the
+    /// chain may run faster than `story.block_interval` says).
+    #[serde(default)]
+    pub fastest_block: Option<Duration>,
 }
 
 /// One look at the peer.
@@ -128,6 +154,10 @@ pub struct WitnessReport {
     pub signed: Vec<u64>,
     /// Heights that could not be read: never evidence of absence.
     pub unknown: Vec<u64>,
+    /// `(height, block time in ms since the Unix epoch)` of the heights read: the witness
+    /// counts the chain in seconds of block time. A read height without a time is unknown.
+    #[serde(default)]
+    pub block_times_ms: Vec<(u64, u64)>,
 }
 
 /// The end of an actuator operation.
@@ -138,8 +168,14 @@ pub enum ActuatorResult {
     Activated {
         /// The epoch of the Activate it answers.
         epoch: u64,
-        /// `Err(reason)`: the key may or may not be live; the machine deactivates.
+        /// `Ok`: `story` runs with the key and its signature was seen in a commit (an
+        /// activation is finished only when verified; otherwise the actuator rolls back and
+        /// reports `Err`). `Err(reason)`: the key may or may not be live; the machine
+        /// deactivates.
         result: Result<(), String>,
+        /// The height of the commit that verified it.
+        #[serde(default)]
+        signed_at: Option<u64>,
     },
     /// An `Action::Deactivate` finished.
     Deactivated {

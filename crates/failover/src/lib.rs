@@ -117,8 +117,8 @@ pub mod types;
 
 pub use action::{Action, ActivationCause};
 pub use event::{
-    ActuatorResult, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus, VerifyReport,
-    WitnessReport,
+    ActuatorResult, ChainReport, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus,
+    VerifyReport, WitnessReport,
 };
 pub use machine::{step, Machine, Status};
 pub use message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};

@@ -8,7 +8,7 @@ use syncguard_validator::{Hrs, Step};
 
 use crate::action::{Action, ActivationCause};
 use crate::event::{
-    ActuatorResult, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus, VerifyReport,
+    ActuatorResult, ChainReport, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus,
     WitnessReport,
 };
 use crate::message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};
@@ -40,9 +40,8 @@ pub struct Machine {
     /// replica, peer reports, its own fences): no fence goes below it.
     #[serde(with = "opt_hrs_serde")]
     highest_seen: Option<Hrs>,
-    /// When this node last confirmed it stopped signing (its own signatures may still be
-    /// in the witness window, and a peer may be acting on them).
-    last_self_stop: Option<Duration>,
+    /// The validator's signatures in the local node's commits.
+    chain: ChainView,
     /// The standby right: `Some(e)` with `e == epoch` means this node is the designated
     /// standby for epoch `e` and the only node that may fail over alone (see crate docs).
     right: Option<u64>,
@@ -83,6 +82,9 @@ enum Phase {
     Active {
         epoch: u64,
         since: Duration,
+        /// The height of the signature that verified the activation: the silence rule
+        /// counts missed commits above it (older signatures may be the previous holder's).
+        signed_floor: u64,
     },
     /// Deactivate ordered, not yet confirmed: the key may still be live.
     Demoting {
@@ -135,10 +137,34 @@ struct LocalView {
     why: Option<String>,
     healthy_since: Option<Duration>,
     stalled_since: Option<Duration>,
-    /// When the reported height last grew (or `/status` first answered). The machine's own
-    /// "no new block" clock: the health verdict's stall bound (tens of blocks) is far too
-    /// slow for S4, which must fence before the peer may promote.
+    /// When the reported height last grew (or `/status` first answered): how long the node
+    /// has seen no new block, for the handover on local failure.
     height_grew_at: Option<Duration>,
+    /// The age of the node's newest block at the last round (S4's "follows no chain").
+    block_age: Option<Duration>,
+}
+
+/// The last [`ChainReport`], and when it came.
+#[derive(Debug, Clone, Default, Serialize)]
+struct ChainView {
+    at: Option<Duration>,
+    latest: u64,
+    last_signed: Option<u64>,
+    fastest_block: Option<Duration>,
+}
+
+/// A holder may have started signing at `at` without this node seeing it; a signature of
+/// the validator above height `above` on chain proves it did (and then no late start is
+/// pending any more).
+#[derive(Debug, Clone, Copy, Serialize)]
+struct MayStart {
+    at: Duration,
+    /// `None` until a height is known (at boot): the next chain report sets it to the
+    /// chain's height then, so only a signature made after it counts.
+    above: Option<u64>,
+    /// The epoch a holder may start under; the peer reporting itself active at this epoch
+    /// or later has finished (and verified) its activation.
+    epoch: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,9 +180,12 @@ struct PeerView {
     /// The epoch at which the peer was last seen promoting or active.
     seen_holding: Option<u64>,
     passive_since: Option<Duration>,
-    /// Latest moment the peer may have started signing without this node seeing it start;
-    /// its signatures are only sure to be visible `priority_margin` later.
-    may_start_at: Option<Duration>,
+    /// A start of a holder this node has not yet seen signing (the post-handover wait).
+    may_start: Option<MayStart>,
+    /// The epoch the peer was first seen promoting under, when, and this node's height then:
+    /// a promotion that lasts longer than an activation can (`Timing::activation_bound`) is
+    /// a lost peer.
+    promoting_since: Option<(u64, Duration, Option<u64>)>,
     mismatch: Option<NodeId>,
 }
 
@@ -178,17 +207,37 @@ struct PendingWitness {
     id: u64,
     requested_at: Duration,
     height_at_request: Option<u64>,
+    blocks: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
 struct WitnessSeen {
     requested_at: Duration,
     latest_height: u64,
-    wanted: u64,
-    read: usize,
+    /// The heights read without a signature, from the newest down to the first that is
+    /// signed, unreadable or without a block time, with their block times; oldest first.
+    clean: Vec<(u64, Duration)>,
+    /// What ends the clean run below.
+    stop: RunStop,
     signed: Vec<u64>,
     unknown: Vec<u64>,
-    complete: bool,
+    /// Heights of the window asked for, and how many of them were read.
+    wanted: u64,
+    read: usize,
+}
+
+/// Why a witness's clean run ends where it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum RunStop {
+    /// A commit signed by the validator.
+    Signed(u64),
+    /// A commit that could not be read (or has no block time).
+    Unknown(u64),
+    /// The window asked for ends there (ask for more).
+    WindowStart,
+    /// The node's latest height went below what it was at the request.
+    Regressed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,12 +328,13 @@ impl Machine {
                 last_seen: None,
                 seen_holding: None,
                 passive_since: None,
-                may_start_at: None,
+                may_start: None,
+                promoting_since: None,
                 mismatch: None,
             },
             witness: WitnessView::default(),
             highest_seen: None,
-            last_self_stop: None,
+            chain: ChainView::default(),
             right: None,
             acted_at: None,
             last_grant: None,
@@ -408,13 +458,16 @@ impl Machine {
             } => self.on_start(wish, epoch_on_disk, standby_right, now, &mut out),
             Event::Tick => {}
             Event::LocalHealth(h) => self.on_local_health(h, now),
+            Event::Chain(c) => self.on_chain(c, now, &mut out),
             Event::Peer(obs) => self.on_peer(obs, now, &mut out),
             Event::Witness(r) => self.on_witness(r),
             Event::Actuator(r) => self.on_actuator(r, now, &mut out),
             Event::Message(m) => self.on_message(m, now, &mut out),
             Event::Operator(c) => self.on_operator(c, now, &mut out),
             Event::StateSeen { hrs } => self.see_state(Some(hrs)),
-            Event::Verify(v) => self.on_verify(v, now, &mut out),
+            // The actuator verifies every activation before it reports it (and rolls back
+            // what it cannot verify): nothing is left to decide on a separate report.
+            Event::Verify(_) => {}
             Event::EpochPersistFailed { epoch, reason } => {
                 self.on_persist_failed(epoch, &reason, now, &mut out)
             }
@@ -428,19 +481,22 @@ impl Machine {
     // ----- small helpers -------------------------------------------------------------------
 
     fn round(&self) -> Duration {
-        self.params.health_check_interval
+        self.params.timing.round
     }
 
     fn window(&self) -> Duration {
-        self.params.failover_window()
+        self.params.timing.window
     }
 
+    /// The longest post-handover wait (`Timing::settle`).
     fn margin(&self) -> Duration {
-        self.params.priority_margin
+        self.params.timing.settle
     }
 
+    /// An observation is news for `Timing::news_max_age` (two rounds and a request: a look
+    /// that takes its whole timeout is still a look).
     fn is_fresh(&self, at: Option<Duration>, now: Duration) -> bool {
-        at.is_some_and(|t| now.saturating_sub(t) <= self.round().saturating_mul(2))
+        at.is_some_and(|t| now.saturating_sub(t) <= self.params.timing.news_max_age)
     }
 
     fn local_fresh(&self, now: Duration) -> bool {
@@ -577,10 +633,49 @@ impl Machine {
         self.last_hold = None;
     }
 
-    /// The peer may start signing from `now` on without this node seeing it start: its
-    /// signatures are only sure to show in the witness `priority_margin` later.
+    /// A holder may start signing from `now` on without this node seeing it start. The
+    /// wait this opens ends when the chain shows the validator signing above every height
+    /// known now (the holder runs: no late start is pending), when the peer reports itself
+    /// active (its activation is over and verified), or after `Timing::settle`.
     fn peer_may_start(&mut self, now: Duration) {
-        self.peer.may_start_at = max_opt(self.peer.may_start_at, Some(now));
+        // Nothing known yet (a fresh start): no height can serve as the line.
+        let chain_known = self.local.latest_height.is_some() || self.chain.at.is_some();
+        let known = [
+            self.local.latest_height,
+            self.chain.last_signed,
+            Some(self.chain.latest),
+            self.highest_seen
+                .map(|h| u64::try_from(h.height).unwrap_or(0)),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .filter(|_| chain_known);
+        let above = match (self.peer.may_start.and_then(|m| m.above), known) {
+            (Some(a), Some(k)) => Some(a.max(k)),
+            (_, k) => k,
+        };
+        self.peer.may_start = Some(MayStart {
+            at: now,
+            above,
+            epoch: self.epoch,
+        });
+    }
+
+    /// The wait for a late start is over: say so once, with the evidence.
+    fn late_start_excluded(&mut self, now: Duration, evidence: String, out: &mut Vec<Action>) {
+        if self.peer.may_start.take().is_some() {
+            let why = format!(
+                "{evidence}: the new holder is running, no late start is pending — from now on \
+                 an unplanned failover needs only the window and the witness"
+            );
+            self.record(out, now, RecordKind::Info, why, Vec::new());
+        }
+    }
+
+    /// Until when an unplanned promotion must wait for a possible late start, if at all.
+    fn late_start_until(&self) -> Option<Duration> {
+        self.peer.may_start.map(|m| m.at + self.margin())
     }
 
     /// Whether this node holds the standby right for its current epoch.
@@ -644,7 +739,7 @@ impl Machine {
             self.persist(out);
         }
         // Whatever the peer did just before this start is unknown: let it show on chain.
-        self.peer.may_start_at = Some(now);
+        self.peer_may_start(now);
         self.wish = wish;
         self.boot_at = now;
         self.boot_claim_pending = wish == Wish::Active;
@@ -685,6 +780,7 @@ impl Machine {
         }
         l.stalled = h.stalled;
         l.why = h.why;
+        l.block_age = h.block_age;
         l.healthy_since = if h.healthy {
             Some(l.healthy_since.unwrap_or(now))
         } else {
@@ -697,6 +793,31 @@ impl Machine {
         };
         if self.peer.lost_since.is_some() && self.peer.height_at_loss.is_none() {
             self.peer.height_at_loss = self.local.latest_height;
+        }
+    }
+
+    fn on_chain(&mut self, c: ChainReport, now: Duration, out: &mut Vec<Action>) {
+        let ch = &mut self.chain;
+        ch.at = Some(now);
+        ch.latest = ch.latest.max(c.latest_height);
+        ch.last_signed = ch.last_signed.max(c.last_signed);
+        if let Some(f) = c.fastest_block.filter(|f| !f.is_zero()) {
+            ch.fastest_block = Some(ch.fastest_block.map_or(f, |x| x.min(f)));
+        }
+        match (self.peer.may_start, self.chain.last_signed) {
+            (Some(mut m), _) if m.above.is_none() => {
+                // The first look at the chain since a start known nothing: draw the line here.
+                m.above = Some(self.chain.latest.max(self.chain.last_signed.unwrap_or(0)));
+                self.peer.may_start = Some(m);
+            }
+            (Some(MayStart { above: Some(above), .. }), Some(signed)) if signed > above => {
+                let evidence = format!(
+                    "the chain shows the validator signing at height {signed}, above every \
+                     height known when the role moved ({above})"
+                );
+                self.late_start_excluded(now, evidence, out);
+            }
+            _ => {}
         }
     }
 
@@ -738,12 +859,33 @@ impl Machine {
                 } else {
                     self.peer.passive_since = Some(self.peer.passive_since.unwrap_or(now));
                 }
+                if st.role == Role::Promoting {
+                    if self.peer.promoting_since.is_none_or(|(e, _, _)| e != st.epoch) {
+                        self.peer.promoting_since =
+                            Some((st.epoch, now, self.local.latest_height));
+                    }
+                } else {
+                    self.peer.promoting_since = None;
+                }
+                if st.role == Role::Active
+                    && self.peer.may_start.is_some_and(|m| st.epoch >= m.epoch)
+                {
+                    // An activation ends only once verified on chain.
+                    let evidence = format!(
+                        "peer {} reports itself active at epoch {}, its activation verified",
+                        st.node_id, st.epoch
+                    );
+                    self.late_start_excluded(now, evidence, out);
+                }
                 if matches!(st.role, Role::Promoting | Role::Active) {
                     if self.peer.seen_holding != Some(st.epoch) {
-                        // First sight of the peer holding this epoch: it may have started
-                        // just now, its signatures may not show yet.
+                        // First sight of the peer holding this epoch: if it is still
+                        // promoting, it may start signing any moment without this node
+                        // seeing it.
                         self.peer.seen_holding = Some(st.epoch);
-                        self.peer_may_start(now);
+                        if st.role == Role::Promoting {
+                            self.peer_may_start(now);
+                        }
                     }
                     // The peer holds the current epoch: this node is its standby.
                     if !st.standby_right && self.holding_epoch() != Some(st.epoch) {
@@ -770,6 +912,7 @@ impl Machine {
             }
             PeerObservation::Unreachable { reason } => {
                 self.peer.status = None;
+                self.peer.promoting_since = None;
                 self.peer.unreachable_reason = Some(reason);
                 self.peer.passive_since = None;
                 if self.peer.lost_since.is_none() {
@@ -789,37 +932,73 @@ impl Machine {
             self.witness.pending = Some(p);
             return;
         }
-        let wanted = u64::from(self.params.witness_blocks).min(r.latest_height);
+        let times: std::collections::HashMap<u64, u64> = r.block_times_ms.iter().copied().collect();
+        let mut signed = r.signed.clone();
+        signed.sort_unstable();
+        signed.dedup();
+        let wanted = p.blocks.min(r.latest_height);
         let lo = r
             .latest_height
             .saturating_sub(wanted.saturating_sub(1))
             .max(1);
+        let mut clean = Vec::new();
+        let mut stop = RunStop::WindowStart;
+        // The report ends at the newest canonical commit, one below the node's latest height.
+        if r.latest_height.saturating_add(1) < p.height_at_request.unwrap_or(0) {
+            stop = RunStop::Regressed;
+        } else {
+            for h in (lo..=r.latest_height).rev() {
+                if signed.binary_search(&h).is_ok() {
+                    stop = RunStop::Signed(h);
+                    break;
+                }
+                match times.get(&h) {
+                    Some(&ms) if r.checked.contains(&h) && !r.unknown.contains(&h) => {
+                        clean.push((h, Duration::from_millis(ms)));
+                    }
+                    _ => {
+                        stop = RunStop::Unknown(h);
+                        break;
+                    }
+                }
+            }
+        }
+        clean.reverse();
+        // Blocks faster than configured need a longer window next time.
+        let fastest = clean
+            .windows(2)
+            .filter_map(|w| w[1].1.checked_sub(w[0].1))
+            .filter(|d| !d.is_zero())
+            .min();
+        if let Some(f) = fastest {
+            self.chain.fastest_block = Some(self.chain.fastest_block.map_or(f, |c| c.min(f)));
+        }
         let read = (lo..=r.latest_height)
-            .filter(|h| r.checked.contains(h) || r.signed.contains(h))
+            .filter(|h| {
+                (r.checked.contains(h) || r.signed.contains(h))
+                    && !r.unknown.contains(h)
+                    && times.contains_key(h)
+            })
             .count();
-        let complete = wanted > 0
-            && r.unknown.is_empty()
-            && u64::try_from(read).is_ok_and(|n| n == wanted)
-            && r.latest_height >= p.height_at_request.unwrap_or(0);
-        let mut signed = r.signed;
-        signed.sort_unstable();
-        signed.dedup();
         self.witness.last = Some(WitnessSeen {
             requested_at: p.requested_at,
             latest_height: r.latest_height,
-            wanted,
-            read,
+            clean,
+            stop,
             signed,
             unknown: r.unknown,
-            complete,
+            wanted,
+            read,
         });
     }
 
     fn on_actuator(&mut self, r: ActuatorResult, now: Duration, out: &mut Vec<Action>) {
         match r {
-            ActuatorResult::Activated { epoch, result } => {
-                self.on_activated(epoch, result, now, out)
-            }
+            ActuatorResult::Activated {
+                epoch,
+                result,
+                signed_at,
+            } => self.on_activated(epoch, result, signed_at, now, out),
             ActuatorResult::Deactivated { result } => self.on_deactivated(result, now, out),
         }
     }
@@ -828,6 +1007,7 @@ impl Machine {
         &mut self,
         epoch: u64,
         result: Result<(), String>,
+        signed_at: Option<u64>,
         now: Duration,
         out: &mut Vec<Action>,
     ) {
@@ -886,16 +1066,24 @@ impl Machine {
                     out.push(Action::Deactivate { reason: why });
                     return;
                 }
+                // Verified by the actuator: its signature is in a commit at `signed_at`.
+                let signed_floor = signed_at
+                    .or(self.chain.last_signed)
+                    .unwrap_or(self.chain.latest);
+                self.chain.last_signed = self.chain.last_signed.max(Some(signed_floor));
                 self.phase = Phase::Active {
                     epoch: e,
                     since: now,
+                    signed_floor,
                 };
                 self.last_hold = None;
                 self.last_alert = None;
                 let why = format!(
-                    "active at epoch {e}: the validator key is live on this node; checking that \
-                     its signatures appear within {} blocks",
-                    self.params.verify_blocks
+                    "active at epoch {e}: the validator key is live on this node and its \
+                     signature is on chain{}",
+                    signed_at
+                        .map(|h| format!(" (height {h})"))
+                        .unwrap_or_default()
                 );
                 self.record_as(
                     out,
@@ -915,10 +1103,6 @@ impl Machine {
                         },
                     );
                 }
-                out.push(Action::Verify {
-                    epoch: e,
-                    blocks: self.params.verify_blocks,
-                });
             }
             Err(reason) => {
                 self.phase = Phase::Demoting {
@@ -966,7 +1150,6 @@ impl Machine {
         };
         self.last_alert = None;
         self.see_state(final_state.as_ref().map(|f| f.hrs));
-        self.last_self_stop = Some(now);
         let final_words = final_state.as_ref().map_or_else(
             || "final state unknown".to_string(),
             |f| format!("final state {}", f.hrs),
@@ -1002,7 +1185,7 @@ impl Machine {
                 self.phase = Phase::HandingOver {
                     to: to.clone(),
                     epoch,
-                    deadline: now + self.params.handover_timeout,
+                    deadline: now + self.params.timing.handover_timeout,
                     accepted: false,
                 };
                 let why = format!(
@@ -1307,7 +1490,7 @@ impl Machine {
             }
             HandoverOutcome::Refused => {
                 self.handover_backoff_until =
-                    Some(now + self.params.handover_timeout.saturating_mul(2));
+                    Some(now + self.params.timing.handover_timeout.saturating_mul(2));
                 let resume = epoch;
                 let story = format!(
                     "{to} refused the handover ({reason}) and provably never started, so this \
@@ -1582,7 +1765,7 @@ impl Machine {
                     self.phase = Phase::Passive {
                         pending: Pending::Request {
                             kind: RequestKind::Switchover,
-                            deadline: now + self.params.handover_timeout,
+                            deadline: now + self.params.timing.handover_timeout,
                         },
                     };
                     self.send(
@@ -1640,31 +1823,6 @@ impl Machine {
                     self.record(out, now, RecordKind::Refusal, why, Vec::new());
                 }
             }
-        }
-    }
-
-    fn on_verify(&mut self, v: VerifyReport, now: Duration, out: &mut Vec<Action>) {
-        let Phase::Active { epoch, .. } = self.phase else {
-            return;
-        };
-        if epoch != v.epoch {
-            return;
-        }
-        if v.signed {
-            let why = format!(
-                "verified: the validator's signatures appear on chain at epoch {epoch} ({})",
-                v.detail
-            );
-            self.record(out, now, RecordKind::Info, why, Vec::new());
-        } else {
-            let why = format!(
-                "VERIFY FAILED: this node is active at epoch {epoch}, but the validator's \
-                 signature did not appear within {} blocks ({}). The validator may be missing \
-                 blocks: check story's logs and the key. No automatic role change follows.",
-                self.params.verify_blocks, v.detail
-            );
-            let tag = (RecordTag::Other, "verify_failed");
-            self.record_as(out, now, RecordKind::Alert, tag, why, Vec::new());
         }
     }
 
@@ -1740,7 +1898,7 @@ impl Machine {
                     "handover to {to} (epoch {epoch}) got no final answer within {}{}: {to} may \
                      or may not have started, so this node stays passive and treats {to} as \
                      possibly active; the normal failover rules decide from here",
-                    words_duration(self.params.handover_timeout),
+                    words_duration(self.params.timing.handover_timeout),
                     if *accepted { " after it accepted" } else { "" }
                 );
                 self.enter_passive(now);
@@ -1752,7 +1910,7 @@ impl Machine {
             } if now >= *deadline => {
                 let why = format!(
                     "my claim for epoch {epoch} got no answer within {}; not promoting",
-                    words_duration(self.params.handover_timeout)
+                    words_duration(self.params.timing.handover_timeout)
                 );
                 self.phase = Phase::Passive {
                     pending: Pending::None,
@@ -1843,35 +2001,27 @@ impl Machine {
                 }
             }
         }
-        if let Phase::Active { since, .. } = self.phase {
-            let sft = self.params.self_fence_timeout;
-            // Counted from the activation at the earliest: the node's own restart during the
-            // activation (no new block while `story` restarts) is not a stall of the active.
-            let stuck_for = self
-                .no_new_block_for(now)
-                .map(|d| d.min(now.saturating_sub(since)));
-            let stalled_long = self.local_fresh(now) && stuck_for.is_some_and(|d| d >= sft);
-            let cut_off = self
-                .contact_lost_since(now)
-                .is_some_and(|t| now.saturating_sub(t) >= sft);
-            if stalled_long && cut_off {
-                let stalled_for = stuck_for.unwrap_or_default();
-                let lost_for = now.saturating_sub(self.contact_lost_since(now).unwrap_or(now));
+        if let Phase::Active {
+            since,
+            signed_floor,
+            ..
+        } = self.phase
+        {
+            let Some(lost) = self.contact_lost_since(now) else {
+                return;
+            };
+            if let Some((reason, words)) = self.quiet(now, since, signed_floor) {
+                let lost_for = now.saturating_sub(lost);
                 let why = format!(
-                    "self-fencing: my node has seen no new block for {} (height {}) and peer \
-                     {peer} has been unreachable for {} — stopping the validator here before \
-                     {peer} may take over (S4)",
-                    words_duration(stalled_for),
-                    self.local
-                        .latest_height
-                        .map_or_else(|| "unknown".to_string(), |h| h.to_string()),
+                    "self-fencing: {words}, and peer {peer} has been unreachable for {} — \
+                     stopping the validator here before {peer} may take over (S4)",
                     words_duration(lost_for),
                 );
                 self.phase = Phase::Demoting {
                     cause: DemoteCause::SelfFence,
                     retry_at: None,
                 };
-                let tag = (RecordTag::SelfFenced, "cut_off");
+                let tag = (RecordTag::SelfFenced, reason);
                 self.record_as(
                     out,
                     now,
@@ -1883,6 +2033,77 @@ impl Machine {
                 out.push(Action::Deactivate { reason: why });
             }
         }
+    }
+
+    /// S4: whether this active's signing has gone quiet, as seen after its activation
+    /// (`since`; its verified signature at `signed_floor`): `Some((reason label, words))`.
+    ///
+    /// - `cut_off`: its node follows no chain — the newest block is older than
+    ///   `Timing::stall_age`, or `/status` did not answer — or no health round reported
+    ///   recently (nothing is known of its own node);
+    /// - `silent`: its node follows the chain but more than `Timing::quiet_blocks` of the
+    ///   newest commits lack the validator's signature (an asymmetric cut: its votes miss
+    ///   the commits), or those commits cannot be read while the node answers.
+    ///
+    /// Either, with the peer unreachable, is the case where the peer may take over: the
+    /// timing model makes the stop confirmed before the peer's window and witness clear.
+    fn quiet(&self, now: Duration, since: Duration, signed_floor: u64) -> Option<(&'static str, String)> {
+        let t = &self.params.timing;
+        let l = &self.local;
+        if !self.local_fresh(now) {
+            return Some((
+                "cut_off",
+                "no health round has reported on my own node for a while".to_string(),
+            ));
+        }
+        let after = |at: Option<Duration>| at.is_some_and(|a| a > since);
+        if after(l.at) {
+            let height = l
+                .latest_height
+                .map_or_else(|| "unknown".to_string(), |h| h.to_string());
+            if l.stalled && l.block_age.is_none() {
+                return Some((
+                    "cut_off",
+                    format!("my node does not answer or sees no new block (height {height})"),
+                ));
+            }
+            if let Some(age) = l.block_age.filter(|a| *a >= t.stall_age) {
+                return Some((
+                    "cut_off",
+                    format!(
+                        "my node's newest block (height {height}) is {} old: it follows no \
+                         chain",
+                        words_duration(age)
+                    ),
+                ));
+            }
+        }
+        // Right after the activation no report may have come yet: count from the activation.
+        let chain_seen = self.chain.at.map_or(since, |at| at.max(since));
+        if !self.is_fresh(Some(chain_seen), now) {
+            return Some((
+                "silent",
+                "the commits of my own node have not been read for a while: nothing shows \
+                 my signatures reach the chain"
+                    .to_string(),
+            ));
+        }
+        if after(self.chain.at) {
+            let signed = self.chain.last_signed.unwrap_or(0).max(signed_floor);
+            let missed = self.chain.latest.saturating_sub(signed);
+            if missed > u64::from(t.quiet_blocks) {
+                return Some((
+                    "silent",
+                    format!(
+                        "my node follows the chain (height {}) but the validator's signature \
+                         is missing from the last {missed} commits (last at height {signed}): \
+                         my votes do not reach the chain",
+                        self.chain.latest
+                    ),
+                ));
+            }
+        }
+        None
     }
 
     /// How long this node has seen no new block: by the health verdict's stall flag, or by
@@ -2072,12 +2293,16 @@ impl Machine {
             self.local.latest_height,
         ) {
             (Some(theirs), Some(mine)) => theirs > mine,
+            // My node does not answer at all while the peer's follows the chain: not a
+            // chain-wide halt — hand over (stopping first) rather than hold the role with a
+            // dead node (the peer would wait for this node forever).
+            (Some(_), None) => true,
             _ => false,
         };
         let stuck = self.local.stalled
             || self
                 .no_new_block_for(now)
-                .is_some_and(|d| d >= self.params.self_fence_timeout);
+                .is_some_and(|d| d >= self.params.timing.stall_age);
         if stuck && !ahead {
             return;
         }
@@ -2120,7 +2345,7 @@ impl Machine {
         }
         if self
             .last_fallback_request
-            .is_some_and(|t| now.saturating_sub(t) < self.params.handover_timeout)
+            .is_some_and(|t| now.saturating_sub(t) < self.params.timing.handover_timeout)
         {
             return false;
         }
@@ -2129,7 +2354,7 @@ impl Machine {
         self.phase = Phase::Passive {
             pending: Pending::Request {
                 kind: RequestKind::Fallback,
-                deadline: now + self.params.handover_timeout,
+                deadline: now + self.params.timing.handover_timeout,
             },
         };
         self.send(
@@ -2195,7 +2420,12 @@ impl Machine {
         if !self.is_fresh(self.peer.last_at, now) {
             return Err(Some(Hold::PeerNoNews { peer }));
         }
-        if let Some(st) = self.peer.status.clone() {
+        // Every promotion ends (the actuator rolls back what it cannot verify): a peer seen
+        // promoting for longer than any activation takes is hung, and is a lost peer for
+        // the normal rules — window, witness, standby right — counted from where its
+        // activation had to be over.
+        let stuck = self.stuck_promoting_since(now);
+        if let (None, Some(st)) = (stuck, self.peer.status.clone()) {
             if st.role.may_sign() {
                 if self.boot_claim_pending {
                     // A peer that is only stopping (its own start, a handover) may still
@@ -2254,10 +2484,10 @@ impl Machine {
                 ),
             });
         }
-        // Fresh, and unreachable.
-        let lost = self.peer.lost_since.unwrap_or(now);
+        // Fresh, and unreachable (or hung promoting).
+        let lost = stuck.or(self.peer.lost_since).unwrap_or(now);
         let lost_for = now.saturating_sub(lost);
-        if lost_for < self.round() {
+        if stuck.is_none() && lost_for < self.round() {
             return Err(None); // one missed look is not news yet
         }
         let last_seen = match self.peer.last_seen {
@@ -2267,41 +2497,62 @@ impl Machine {
         if !self.has_standby_right() {
             return Err(Some(Hold::NoRight { peer, last_seen }));
         }
-        // Whatever the peer may have started must have had time to show on chain, and so
-        // must this node's own last signatures.
-        let not_before = [
-            Some(lost + w),
-            self.peer.may_start_at.map(|t| t + m),
-            self.last_self_stop.map(|t| t + m),
-        ]
-        .into_iter()
-        .flatten()
-        .max()
-        .unwrap_or(lost + w);
+        let how = match stuck {
+            Some(_) => format!(
+                "peer {peer} has been promoting for {}, longer than any activation takes ({}), \
+                 so its activation is hung",
+                words_duration(
+                    now.saturating_sub(self.peer.promoting_since.map_or(now, |p| p.1))
+                ),
+                words_duration(self.params.timing.activation_bound)
+            ),
+            None => format!(
+                "peer {peer} has been unreachable for {} (failover window {})",
+                words_duration(lost_for),
+                words_duration(w)
+            ),
+        };
+        // A holder that may still start late (after a grant, an offer, a refused offer, this
+        // node's start) must have had time to show on chain — unless the chain already shows
+        // it signing (see `peer_may_start`).
+        let late = self.late_start_until();
+        let not_before = (lost + w).max(late.unwrap_or(Duration::ZERO));
         if now < not_before {
+            let wait_why = match late {
+                Some(t) if t > lost + w => format!(
+                    "{how}; the role moved recently and the new holder has not been seen \
+                     signing yet, so a late start must be excluded: its activation takes at \
+                     most {}",
+                    words_duration(m)
+                ),
+                _ => how,
+            };
             return Err(Some(Hold::Waiting {
                 peer: peer.clone(),
                 until: not_before,
-                wait_why: format!(
-                    "peer {peer} unreachable for {} (failover window {}); anything it may have \
-                     started must also have had {} to show on chain",
-                    words_duration(lost_for),
-                    words_duration(w),
-                    words_duration(m)
-                ),
+                wait_why,
             }));
         }
         Ok(Candidate {
             path: Path::Failover,
             not_before,
             story: format!(
-                "peer {peer} has been unreachable for {} (failover window {}) and {last_seen}; \
-                 this node is the designated standby for epoch {}",
-                words_duration(lost_for),
-                words_duration(w),
+                "{how} and {last_seen}; this node is the designated standby for epoch {}",
                 self.epoch
             ),
         })
+    }
+
+    /// When a peer seen promoting under one epoch for longer than an activation can take
+    /// must be taken as lost: `Some(the moment its activation had to be over)`.
+    fn stuck_promoting_since(&self, now: Duration) -> Option<Duration> {
+        let st = self.peer.status.as_ref()?;
+        if st.role != Role::Promoting {
+            return None;
+        }
+        let (epoch, since, _) = self.peer.promoting_since?;
+        let over = since + self.params.timing.activation_bound + self.params.timing.news_max_age;
+        (epoch == st.epoch && now >= over).then_some(over)
     }
 
     /// Whether this node's own node may carry the role now.
@@ -2321,8 +2572,13 @@ impl Machine {
             return Err(Hold::OwnStalled { height: Some(h) });
         }
         if path == Path::Failover {
-            // Seeing new blocks since the peer was lost: a halted chain is not a failover.
-            let at_loss = self.peer.height_at_loss.unwrap_or(h);
+            // Seeing new blocks since the peer was lost (or seen hung promoting): a halted
+            // chain is not a failover.
+            let at_loss = self
+                .peer
+                .height_at_loss
+                .or(self.peer.promoting_since.and_then(|p| p.2))
+                .unwrap_or(h);
             if h <= at_loss {
                 return Err(Hold::OwnNotAdvancing { height: h, at_loss });
             }
@@ -2330,6 +2586,11 @@ impl Machine {
         Ok(h)
     }
 
+    /// S1's witness: a fresh report (asked after `not_before`, at most one round old) whose
+    /// newest commits form a clean run — every one read, with its block time, none signed by
+    /// the validator — long enough in blocks and in **block time** that any node that may
+    /// have signed before it has stopped (`Timing::clean_run_suffices`). A signature below a
+    /// long enough run does not block: that is the old holder's last one.
     fn witness_state(&self, now: Duration, not_before: Duration) -> WitnessState {
         let Some(w) = &self.witness.last else {
             return WitnessState::Missing;
@@ -2337,27 +2598,52 @@ impl Machine {
         if w.requested_at < not_before || now.saturating_sub(w.requested_at) > self.round() {
             return WitnessState::Missing;
         }
-        if let Some(&last) = w.signed.last() {
-            return WitnessState::Blocked(Hold::WitnessSigned {
+        let times: Vec<Duration> = w.clean.iter().map(|&(_, t)| t).collect();
+        let short = match self.params.timing.clean_run_suffices(&times) {
+            Ok(()) => {
+                let lo = w.clean.first().map_or(w.latest_height, |&(h, _)| h);
+                return WitnessState::Clean {
+                    lo,
+                    hi: w.latest_height,
+                };
+            }
+            Err(short) => short,
+        };
+        WitnessState::Blocked(match w.stop {
+            RunStop::Signed(last) => Hold::WitnessSigned {
                 last,
                 latest: w.latest_height,
-                heights: w.signed.clone(),
-            });
-        }
-        if !w.complete {
-            return WitnessState::Blocked(Hold::WitnessIncomplete {
-                unknown: w.unknown.clone(),
+                heights: w.signed.iter().copied().filter(|&h| h >= last).collect(),
+            },
+            RunStop::Unknown(_) | RunStop::Regressed => Hold::WitnessIncomplete {
+                unknown: if w.unknown.is_empty() {
+                    vec![w.latest_height]
+                } else {
+                    w.unknown.clone()
+                },
                 read: w.read,
-                wanted: w.wanted.max(u64::from(self.params.witness_blocks).min(1)),
-            });
-        }
-        let lo = w
-            .latest_height
-            .saturating_sub(w.wanted.saturating_sub(1))
-            .max(1);
-        WitnessState::Clean {
-            lo,
-            hi: w.latest_height,
+                wanted: w.wanted,
+            },
+            RunStop::WindowStart => Hold::WitnessShort {
+                clean: w.clean.len(),
+                short: short.to_string(),
+            },
+        })
+    }
+
+    /// How many commits the next witness reads: enough for the spans at the fastest block
+    /// rate seen, and more when the last clean window was too short.
+    fn witness_blocks_to_ask(&self) -> u64 {
+        let base = u64::from(
+            self.params
+                .timing
+                .witness_request_blocks(self.chain.fastest_block),
+        );
+        match &self.witness.last {
+            Some(w) if w.stop == RunStop::WindowStart => {
+                base.max(w.wanted.saturating_mul(2)).min(2_000)
+            }
+            _ => base,
         }
     }
 
@@ -2367,14 +2653,16 @@ impl Machine {
         }
         let id = self.next_witness_id;
         self.next_witness_id += 1;
+        let blocks = self.witness_blocks_to_ask();
         self.witness.pending = Some(PendingWitness {
             id,
             requested_at: now,
             height_at_request: self.local.latest_height,
+            blocks,
         });
         out.push(Action::RequestWitness {
             id,
-            blocks: self.params.witness_blocks,
+            blocks: u32::try_from(blocks).unwrap_or(u32::MAX),
         });
     }
 
@@ -2431,7 +2719,7 @@ impl Machine {
                 self.phase = Phase::Passive {
                     pending: Pending::Claim {
                         epoch,
-                        deadline: now + self.params.handover_timeout,
+                        deadline: now + self.params.timing.handover_timeout,
                     },
                 };
                 self.send(
@@ -2530,6 +2818,17 @@ impl Machine {
             self.persist(out);
         }
         self.acted_at = Some(epoch);
+        // CometBFT's double_sign_check_height (N): story refuses to start while the key's
+        // signature is in its last N commits. Wait for N blocks past the highest height the
+        // validator may have signed (the chain's last signature, any state seen — a handed
+        // final state, the replica), before this promotion's own fence joins them.
+        let n = self.params.timing.double_sign_check_height;
+        let start_after_height = (n > 0).then(|| {
+            let seen = self
+                .highest_seen
+                .map_or(0, |h| u64::try_from(h.height).unwrap_or(0));
+            seen.max(self.chain.last_signed.unwrap_or(0)).saturating_add(n)
+        });
         let fence = self.highest_seen.map_or(base, |s| s.max(base));
         self.see_state(Some(fence));
         self.phase = Phase::Promoting {
@@ -2549,6 +2848,7 @@ impl Machine {
             cause,
             fence,
             handed_state,
+            start_after_height,
         });
     }
 }

@@ -138,6 +138,11 @@ pub(crate) enum Hold {
         read: usize,
         wanted: u64,
     },
+    /// Every commit read is clean, but they do not yet span enough block time.
+    WitnessShort {
+        clean: usize,
+        short: String,
+    },
 }
 
 impl Hold {
@@ -158,6 +163,7 @@ impl Hold {
             Hold::OwnNotAdvancing { .. } => "own_not_advancing",
             Hold::WitnessSigned { .. } => "witness_signed",
             Hold::WitnessIncomplete { .. } => "witness_incomplete",
+            Hold::WitnessShort { .. } => "witness_short",
         }
     }
 
@@ -246,6 +252,12 @@ impl Hold {
                 "not promoting: the chain witness could read only {read} of the last {wanted} \
                  commits (unreadable: {}) — no evidence that the validator stopped signing",
                 list_heights(unknown)
+            ),
+            Hold::WitnessShort { clean, short } => format!(
+                "not promoting yet: the last {clean} commits show no signature from the \
+                 validator, but that is not yet evidence ({short}) — a node that stopped \
+                 following the chain, or whose votes stopped reaching it, must have had time \
+                 to stop itself first; reading further back"
             ),
         }
     }

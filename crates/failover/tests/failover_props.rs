@@ -20,6 +20,7 @@ fn fault() -> impl Strategy<Value = Fault> {
         1 => (0usize..2, 1_000u64..15_000).prop_map(|(node, ms)| Fault::Pause { node, ms }),
         2 => (0usize..2, 500u64..10_000).prop_map(|(node, ms)| Fault::StoryCrash { node, ms }),
         1 => (0usize..2).prop_map(|node| Fault::DaemonRestart { node }),
+        2 => (0usize..2, 1_000u64..20_000).prop_map(|(node, ms)| Fault::Mute { node, ms }),
     ]
 }
 
@@ -36,6 +37,7 @@ fn config() -> impl Strategy<Value = SimConfig> {
         (0.0f64..0.2, 0.0f64..0.1),
         prop::collection::vec((0u64..60_000, fault()), 0..8),
         prop_oneof![Just(300u64), Just(1_500u64)],
+        (prop::bool::weighted(0.3), 100u64..=sim::START_MS),
     )
         .prop_map(
             |(
@@ -46,6 +48,7 @@ fn config() -> impl Strategy<Value = SimConfig> {
                 (act_fail, deact_fail),
                 faults,
                 max_delay_ms,
+                (fast_chain, max_start_delay_ms),
             )| {
                 SimConfig {
                     seed,
@@ -58,15 +61,16 @@ fn config() -> impl Strategy<Value = SimConfig> {
                     faults,
                     quiet_at_ms: 80_000,
                     end_ms: 150_000,
-                    margin_ms: sim::MARGIN_MS,
                     max_delay_ms,
+                    fast_chain,
+                    max_start_delay_ms,
                 }
             },
         )
 }
 
-/// Cases per property. The three properties together run ~2,300 simulated worlds of 150 s
-/// each in a few seconds (about 2 ms per world in a debug build).
+/// Cases per property. The properties together run ~3,100 simulated worlds of 150 s each in
+/// a few seconds (a few ms per world in a debug build).
 const CASES: u32 = 1_500;
 const FOCUSED_CASES: u32 = 400;
 
@@ -132,8 +136,9 @@ proptest! {
             faults,
             quiet_at_ms: 80_000,
             end_ms: 150_000,
-            margin_ms: sim::MARGIN_MS,
             max_delay_ms: 300,
+            fast_chain: false,
+            max_start_delay_ms: sim::START_MS,
         };
         let mut w = World::new(cfg);
         w.run();
@@ -160,8 +165,9 @@ proptest! {
             faults,
             quiet_at_ms: 100_000,
             end_ms: 150_000,
-            margin_ms: sim::MARGIN_MS,
             max_delay_ms: 300,
+            fast_chain: false,
+            max_start_delay_ms: sim::START_MS,
         };
         let mut w = World::new(cfg);
         w.run();
@@ -172,5 +178,92 @@ proptest! {
             let by_b = w.activations.iter().any(|&(t, n, _)| n == 1 && t > at && t < at + down);
             prop_assert!(by_b, "b never took over while a was down\n{}", w.trace_text());
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: FOCUSED_CASES * 2, ..ProptestConfig::default() })]
+
+    /// The asymmetric cut: the active's node follows the chain and keeps voting, but its votes
+    /// never reach a commit — before or after the link between the two SyncGuards is lost, in
+    /// either order, on a chain running at the configured rate or faster, with `story`
+    /// starting up to its start timeout late. The silent active must stop itself before its
+    /// peer may start: never a double sign, and the standby takes over.
+    #[test]
+    fn double_sign_never_when_the_active_is_silenced(
+        seed in any::<u64>(),
+        mute_at in 20_000u64..40_000,
+        link_after in -15_000i64..15_000,
+        mute_ms in 5_000u64..40_000,
+        cut_ms in 5_000u64..40_000,
+        fast_chain in any::<bool>(),
+        max_start_delay_ms in 100u64..=sim::START_MS,
+        extra in prop::collection::vec((0u64..60_000, fault()), 0..3),
+    ) {
+        let cut_at = u64::try_from(i64::try_from(mute_at).unwrap_or(0) + link_after).unwrap_or(0);
+        let mut faults = vec![
+            (mute_at, Fault::Mute { node: 0, ms: mute_ms }),
+            (cut_at, Fault::CutLink { ms: cut_ms }),
+        ];
+        faults.extend(extra);
+        let cfg = SimConfig {
+            seed,
+            wishes: [Wish::Active, Wish::Passive],
+            link_up_at_start: true,
+            loss: 0.0,
+            dup: 0.0,
+            act_fail: 0.0,
+            deact_fail: 0.0,
+            faults,
+            quiet_at_ms: 100_000,
+            end_ms: 170_000,
+            max_delay_ms: 300,
+            fast_chain,
+            max_start_delay_ms,
+        };
+        let mut w = World::new(cfg);
+        w.run();
+        check_safety(&w)?;
+        check_recovery(&w)?;
+    }
+
+    /// A crash soon after any change of holder (a switchover, with `story` starting up to its
+    /// start timeout late, the link possibly lost in the middle of the activation): never a
+    /// double sign, and the crash is recovered.
+    #[test]
+    fn double_sign_never_after_a_change_of_holder(
+        seed in any::<u64>(),
+        switch_at in 20_000u64..30_000,
+        crash_after in 0u64..15_000,
+        cut in prop::option::of((0u64..8_000, 1_000u64..20_000)),
+        max_start_delay_ms in 100u64..=sim::START_MS,
+        fast_chain in any::<bool>(),
+    ) {
+        let mut faults = vec![
+            (switch_at, Fault::Switchover { at: 0, to: 1 }),
+            (switch_at + crash_after, Fault::Crash { node: 1, down_ms: 60_000 }),
+        ];
+        if let Some((after, ms)) = cut {
+            faults.push((switch_at + after, Fault::CutLink { ms }));
+        }
+        let cfg = SimConfig {
+            seed,
+            wishes: [Wish::Active, Wish::Passive],
+            link_up_at_start: true,
+            loss: 0.0,
+            dup: 0.0,
+            act_fail: 0.0,
+            deact_fail: 0.0,
+            faults,
+            quiet_at_ms: 100_000,
+            end_ms: 170_000,
+            max_delay_ms: 300,
+            fast_chain,
+            max_start_delay_ms,
+        };
+        let mut w = World::new(cfg);
+        w.run();
+        check_safety(&w)?;
+        check_recovery(&w)?;
     }
 }

@@ -48,6 +48,8 @@ pub struct Commit {
     /// False for the latest height: the node's own "seen" commit, not yet in a block.
     pub canonical: bool,
     pub signatures: Vec<CommitSig>,
+    /// The block's time (`signed_header.header.time`); `None` when missing or unreadable.
+    pub time: Option<SystemTime>,
 }
 
 /// One validator's entry in a commit.
@@ -196,10 +198,16 @@ pub(crate) fn parse_net_info(result: Value) -> Result<NetInfo, ParseError> {
 
 pub(crate) fn parse_commit(result: Value) -> Result<Commit, ParseError> {
     let raw: RawCommitResult = from_result(result)?;
+    let time = raw
+        .signed_header
+        .header
+        .and_then(|h| h.time)
+        .and_then(|t| parse_block_time(&t).ok().flatten());
     let commit = raw.signed_header.commit;
     Ok(Commit {
         height: commit.height,
         canonical: raw.canonical,
+        time,
         signatures: commit
             .signatures
             .unwrap_or_default()
@@ -281,7 +289,15 @@ struct RawCommitResult {
 
 #[derive(Deserialize)]
 struct RawSignedHeader {
+    #[serde(default)]
+    header: Option<RawHeader>,
     commit: RawCommit,
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    #[serde(default)]
+    time: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,9 @@
 //! - `verdict` — PURE: [`HealthParams`], [`RoundObservation`], [`HealthState`] and
 //!   [`evaluate`] `(state, observation, now) -> (state, report)` with hysteresis.
 //! - `round` — [`NodeProbe`]: one health round, every call at once, each under the timeout.
+//! - `commits` — [`CommitLog`] / [`ChainReader`]: every canonical commit read once; the
+//!   validator's signatures and block times for the failover core's chain report, the
+//!   witness and the signing view.
 //! - `witness` — the chain as witness: did the validator sign any of the last N commits?
 //!   [`fetch_witness`] fetches, [`summarize_commits`] / [`WitnessReport`] judge (pure).
 //!
@@ -17,6 +20,7 @@
 
 mod checks;
 mod comet;
+mod commits;
 mod evm;
 mod round;
 mod rpc;
@@ -25,6 +29,7 @@ mod witness;
 
 pub use checks::{names, Check, CheckStatus, HealthReport, Verdict};
 pub use comet::{BlockIdFlag, CometClient, CometStatus, Commit, CommitSig, NetInfo};
+pub use commits::{ChainReader, CommitLog, SigningView};
 pub use evm::{EvmBlock, EvmClient, EvmSyncing};
 pub use round::NodeProbe;
 pub use rpc::{decode_answer, AnswerKind, ProbeError, ProbeErrorKind, SetupError};

@@ -37,6 +37,9 @@ pub struct HeightWitness {
     pub height: u64,
     #[serde(flatten)]
     pub seen: SignatureSeen,
+    /// The block's time, when its commit was read with one.
+    #[serde(skip)]
+    pub time: Option<std::time::SystemTime>,
 }
 
 /// The witness over a window of heights ending at the latest height.
@@ -99,6 +102,7 @@ pub fn summarize_commits(
     let address_given = !address.trim().is_empty();
     let heights = window(latest_height, n)
         .map(|height| {
+            let mut time = None;
             let seen = match by_height.remove(&height) {
                 // An empty address would make every height "Absent": never evidence.
                 _ if !address_given => SignatureSeen::Unknown("no validator address given".into()),
@@ -108,10 +112,16 @@ pub fn summarize_commits(
                     "asked for height {height}, the node answered height {}",
                     c.height
                 )),
-                Some(Ok(c)) if c.signed_by(address) => SignatureSeen::Signed,
-                Some(Ok(_)) => SignatureSeen::Absent,
+                Some(Ok(c)) if c.signed_by(address) => {
+                    time = c.time;
+                    SignatureSeen::Signed
+                }
+                Some(Ok(c)) => {
+                    time = c.time;
+                    SignatureSeen::Absent
+                }
             };
-            HeightWitness { height, seen }
+            HeightWitness { height, seen, time }
         })
         .collect();
     WitnessReport {
@@ -179,6 +189,7 @@ mod tests {
         Commit {
             height,
             canonical: true,
+            time: None,
             signatures: sigs
                 .iter()
                 .map(|(flag, addr)| CommitSig {

@@ -185,7 +185,7 @@ impl PeerClient {
             key: "server.id".into(),
             reason: e.to_string(),
         })?;
-        let timeout = config.communication.request_timeout();
+        let timeout = config.timing().request_timeout;
         config
             .communication
             .peers

@@ -6,26 +6,33 @@
 use std::time::Duration;
 
 use syncguard_failover::{
-    Action, ActivationCause, ActuatorResult, Event, HandedState, LocalHealth, Machine, MessageBody,
+    Action, ActivationCause, ActuatorResult, ChainReport, Event, HandedState, LocalHealth, Machine, MessageBody,
     NodeId, OperatorCommand, Params, PeerMessage, PeerObservation, PeerStatus, Record, RecordKind,
     Role, Wish, WitnessReport,
 };
 use syncguard_validator::{Hrs, Step};
 
-/// Failover window 3 s (1 s × 3), self-fence 1.5 s, 5 witness blocks, margin 20 s,
-/// handover timeout 6 s, fallback grace 10 s.
+/// Failover window 3 s (1 s × 3, 2.4 s blocks, every other timing derived), 5 witness
+/// blocks; for these hand-driven stories a short activation (5 s), handover timeout 6 s, a
+/// 20 s post-handover wait, fallback grace 10 s.
 pub fn params(me: &str, peer: &str, primary: bool) -> Params {
     let mut p = Params::with_defaults(NodeId::new(me), NodeId::new(peer), primary);
-    p.health_check_interval = Duration::from_secs(1);
-    p.retry_attempts = 3;
-    p.self_fence_timeout = Duration::from_millis(1_500);
-    p.witness_blocks = 5;
-    p.verify_blocks = 3;
+    let inputs = syncguard_timing::Inputs::new(
+        Duration::from_secs(1),
+        3,
+        Duration::from_millis(2_400),
+    );
+    p.timing = syncguard_timing::derive(&inputs).expect("test timing derives");
+    p.timing.activation_bound = Duration::from_secs(5);
+    p.timing.handover_timeout = Duration::from_secs(6);
+    p.timing.settle = Duration::from_secs(MARGIN_S);
     p.fallback_grace_period = Duration::from_secs(10);
-    p.handover_timeout = Duration::from_secs(6);
-    p.priority_margin = Duration::from_secs(20);
     p
 }
+
+/// Block times of the test chain in the witness reports: far apart, so any five blocks span
+/// more block time than the model asks (the spans have their own tests).
+pub const BLOCK_TIME_MS: u64 = 10_000;
 
 pub const MARGIN_S: u64 = 20;
 
@@ -33,6 +40,8 @@ pub struct Node {
     pub m: Machine,
     pub now: Duration,
     pub height: u64,
+    /// The validator's last signature on this node's chain view.
+    pub last_signed: Option<u64>,
     /// Everything the machine asked for, in order.
     pub all: Vec<Action>,
 }
@@ -47,6 +56,7 @@ impl Node {
             m: Machine::new(p).expect("valid test params"),
             now: Duration::ZERO,
             height: 100,
+            last_signed: None,
             all: Vec::new(),
         }
     }
@@ -88,6 +98,7 @@ impl Node {
             latest_height: Some(h),
             stalled: false,
             why: None,
+            block_age: Some(Duration::from_millis(200)),
         }))
     }
 
@@ -98,7 +109,18 @@ impl Node {
             latest_height: Some(h),
             stalled,
             why: (!healthy).then(|| "CometBFT catching up".to_string()),
+            block_age: (!stalled).then(|| Duration::from_millis(200)),
         }))
+    }
+
+    /// One chain report at the current height.
+    pub fn chain(&mut self) -> Vec<Action> {
+        let report = ChainReport {
+            latest_height: self.height,
+            last_signed: self.last_signed,
+            fastest_block: None,
+        };
+        self.feed(Event::Chain(report))
     }
 
     pub fn sees(&mut self, st: PeerStatus) -> Vec<Action> {
@@ -119,6 +141,13 @@ impl Node {
             self.advance_ms(1_000);
             self.height += 1;
             acts.extend(self.healthy());
+            // The validator signs this block when this node or the peer in sight holds the
+            // role (a lost peer's signatures are not assumed).
+            let holds = |r: Role| matches!(r, Role::Active);
+            if holds(self.m.held_role()) || peer.as_ref().is_some_and(|st| holds(st.role)) {
+                self.last_signed = Some(self.height);
+            }
+            acts.extend(self.chain());
             match &peer {
                 Some(st) => {
                     // The peer's node follows the same chain.
@@ -140,11 +169,13 @@ impl Node {
         signed: &[u64],
         unknown: &[u64],
     ) -> Vec<Action> {
-        let id = witness_request(acts)
-            .or_else(|| witness_request(&self.all))
+        let (id, blocks) = witness_request_sized(acts)
+            .or_else(|| witness_request_sized(&self.all))
             .expect("a witness request");
         let latest = self.height;
-        self.feed(Event::Witness(report(id, latest, signed, unknown)))
+        self.feed(Event::Witness(report_window(
+            id, latest, blocks, signed, unknown,
+        )))
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -152,8 +183,22 @@ impl Node {
     }
 }
 
+/// A witness over the `WINDOW` commits ending at `latest`.
 pub fn report(id: u64, latest: u64, signed: &[u64], unknown: &[u64]) -> WitnessReport {
-    let lo = latest.saturating_sub(4).max(1);
+    report_window(id, latest, WINDOW, signed, unknown)
+}
+
+/// The commits a witness of the test timing reads (`Timing::witness_request_blocks`).
+pub const WINDOW: u64 = 11;
+
+pub fn report_window(
+    id: u64,
+    latest: u64,
+    blocks: u64,
+    signed: &[u64],
+    unknown: &[u64],
+) -> WitnessReport {
+    let lo = latest.saturating_sub(blocks.saturating_sub(1)).max(1);
     WitnessReport {
         id,
         latest_height: latest,
@@ -162,6 +207,10 @@ pub fn report(id: u64, latest: u64, signed: &[u64], unknown: &[u64]) -> WitnessR
             .collect(),
         signed: signed.to_vec(),
         unknown: unknown.to_vec(),
+        block_times_ms: (lo..=latest)
+            .filter(|h| !unknown.contains(h))
+            .map(|h| (h, h * BLOCK_TIME_MS))
+            .collect(),
     }
 }
 
@@ -192,6 +241,7 @@ pub fn activated(epoch: u64) -> Event {
     Event::Actuator(ActuatorResult::Activated {
         epoch,
         result: Ok(()),
+        signed_at: None,
     })
 }
 
@@ -220,6 +270,7 @@ pub fn activation(acts: &[Action]) -> Option<(u64, ActivationCause, Hrs, Option<
             cause,
             fence,
             handed_state,
+            ..
         } => Some((*epoch, cause.clone(), *fence, handed_state.clone())),
         _ => None,
     })
@@ -234,8 +285,13 @@ pub fn has_deactivate(acts: &[Action]) -> bool {
 }
 
 pub fn witness_request(acts: &[Action]) -> Option<u64> {
+    witness_request_sized(acts).map(|(id, _)| id)
+}
+
+/// The latest witness request: its id and how many commits it asks for.
+pub fn witness_request_sized(acts: &[Action]) -> Option<(u64, u64)> {
     acts.iter().rev().find_map(|a| match a {
-        Action::RequestWitness { id, .. } => Some(*id),
+        Action::RequestWitness { id, blocks } => Some((*id, u64::from(*blocks))),
         _ => None,
     })
 }

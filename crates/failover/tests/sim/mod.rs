@@ -1,12 +1,15 @@
-//! A simulated world for two failover machines: a chain that advances unless halted, each
-//! node's health, the link between the nodes (cut, loss, delay, duplicates), crashes and
-//! restarts, actuators with delays and failures, and a ledger of every signature.
+//! A simulated world for two failover machines: a chain that advances unless halted (at the
+//! configured block interval, or faster), each node's health and its view of the chain, the
+//! link between the nodes (cut, loss, delay, duplicates), crashes and restarts, actuators that
+//! verify every activation (or roll it back) and may start `story` late, votes that never
+//! reach a commit (an asymmetric cut: "mute"), and a ledger of every signature.
 //!
-//! "Signing" is modelled at the actuator: a node's `story` runs with the key from the middle
-//! of an Activate (the start) until the middle of a Deactivate (the confirmed stop). Such a
-//! node signs every new height its own chain view reaches at or above its merged fence. A
-//! double sign is one height signed by both nodes. Randomness comes from a seeded generator
-//! in the test only; the machines see nothing but events and times.
+//! "Signing" is modelled at the node: `story` runs with the key from the moment an activation
+//! started it (up to `start_timeout` after the start command) until a deactivation's stop.
+//! Such a node signs every new height its own chain view reaches at or above its merged
+//! fence; a muted node's signatures go to the ledger but not into the commits. A double sign
+//! is one height signed by both nodes. Randomness comes from a seeded generator in the test
+//! only; the machines see nothing but events and times.
 
 #![allow(dead_code)]
 
@@ -14,31 +17,44 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use syncguard_failover::{
-    Action, ActuatorResult, Event, HandedState, LocalHealth, Machine, NodeId, OperatorCommand,
-    Params, PeerObservation, RecordKind, RecordTag, Role, VerifyReport, Wish, WitnessReport,
+    Action, ActuatorResult, ChainReport, Event, HandedState, LocalHealth, Machine, NodeId,
+    OperatorCommand, Params, PeerObservation, RecordKind, RecordTag, Role, Wish, WitnessReport,
 };
+use syncguard_timing::{Inputs, Timing};
 use syncguard_validator::{Hrs, Step};
 
+/// The configured block interval (`story.block_interval`).
 pub const BLOCK_MS: u64 = 1_000;
 pub const ROUND_MS: u64 = 1_000;
 pub const TICK_MS: u64 = 250;
+/// The health verdict's stall flag (its own bound, slower than the self-fence's block age).
 pub const STALL_MS: u64 = 1_500;
-pub const WITNESS_BLOCKS: u64 = 5;
+/// `story.stop_timeout` and `story.kill_timeout` of the simulated actuator.
+pub const STOP_MS: u64 = 1_000;
+pub const KILL_MS: u64 = 500;
+/// `story.start_timeout`: a started `story` signs at most this long after its start command.
+pub const START_MS: u64 = 2_500;
+
+/// The sim's timing: 1 s rounds × 4, 1 s blocks, a 1 s stop + 0.5 s kill, `story` signing up
+/// to 2.5 s after its start, 3 verify blocks; everything else derived by the timing model.
+pub fn sim_timing() -> Timing {
+    let mut i = Inputs::new(Duration::from_millis(ROUND_MS), 4, Duration::from_millis(BLOCK_MS));
+    i.stop_timeout = Some(Duration::from_millis(STOP_MS));
+    i.kill_timeout = Some(Duration::from_millis(KILL_MS));
+    i.start_timeout = Some(Duration::from_millis(START_MS));
+    i.verify_blocks = 3;
+    match syncguard_timing::derive(&i) {
+        Ok(t) => t,
+        Err(e) => panic!("sim timing invalid: {e:?}"),
+    }
+}
 
 /// The two nodes' parameters: `a` is the primary site.
-pub fn sim_params(me: usize, margin_ms: u64) -> Params {
+pub fn sim_params(me: usize) -> Params {
     let ids = ["a", "b"];
     let mut p = Params::with_defaults(NodeId::new(ids[me]), NodeId::new(ids[1 - me]), me == 0);
-    // Window 4 s; self-fence 1 s: self-fence + one round + the stop (≤ 1 s here) stays
-    // below both the window and 5 clean blocks, as `Params::timing_warnings` requires.
-    p.health_check_interval = Duration::from_millis(ROUND_MS);
-    p.retry_attempts = 4;
-    p.self_fence_timeout = Duration::from_millis(1_000);
-    p.witness_blocks = WITNESS_BLOCKS as u32;
-    p.verify_blocks = 3;
     p.fallback_grace_period = Duration::from_secs(10);
-    p.handover_timeout = Duration::from_secs(6);
-    p.priority_margin = Duration::from_millis(margin_ms);
+    p.timing = sim_timing();
     p
 }
 
@@ -88,6 +104,9 @@ pub enum Fault {
     /// Only the SyncGuard daemon restarts: `story` keeps running as it was (key and all); an
     /// actuator operation under way is cut where it stands.
     DaemonRestart { node: usize },
+    /// An asymmetric cut: the node keeps following the chain and keeps voting, but its votes
+    /// never reach a commit (they still count as signatures: the ledger sees them).
+    Mute { node: usize, ms: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -103,10 +122,12 @@ pub struct SimConfig {
     /// Faults stop at this time; everything heals; the run goes on until `end_ms`.
     pub quiet_at_ms: u64,
     pub end_ms: u64,
-    /// `priority_margin`; 20 s normally (see `sim_params`).
-    pub margin_ms: u64,
     /// Longest message delay (ms).
     pub max_delay_ms: u64,
+    /// Blocks come every `BLOCK_MS / 2` (± jitter) although the config says `BLOCK_MS`.
+    pub fast_chain: bool,
+    /// A started `story` begins signing after a random delay up to this (≤ `START_MS`).
+    pub max_start_delay_ms: u64,
 }
 
 impl SimConfig {
@@ -123,13 +144,12 @@ impl SimConfig {
             faults: Vec::new(),
             quiet_at_ms: 80_000,
             end_ms: 150_000,
-            margin_ms: MARGIN_MS,
             max_delay_ms: 300,
+            fast_chain: false,
+            max_start_delay_ms: 500,
         }
     }
-}
 
-impl SimConfig {
     /// A random world from a generator (for the coverage check; the property tests use
     /// proptest strategies of the same shape).
     pub fn random(r: &mut Rng) -> Self {
@@ -137,7 +157,7 @@ impl SimConfig {
         for _ in 0..r.range(0, 8) {
             let t = r.range(0, 60_000);
             let node = r.range(0, 1) as usize;
-            let f = match r.range(0, 14) {
+            let f = match r.range(0, 16) {
                 0..=2 => Fault::Crash {
                     node,
                     down_ms: r.range(500, 20_000),
@@ -165,6 +185,10 @@ impl SimConfig {
                     ms: r.range(500, 10_000),
                 },
                 13 => Fault::DaemonRestart { node },
+                14..=15 => Fault::Mute {
+                    node,
+                    ms: r.range(1_000, 20_000),
+                },
                 _ => Fault::Pause {
                     node,
                     ms: r.range(1_000, 15_000),
@@ -184,15 +208,12 @@ impl SimConfig {
             faults,
             quiet_at_ms: 80_000,
             end_ms: 150_000,
-            margin_ms: MARGIN_MS,
             max_delay_ms: if r.range(0, 1) == 0 { 300 } else { 1_500 },
+            fast_chain: r.range(0, 3) == 0,
+            max_start_delay_ms: r.range(100, START_MS),
         }
     }
 }
-
-/// The sim's `priority_margin`: more than a peer's activation (≤ 2.5 s) + 2 blocks + a
-/// round + message delays, with room.
-pub const MARGIN_MS: u64 = 20_000;
 
 #[derive(Debug)]
 enum Ev {
@@ -212,20 +233,13 @@ enum Ev {
         node: usize,
         inc: u64,
         id: u64,
+        blocks: u64,
     },
-    VerifyFetch {
+    /// One step of the actuator's current operation.
+    Act {
         node: usize,
         inc: u64,
-        epoch: u64,
-        from_height: u64,
-    },
-    ActMid {
-        node: usize,
-        inc: u64,
-    },
-    ActEnd {
-        node: usize,
-        inc: u64,
+        op: u64,
     },
     Fault(Fault),
     Restart(usize),
@@ -233,16 +247,32 @@ enum Ev {
     StallEnd(usize),
     HaltEnd,
     SickEnd(usize),
+    MuteEnd(usize),
     Resume(usize),
     Quiet,
 }
 
+/// Where an actuator operation stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Stage {
+    /// Activation: waiting for the height CometBFT's double-sign check needs.
+    WaitHeight { until: u64, deadline: u64 },
+    /// Activation: stopping the full node, then write, install, start.
+    StopFullNode,
+    /// Activation: story started at `started`; it signs from `signs_at` (never when it
+    /// failed to start); verified once its signature is in a commit.
+    Verifying { started: u64, signs_at: Option<u64> },
+    /// Activation failed: stopping story again (roll-back), then report.
+    RollingBack { reason: String },
+    /// Deactivation: the stop (or its failure) happens at `stop_at`.
+    Stopping { stop_at: u64, fail: bool },
+}
+
 #[derive(Debug)]
 struct ActOp {
+    id: u64,
     action: Action,
-    fail: bool,
-    /// For a failing activation: whether story started before the failure.
-    started_anyway: bool,
+    stage: Stage,
 }
 
 pub struct SimNode {
@@ -255,13 +285,16 @@ pub struct SimNode {
     pub last_signed: u64,
     /// The replica: the highest state pulled from the peer.
     pub replica: u64,
-    pub signing: bool,
+    /// story runs with the validator key from this time on (None: not with the key).
+    pub key_live: bool,
+    pub signing_from_time: u64,
     pub sign_from: u64,
     pub view: u64,
     pub last_view_change: u64,
     pub stalled_until: u64,
     pub catching_up_until: u64,
     pub sick_until: u64,
+    pub muted_until: u64,
     /// `story` is down (crashed) until then; no signing, no new blocks seen, no `/status`.
     pub story_down_until: u64,
     pub bad_rounds: u32,
@@ -269,6 +302,7 @@ pub struct SimNode {
     pub verdict: bool,
     act_queue: VecDeque<ActOp>,
     act_busy: bool,
+    next_op: u64,
     /// Highest state fed to the current machine incarnation.
     pub seen_max: Option<Hrs>,
     pub last_witness: Option<WitnessReport>,
@@ -285,36 +319,47 @@ impl SimNode {
             disk_right: None,
             last_signed: 0,
             replica: 0,
-            signing: false,
+            key_live: false,
+            signing_from_time: 0,
             sign_from: u64::MAX,
             view: 0,
             last_view_change: 0,
             stalled_until: 0,
             catching_up_until: 0,
             sick_until: 0,
+            muted_until: 0,
             story_down_until: 0,
             bad_rounds: 0,
             good_rounds: 0,
             verdict: false,
             act_queue: VecDeque::new(),
             act_busy: false,
+            next_op: 1,
             seen_max: None,
             last_witness: None,
             wish,
         }
+    }
+
+    /// Whether story runs with the key and has begun signing at `now`.
+    fn signing(&self, now: u64) -> bool {
+        self.key_live && now >= self.signing_from_time
     }
 }
 
 pub struct World {
     pub now: u64,
     pub cfg: SimConfig,
+    pub timing: Timing,
     pub rng: Rng,
     pub height: u64,
     pub halted_until: u64,
-    /// Every signature ever made, in-flight ones included: height -> nodes.
+    /// Every signature ever made, in-flight and muted ones included: height -> nodes.
     pub ledger: BTreeMap<u64, Vec<usize>>,
     /// What the chain's commits show: height -> nodes whose signature made it in.
     pub commits: BTreeMap<u64, Vec<usize>>,
+    /// The block time (ms) of each height.
+    pub block_times: BTreeMap<u64, u64>,
     pub nodes: [SimNode; 2],
     pub link_up: bool,
     pub quiet: bool,
@@ -327,6 +372,8 @@ pub struct World {
     pub promotions: usize,
     /// (node, tag, reason) of every tagged record, in order.
     pub tags: Vec<(usize, RecordTag, String)>,
+    /// Milliseconds during which the key was live on both nodes.
+    pub both_live_ms: u64,
 }
 
 fn hrs_done(h: u64) -> Hrs {
@@ -349,10 +396,12 @@ impl World {
         let mut w = World {
             now: 0,
             rng,
+            timing: sim_timing(),
             height: 10,
             halted_until: 0,
             ledger: BTreeMap::new(),
             commits: BTreeMap::new(),
+            block_times: (0..=10).map(|h| (h, 0)).collect(),
             nodes: [SimNode::new(cfg.wishes[0]), SimNode::new(cfg.wishes[1])],
             link_up: cfg.link_up_at_start,
             quiet: false,
@@ -363,6 +412,7 @@ impl World {
             trace: VecDeque::new(),
             promotions: 0,
             tags: Vec::new(),
+            both_live_ms: 0,
             cfg,
         };
         for n in 0..2 {
@@ -407,7 +457,7 @@ impl World {
     fn boot(&mut self, n: usize) {
         let node = &mut self.nodes[n];
         node.inc += 1;
-        let mut m = match Machine::new(sim_params(n, self.cfg.margin_ms)) {
+        let mut m = match Machine::new(sim_params(n)) {
             Ok(m) => m,
             Err(e) => panic!("sim params invalid: {e}"),
         };
@@ -432,6 +482,9 @@ impl World {
             let Some(ev) = self.queue.remove(&(t, s)) else {
                 break;
             };
+            if self.nodes[0].signing(self.now) && self.nodes[1].signing(self.now) {
+                self.both_live_ms += t - self.now;
+            }
             self.now = t;
             self.step(ev);
         }
@@ -443,10 +496,28 @@ impl World {
             || self.now < self.nodes[n].story_down_until
     }
 
+    fn story_down(&self, n: usize) -> bool {
+        self.now < self.nodes[n].story_down_until
+    }
+
+    fn muted(&self, n: usize) -> bool {
+        self.now < self.nodes[n].muted_until
+    }
+
+    fn block_interval_ms(&mut self) -> u64 {
+        if self.cfg.fast_chain {
+            // Faster than configured, with jitter: margins must hold in block time.
+            self.rng.range(BLOCK_MS * 2 / 5, BLOCK_MS * 3 / 5)
+        } else {
+            BLOCK_MS
+        }
+    }
+
     fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Block => {
-                self.at(self.now + BLOCK_MS, Ev::Block);
+                let next = self.block_interval_ms();
+                self.at(self.now + next, Ev::Block);
                 if self.now < self.halted_until {
                     return;
                 }
@@ -463,26 +534,13 @@ impl World {
             }
             Ev::Deliver { to, inc, event } => self.deliver(to, inc, *event),
             Ev::Poll { from, inc } => self.poll(from, inc),
-            Ev::WitnessFetch { node, inc, id } => self.witness_fetch(node, inc, id),
-            Ev::VerifyFetch {
+            Ev::WitnessFetch {
                 node,
                 inc,
-                epoch,
-                from_height,
-            } => {
-                let signed = self
-                    .commits
-                    .range(from_height..)
-                    .any(|(_, who)| who.contains(&node));
-                let ev = Event::Verify(VerifyReport {
-                    epoch,
-                    signed,
-                    detail: format!("heights from {from_height}"),
-                });
-                self.deliver(node, inc, ev);
-            }
-            Ev::ActMid { node, inc } => self.act_mid(node, inc),
-            Ev::ActEnd { node, inc } => self.act_end(node, inc),
+                id,
+                blocks,
+            } => self.witness_fetch(node, inc, id, blocks),
+            Ev::Act { node, inc, op } => self.act(node, inc, op),
             Ev::Fault(f) => self.fault(f),
             Ev::Restart(n) => {
                 if !self.nodes[n].up {
@@ -507,8 +565,7 @@ impl World {
                     self.sync_view(n);
                 }
             }
-            Ev::HaltEnd => {}
-            Ev::SickEnd(_) => {}
+            Ev::HaltEnd | Ev::SickEnd(_) | Ev::MuteEnd(_) => {}
             Ev::Resume(n) => {
                 let inc = self.nodes[n].inc;
                 self.deliver(n, inc, Event::Operator(OperatorCommand::Resume));
@@ -521,6 +578,7 @@ impl World {
                 for n in 0..2 {
                     self.nodes[n].stalled_until = self.nodes[n].stalled_until.min(self.now);
                     self.nodes[n].sick_until = self.nodes[n].sick_until.min(self.now);
+                    self.nodes[n].muted_until = self.nodes[n].muted_until.min(self.now);
                     self.sync_view(n);
                     if !self.nodes[n].up {
                         self.at(self.now + 1, Ev::Restart(n));
@@ -547,12 +605,15 @@ impl World {
     fn produce_block(&mut self) {
         let h = self.height + 1;
         let mut signers = Vec::new();
+        let mut visible = Vec::new();
         for n in 0..2 {
             let stalled = self.stalled(n);
+            let muted = self.muted(n);
+            let now = self.now;
             let node = &mut self.nodes[n];
-            let caught_up = self.now >= node.catching_up_until && node.view == self.height;
+            let caught_up = now >= node.catching_up_until && node.view == self.height;
             if node.up
-                && node.signing
+                && node.signing(now)
                 && !stalled
                 && caught_up
                 && h >= node.sign_from
@@ -560,13 +621,17 @@ impl World {
             {
                 node.last_signed = h;
                 signers.push(n);
+                if !muted {
+                    visible.push(n);
+                }
             }
         }
         self.height = h;
+        self.block_times.insert(h, self.now);
         for &s in &signers {
             self.ledger.entry(h).or_default().push(s);
         }
-        self.commits.insert(h, signers.clone());
+        self.commits.insert(h, visible);
         if let Some(who) = self.ledger.get(&h) {
             let mut who = who.clone();
             who.sort_unstable();
@@ -622,16 +687,53 @@ impl World {
                 }
             }
         }
+        let story_down = self.story_down(n);
         let node = &self.nodes[n];
-        let story_down = self.now < node.story_down_until;
+        let view = node.view;
+        let block_age = (!story_down).then(|| {
+            let t = self.block_times.get(&view).copied().unwrap_or(0);
+            Duration::from_millis(self.now.saturating_sub(t))
+        });
         let ev = Event::LocalHealth(LocalHealth {
             healthy: node.verdict,
-            latest_height: (!story_down).then_some(node.view),
-            stalled: stalled_flag,
+            latest_height: (!story_down).then_some(view),
+            stalled: stalled_flag || story_down,
             why: (!node.verdict).then(|| "simulated failure".to_string()),
+            block_age,
         });
         let inc = node.inc;
         self.deliver(n, inc, ev);
+        // The chain reader: the validator's signatures in the canonical commits this node
+        // serves (its newest commit becomes canonical with the next block).
+        let view = view.saturating_sub(1);
+        if !story_down {
+            let last_signed = self
+                .commits
+                .range(..=view)
+                .rev()
+                .take(500)
+                .find(|(_, who)| !who.is_empty())
+                .map(|(h, _)| *h);
+            let fastest = self
+                .block_times
+                .range(view.saturating_sub(20)..=view)
+                .map(|(_, t)| *t)
+                .collect::<Vec<_>>()
+                .windows(2)
+                .map(|w| w[1].saturating_sub(w[0]))
+                .filter(|d| *d > 0)
+                .min()
+                .map(Duration::from_millis);
+            self.deliver(
+                n,
+                inc,
+                Event::Chain(ChainReport {
+                    latest_height: view,
+                    last_signed,
+                    fastest_block: fastest,
+                }),
+            );
+        }
         // The passive pulls the peer's state (the replica) when it can reach it.
         let peer = 1 - n;
         if self.link_up && self.nodes[peer].up {
@@ -676,22 +778,28 @@ impl World {
         );
     }
 
-    fn witness_fetch(&mut self, n: usize, inc: u64, id: u64) {
+    fn witness_fetch(&mut self, n: usize, inc: u64, id: u64, blocks: u64) {
         if !self.nodes[n].up || self.nodes[n].inc != inc {
             return;
         }
-        let latest = self.nodes[n].view;
-        let lo = latest.saturating_sub(WITNESS_BLOCKS - 1).max(1);
+        // Canonical commits only, as the daemon reads them.
+        let latest = self.nodes[n].view.saturating_sub(1);
+        let lo = latest.saturating_sub(blocks.saturating_sub(1)).max(1);
         let mut checked = Vec::new();
         let mut signed = Vec::new();
         let mut unknown = Vec::new();
+        let mut block_times_ms = Vec::new();
         for h in lo..=latest {
-            if !self.quiet && self.rng.chance(0.03) {
+            if self.story_down(n) || (!self.quiet && self.rng.chance(0.03)) {
                 unknown.push(h);
-            } else if self.commits.get(&h).is_some_and(|w| !w.is_empty()) {
+                continue;
+            }
+            if self.commits.get(&h).is_some_and(|w| !w.is_empty()) {
                 signed.push(h);
-            } else {
-                checked.push(h);
+            }
+            checked.push(h);
+            if let Some(&t) = self.block_times.get(&h) {
+                block_times_ms.push((h, t));
             }
         }
         let report = WitnessReport {
@@ -700,6 +808,7 @@ impl World {
             checked,
             signed,
             unknown,
+            block_times_ms,
         };
         self.nodes[n].last_witness = Some(report.clone());
         self.deliver(n, inc, Event::Witness(report));
@@ -774,8 +883,18 @@ impl World {
                         }
                     }
                     if cause.needs_witness() {
+                        // The newest commits of the witness it acted on must be clean.
+                        let k = self.timing.witness_blocks as usize;
+                        let newest_clean = |w: &WitnessReport| {
+                            let lo = w.latest_height.saturating_sub(k as u64 - 1);
+                            (lo..=w.latest_height).all(|h| {
+                                w.checked.contains(&h)
+                                    && !w.signed.contains(&h)
+                                    && !w.unknown.contains(&h)
+                            })
+                        };
                         match &self.nodes[n].last_witness {
-                            Some(w) if w.signed.is_empty() && w.unknown.is_empty() => {}
+                            Some(w) if newest_clean(w) => {}
                             other => self.violations.push(format!(
                                 "node {n} promoted ({cause:?}) without a clean witness: {other:?}"
                             )),
@@ -811,24 +930,21 @@ impl World {
                         );
                     }
                 }
-                Action::RequestWitness { id, .. } => {
+                Action::RequestWitness { id, blocks } => {
                     let d = self.rng.range(20, 300);
                     let inc = self.nodes[n].inc;
-                    self.at(self.now + d, Ev::WitnessFetch { node: n, inc, id });
-                }
-                Action::Verify { epoch, blocks } => {
-                    let inc = self.nodes[n].inc;
-                    let from_height = self.height + 1;
                     self.at(
-                        self.now + u64::from(blocks) * BLOCK_MS + 500,
-                        Ev::VerifyFetch {
+                        self.now + d,
+                        Ev::WitnessFetch {
                             node: n,
                             inc,
-                            epoch,
-                            from_height,
+                            id,
+                            blocks: u64::from(blocks),
                         },
                     );
                 }
+                // The peer machine verifies through the actuator; nothing else asks.
+                Action::Verify { .. } => {}
                 Action::Record(r) => {
                     if r.tag != RecordTag::Other {
                         self.tags.push((n, r.tag, r.reason.clone()));
@@ -845,111 +961,198 @@ impl World {
     }
 
     fn enqueue_act(&mut self, n: usize, action: Action) {
-        let quiet = self.quiet;
-        let (fail, started_anyway) = match action {
-            Action::Activate { .. } => (
-                !quiet && self.rng.chance(self.cfg.act_fail),
-                self.rng.chance(0.5),
-            ),
-            _ => (!quiet && self.rng.chance(self.cfg.deact_fail), false),
+        let id = self.nodes[n].next_op;
+        self.nodes[n].next_op += 1;
+        let stage = match &action {
+            Action::Activate {
+                start_after_height: Some(h),
+                ..
+            } => Stage::WaitHeight {
+                until: *h,
+                deadline: self.now + self.timing.dsc_wait.as_millis() as u64,
+            },
+            Action::Activate { .. } => Stage::StopFullNode,
+            _ => Stage::Stopping {
+                stop_at: 0,
+                fail: false,
+            },
         };
-        self.nodes[n].act_queue.push_back(ActOp {
-            action,
-            fail,
-            started_anyway,
-        });
+        self.nodes[n].act_queue.push_back(ActOp { id, action, stage });
         self.next_act(n);
     }
 
+    /// Starts the front operation if the actuator is idle.
     fn next_act(&mut self, n: usize) {
-        if self.nodes[n].act_busy || self.nodes[n].act_queue.is_empty() {
+        if self.nodes[n].act_busy {
             return;
         }
+        let Some(op) = self.nodes[n].act_queue.front() else {
+            return;
+        };
+        let id = op.id;
+        let is_stop = matches!(op.stage, Stage::Stopping { .. });
         self.nodes[n].act_busy = true;
-        let d = match self.nodes[n].act_queue.front().map(|o| &o.action) {
-            Some(Action::Activate { .. }) => self.rng.range(500, 2_500),
-            _ => self.rng.range(300, 2_000),
-        };
-        let inc = self.nodes[n].inc;
-        self.at(self.now + d / 2, Ev::ActMid { node: n, inc });
-        self.at(self.now + d, Ev::ActEnd { node: n, inc });
-    }
-
-    fn act_mid(&mut self, n: usize, inc: u64) {
-        let stalled = self.stalled(n);
-        let node = &mut self.nodes[n];
-        if !node.up || node.inc != inc {
-            return;
-        }
-        let Some(op) = node.act_queue.front_mut() else {
-            return;
-        };
-        if stalled && matches!(op.action, Action::Deactivate { .. }) {
-            // Assumption of S4 (documented in the crate): the stop of a node that is cut off
-            // from the chain succeeds (the actuator escalates to a kill). A stop that fails
-            // while the node is stalled and partitioned is beyond any two-node protocol: the
-            // standby sees no signatures and promotes, and the old node signs again when its
-            // network returns.
-            op.fail = false;
-        }
-        match &op.action {
-            Action::Activate { fence, .. } if !op.fail || op.started_anyway => {
-                node.story_down_until = node.story_down_until.min(self.now);
-                // max(local, replica, fence): the state written before the start.
-                let from = first_signable(*fence)
-                    .max(node.last_signed + 1)
-                    .max(node.replica + 1);
-                node.signing = true;
-                node.sign_from = from;
-                let msg = format!("node {n} story STARTS with the key, signing from {from}");
-                self.log(msg);
+        if is_stop {
+            // The stop is confirmed somewhere within stop + kill; it fails outright only when
+            // the node is not cut off (the S4 assumption: a stop with its kill step succeeds).
+            let stop_at = self.now + self.rng.range(100, STOP_MS + KILL_MS);
+            let fail = !self.quiet
+                && !self.stalled(n)
+                && !self.muted(n)
+                && self.rng.chance(self.cfg.deact_fail);
+            if let Some(op) = self.nodes[n].act_queue.front_mut() {
+                op.stage = Stage::Stopping { stop_at, fail };
             }
-            Action::Deactivate { .. } if !op.fail => {
-                // Stopped, then started again as a full node with the placeholder.
-                node.story_down_until = node.story_down_until.min(self.now);
-                if node.signing {
-                    node.signing = false;
-                    self.log(format!("node {n} story STOPS signing"));
-                }
-            }
-            _ => {}
+            self.at(stop_at, Ev::Act { node: n, inc: self.nodes[n].inc, op: id });
+        } else {
+            let inc = self.nodes[n].inc;
+            self.at(self.now + 1, Ev::Act { node: n, inc, op: id });
         }
     }
 
-    fn act_end(&mut self, n: usize, inc: u64) {
-        {
-            let node = &self.nodes[n];
-            if !node.up || node.inc != inc {
-                return;
-            }
-        }
-        let Some(op) = self.nodes[n].act_queue.pop_front() else {
-            return;
-        };
+    fn finish_act(&mut self, n: usize, inc: u64, ev: Event) {
+        self.nodes[n].act_queue.pop_front();
         self.nodes[n].act_busy = false;
-        let ev = match op.action {
-            Action::Activate { epoch, .. } => Event::Actuator(ActuatorResult::Activated {
-                epoch,
-                result: if op.fail {
-                    Err("simulated activation failure".into())
-                } else {
-                    Ok(())
-                },
-            }),
-            _ => Event::Actuator(ActuatorResult::Deactivated {
-                result: if op.fail {
-                    Err("simulated stop failure".into())
-                } else {
-                    let last = self.nodes[n].last_signed;
-                    Ok((last > 0).then(|| HandedState {
-                        hrs: hrs_done(last),
-                        raw: String::new(),
-                    }))
-                },
-            }),
-        };
         self.deliver(n, inc, ev);
         self.next_act(n);
+    }
+
+    fn stop_story(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        node.story_down_until = node.story_down_until.min(self.now);
+        if node.key_live {
+            node.key_live = false;
+            self.log(format!("node {n} story STOPS signing"));
+        }
+    }
+
+    /// One step of node `n`'s current actuator operation `op`.
+    fn act(&mut self, n: usize, inc: u64, op: u64) {
+        if !self.nodes[n].up || self.nodes[n].inc != inc {
+            return;
+        }
+        let Some(front) = self.nodes[n].act_queue.front() else {
+            return;
+        };
+        if front.id != op {
+            return;
+        }
+        let stage = front.stage.clone();
+        let (epoch, fence) = match &front.action {
+            Action::Activate { epoch, fence, .. } => (*epoch, Some(*fence)),
+            _ => (0, None),
+        };
+        let set = |w: &mut World, s: Stage| {
+            if let Some(f) = w.nodes[n].act_queue.front_mut() {
+                f.stage = s;
+            }
+        };
+        match stage {
+            Stage::WaitHeight { until, deadline } => {
+                if self.nodes[n].view >= until {
+                    set(self, Stage::StopFullNode);
+                    self.at(self.now + 1, Ev::Act { node: n, inc, op });
+                } else if self.now >= deadline {
+                    let ev = Event::Actuator(ActuatorResult::Activated {
+                        epoch,
+                        result: Err(format!("height {until} not reached")),
+                        signed_at: None,
+                    });
+                    self.finish_act(n, inc, ev);
+                } else {
+                    self.at(self.now + 100, Ev::Act { node: n, inc, op });
+                }
+            }
+            Stage::StopFullNode => {
+                // Stop the full node, write max(local, replica, fence), install, start.
+                let Some(fence) = fence else { return };
+                let fail = !self.quiet && self.rng.chance(self.cfg.act_fail);
+                let delay = self.rng.range(100, self.cfg.max_start_delay_ms.clamp(100, START_MS));
+                let node = &mut self.nodes[n];
+                node.story_down_until = node.story_down_until.min(self.now);
+                let from = first_signable(fence)
+                    .max(node.last_signed + 1)
+                    .max(node.replica + 1);
+                node.sign_from = from;
+                // A failed start: story never comes up with the key (half the time it does
+                // come up but its signatures cannot be verified: same end, a roll-back).
+                let starts = !fail || self.rng.chance(0.5);
+                let node = &mut self.nodes[n];
+                if starts {
+                    node.key_live = true;
+                    node.signing_from_time = self.now + delay;
+                }
+                let msg = format!(
+                    "node {n} story STARTS with the key{}, signing from {from} at t+{delay}",
+                    if starts { "" } else { " (fails)" }
+                );
+                self.log(msg);
+                set(
+                    self,
+                    Stage::Verifying {
+                        started: self.now,
+                        signs_at: (starts && !fail).then_some(self.now + delay),
+                    },
+                );
+                self.at(self.now + 100, Ev::Act { node: n, inc, op });
+            }
+            Stage::Verifying { started, signs_at } => {
+                let from = self.nodes[n].sign_from;
+                let view = self.nodes[n].view;
+                let seen = signs_at.filter(|_| from <= view).and_then(|_| {
+                    self.commits
+                        .range(from..=view)
+                        .find(|(_, who)| who.contains(&n))
+                        .map(|(h, _)| *h)
+                });
+                let deadline = started + self.timing.verify_deadline.as_millis() as u64;
+                if let Some(h) = seen {
+                    let ev = Event::Actuator(ActuatorResult::Activated {
+                        epoch,
+                        result: Ok(()),
+                        signed_at: Some(h),
+                    });
+                    self.finish_act(n, inc, ev);
+                } else if self.now >= deadline {
+                    set(
+                        self,
+                        Stage::RollingBack {
+                            reason: "not verified".into(),
+                        },
+                    );
+                    let d = self.rng.range(100, STOP_MS + KILL_MS);
+                    self.at(self.now + d, Ev::Act { node: n, inc, op });
+                } else {
+                    self.at(self.now + 100, Ev::Act { node: n, inc, op });
+                }
+            }
+            Stage::RollingBack { reason } => {
+                self.stop_story(n);
+                let ev = Event::Actuator(ActuatorResult::Activated {
+                    epoch,
+                    result: Err(format!("simulated activation failure: {reason}")),
+                    signed_at: None,
+                });
+                self.finish_act(n, inc, ev);
+            }
+            Stage::Stopping { fail, .. } => {
+                let ev = if fail {
+                    Event::Actuator(ActuatorResult::Deactivated {
+                        result: Err("simulated stop failure".into()),
+                    })
+                } else {
+                    self.stop_story(n);
+                    let last = self.nodes[n].last_signed;
+                    Event::Actuator(ActuatorResult::Deactivated {
+                        result: Ok((last > 0).then(|| HandedState {
+                            hrs: hrs_done(last),
+                            raw: String::new(),
+                        })),
+                    })
+                };
+                self.finish_act(n, inc, ev);
+            }
+        }
     }
 
     fn fault(&mut self, f: Fault) {
@@ -966,8 +1169,9 @@ impl World {
                 let halted = self.now < self.halted_until;
                 let stalled = self.stalled(node);
                 let h = self.height + 1;
+                let now = self.now;
                 let n = &mut self.nodes[node];
-                if n.signing
+                if n.signing(now)
                     && in_flight
                     && !halted
                     && !stalled
@@ -980,7 +1184,7 @@ impl World {
                 }
                 let n = &mut self.nodes[node];
                 n.up = false;
-                n.signing = false;
+                n.key_live = false;
                 n.machine = None;
                 n.act_queue.clear();
                 n.act_busy = false;
@@ -1002,6 +1206,10 @@ impl World {
             Fault::Sick { node, ms } => {
                 self.nodes[node].sick_until = self.nodes[node].sick_until.max(self.now + ms);
                 self.at(self.now + ms, Ev::SickEnd(node));
+            }
+            Fault::Mute { node, ms } => {
+                self.nodes[node].muted_until = self.nodes[node].muted_until.max(self.now + ms);
+                self.at(self.now + ms, Ev::MuteEnd(node));
             }
             Fault::Switchover { at, to } => {
                 let inc = self.nodes[at].inc;

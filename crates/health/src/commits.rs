@@ -1,0 +1,313 @@
+//! The chain's commits, each read once: which carry the validator's signature, and when
+//! each block was made. One [`CommitLog`] per daemon feeds the failover core's chain report
+//! (its own signatures, every round), the witness (only the commits not read yet are
+//! fetched), and the signing view on `/status` and `/metrics`.
+//!
+//! Only **canonical** commits are kept: the node's newest commit (`/commit` of its latest
+//! height) is its own "seen" commit, which a late precommit may still join, so it is read
+//! again once the next block has made it canonical. The log is pure; [`ChainReader`] fetches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::comet::{CometClient, Commit};
+use crate::rpc::{ProbeError, ProbeErrorKind};
+use crate::witness::{HeightWitness, SignatureSeen, WitnessReport};
+
+/// Commits fetched at once (CometBFT limits open connections).
+const MAX_IN_FLIGHT: usize = 8;
+
+/// What one canonical commit says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Entry {
+    signed: bool,
+    time: Option<SystemTime>,
+}
+
+/// The commits read so far (pure).
+#[derive(Debug, Clone)]
+pub struct CommitLog {
+    address: String,
+    seen: BTreeMap<u64, Entry>,
+    keep: u64,
+}
+
+/// What the log says about the validator's signing up to a height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SigningView {
+    /// The highest canonical commit height considered.
+    pub upto: u64,
+    /// The highest height read with the validator's signature.
+    pub last_signed: Option<u64>,
+    /// Commits read without the signature, from `upto` down to the first signed or unread
+    /// one (`None` when `upto` itself was not read).
+    pub missed_in_row: Option<u64>,
+    /// The shortest interval between consecutive blocks among the last ones read.
+    pub fastest_block: Option<Duration>,
+}
+
+impl CommitLog {
+    /// A log for `address` (hex, any case) keeping the newest `keep` heights.
+    pub fn new(address: &str, keep: u64) -> Self {
+        CommitLog {
+            address: address.trim().to_string(),
+            seen: BTreeMap::new(),
+            keep: keep.max(1),
+        }
+    }
+
+    /// Heights of `[lo, hi]` not read yet, newest first.
+    pub fn missing(&self, lo: u64, hi: u64) -> Vec<u64> {
+        if lo > hi {
+            return Vec::new();
+        }
+        (lo.max(1)..=hi)
+            .rev()
+            .filter(|h| !self.seen.contains_key(h))
+            .collect()
+    }
+
+    /// Keeps a commit if it is canonical and answers for `height`; returns whether it did.
+    pub fn record(&mut self, height: u64, commit: &Commit) -> bool {
+        if !commit.canonical || commit.height != height || self.address.is_empty() {
+            return false;
+        }
+        self.seen.insert(
+            height,
+            Entry {
+                signed: commit.signed_by(&self.address),
+                time: commit.time,
+            },
+        );
+        if let Some(&newest) = self.seen.keys().next_back() {
+            let floor = newest.saturating_sub(self.keep);
+            while self.seen.first_key_value().is_some_and(|(h, _)| *h < floor) {
+                self.seen.pop_first();
+            }
+        }
+        true
+    }
+
+    /// The witness over the `n` heights ending at `hi` (newest first); a height not read is
+    /// Unknown, never Absent.
+    pub fn window(&self, hi: u64, n: u64) -> WitnessReport {
+        let lo = hi.saturating_sub(n.saturating_sub(1)).max(1);
+        let heights = (lo..=hi)
+            .rev()
+            .filter(|_| n > 0 && hi > 0)
+            .map(|height| match self.seen.get(&height) {
+                Some(e) => HeightWitness {
+                    height,
+                    seen: if e.signed {
+                        SignatureSeen::Signed
+                    } else {
+                        SignatureSeen::Absent
+                    },
+                    time: e.time,
+                },
+                None => HeightWitness {
+                    height,
+                    seen: SignatureSeen::Unknown("commit not read".into()),
+                    time: None,
+                },
+            })
+            .collect();
+        WitnessReport {
+            address: self.address.clone(),
+            latest_height: hi,
+            heights,
+        }
+    }
+
+    /// The signing view up to `upto`.
+    pub fn signing(&self, upto: u64) -> SigningView {
+        let last_signed = self
+            .seen
+            .range(..=upto)
+            .rev()
+            .find(|(_, e)| e.signed)
+            .map(|(h, _)| *h);
+        let missed_in_row = self.seen.get(&upto).map(|_| {
+            let mut run = 0;
+            for h in (1..=upto).rev() {
+                match self.seen.get(&h) {
+                    Some(e) if !e.signed => run += 1,
+                    _ => break,
+                }
+            }
+            run
+        });
+        let times: Vec<SystemTime> = self
+            .seen
+            .range(upto.saturating_sub(20)..=upto)
+            .filter_map(|(_, e)| e.time)
+            .collect();
+        let fastest_block = times
+            .windows(2)
+            .filter_map(|w| w[1].duration_since(w[0]).ok())
+            .filter(|d| !d.is_zero())
+            .min();
+        SigningView {
+            upto,
+            last_signed,
+            missed_in_row,
+            fastest_block,
+        }
+    }
+}
+
+/// Reads commits into a shared [`CommitLog`].
+#[derive(Debug, Clone)]
+pub struct ChainReader {
+    client: CometClient,
+    log: Arc<Mutex<CommitLog>>,
+    per_round: u64,
+}
+
+impl ChainReader {
+    /// A reader for `address`; it keeps `keep` heights and reads at most `per_round` new
+    /// commits after a round (a node far ahead is caught up over several rounds, newest
+    /// first).
+    pub fn new(client: CometClient, address: &str, keep: u64, per_round: u64) -> Self {
+        ChainReader {
+            client,
+            log: Arc::new(Mutex::new(CommitLog::new(address, keep))),
+            per_round: per_round.max(1),
+        }
+    }
+
+    /// After a health round that saw `latest`: reads the canonical commits not read yet
+    /// (up to `latest − 1`, the newest `per_round` of them) and returns the signing view.
+    pub async fn catch_up(&self, latest: u64) -> SigningView {
+        let hi = latest.saturating_sub(1);
+        let lo = hi.saturating_sub(self.per_round.saturating_sub(1));
+        let wanted = self.log.lock().await.missing(lo, hi);
+        self.fetch(wanted).await;
+        self.log.lock().await.signing(hi)
+    }
+
+    /// The witness of the last `n` canonical commits: `/status` for the latest height, then
+    /// only the commits not read yet. Fails only when `/status` fails.
+    pub async fn witness(&self, n: u64) -> Result<WitnessReport, ProbeError> {
+        let latest = self.client.status().await?.latest_block_height;
+        let hi = latest.saturating_sub(1);
+        let lo = hi.saturating_sub(n.saturating_sub(1));
+        let wanted = self.log.lock().await.missing(lo, hi);
+        self.fetch(wanted).await;
+        Ok(self.log.lock().await.window(hi, n))
+    }
+
+    /// The signing view from what was read, without reading.
+    pub async fn signing(&self, upto: u64) -> SigningView {
+        self.log.lock().await.signing(upto)
+    }
+
+    /// Fetches `heights` (a few at a time) into the log. Once the node looks unreachable the
+    /// rest is not tried: a dead node costs about one timeout.
+    async fn fetch(&self, heights: Vec<u64>) {
+        if heights.is_empty() {
+            return;
+        }
+        let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+        let mut tasks = JoinSet::new();
+        for height in heights {
+            let client = self.client.clone();
+            let permits = Arc::clone(&permits);
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.ok()?;
+                Some((height, client.commit(height).await))
+            });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            let Ok(Some((height, answer))) = joined else {
+                continue;
+            };
+            match answer {
+                Ok(commit) => {
+                    self.log.lock().await.record(height, &commit);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ProbeErrorKind::Timeout
+                            | ProbeErrorKind::ConnectionRefused
+                            | ProbeErrorKind::Connect
+                    ) =>
+                {
+                    tasks.abort_all();
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comet::{BlockIdFlag, CommitSig};
+
+    const ME: &str = "2DD9F44FD9067555C322243C3C913BA7B51D2BE0";
+
+    fn commit(height: u64, signed: bool, canonical: bool) -> Commit {
+        Commit {
+            height,
+            canonical,
+            signatures: vec![CommitSig {
+                flag: if signed {
+                    BlockIdFlag::Commit
+                } else {
+                    BlockIdFlag::Absent
+                },
+                validator_address: signed.then(|| ME.to_string()),
+            }],
+            time: Some(SystemTime::UNIX_EPOCH + Duration::from_millis(height * 500)),
+        }
+    }
+
+    #[test]
+    fn story_commit_log_keeps_canonical_commits_once() {
+        let mut log = CommitLog::new(ME, 100);
+        assert_eq!(log.missing(8, 10), vec![10, 9, 8]);
+        assert!(log.record(9, &commit(9, true, true)));
+        assert!(!log.record(10, &commit(10, true, false)), "a seen commit is read again later");
+        assert!(!log.record(8, &commit(7, true, true)), "an answer for another height");
+        assert_eq!(log.missing(8, 10), vec![10, 8]);
+        let w = log.window(10, 3);
+        assert_eq!(w.heights[0].seen, SignatureSeen::Unknown("commit not read".into()));
+        assert_eq!(w.heights[1].seen, SignatureSeen::Signed);
+        assert_eq!(
+            w.heights[1].time,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(4_500))
+        );
+    }
+
+    #[test]
+    fn story_commit_log_signing_view_counts_the_missed_run_and_block_rate() {
+        let mut log = CommitLog::new(ME, 100);
+        for h in 1..=10 {
+            log.record(h, &commit(h, h <= 6, true));
+        }
+        let v = log.signing(10);
+        assert_eq!(v.last_signed, Some(6));
+        assert_eq!(v.missed_in_row, Some(4));
+        assert_eq!(v.fastest_block, Some(Duration::from_millis(500)));
+        // Unread at the top: the run is not known.
+        assert_eq!(log.signing(11).missed_in_row, None);
+        assert_eq!(log.signing(11).last_signed, Some(6));
+    }
+
+    #[test]
+    fn story_commit_log_forgets_the_oldest() {
+        let mut log = CommitLog::new(ME, 5);
+        for h in 1..=20 {
+            log.record(h, &commit(h, true, true));
+        }
+        assert_eq!(log.missing(1, 20).len(), 14);
+        assert!(log.missing(15, 20).is_empty());
+    }
+}
