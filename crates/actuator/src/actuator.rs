@@ -1,16 +1,45 @@
 //! [`Actuator`]: performs the failover state machine's Activate and Deactivate actions on the
 //! local node. It decides nothing; it does what it is told, safely, and says how it went.
 //!
-//! Activation (DESIGN §5): check keys → stop → confirm stopped → write state
-//! `max(local, backup, fence, handed)` → install the validator key → start → verify.
-//! A failure from the stop to the start rolls back to a full node with the placeholder key.
+//! Activation (DESIGN §5): check keys → wait for the plan's `start_after_height` (optional;
+//! nothing touched) → stop → confirm stopped → write state `max(local, backup, fence,
+//! handed)` → install the validator key → start → verify. It is finished only when verified:
+//! the validator's signature in a commit at or above the height written, within
+//! `verify_timeout` of the start. Any failure from the stop on — an unverified start included —
+//! rolls back to a full node with the placeholder key (stop → confirm → kill if needed →
+//! placeholder → start) and is an error. A wait for a height that times out touches nothing.
 //!
 //! Deactivation: stop → confirm stopped → install the placeholder → read the final state →
 //! start as a full node.
 //!
+//! A stop is never assumed: `status_command` must exit non-zero AND the RPC refuse
+//! connections. When that is not seen within `stop_timeout`, `kill_command` runs and the same
+//! confirmation gets `kill_timeout`; only then does the stop fail, and nothing that needs a
+//! stopped story (state write, key install, final state) happens.
+//!
 //! Both run in a task of their own: once begun, they finish (or roll back) even if the
 //! caller stops waiting, because half an activation is the one state never to leave behind.
 //! They are serialised: a second call waits for the first.
+//!
+//! # Worst-case durations
+//!
+//! Every await is bounded: a command by its timeout (plus [`command::MAX_OVERRUN`] to reap
+//! it), an RPC call by `rpc_timeout` and by the deadline of its loop, every loop by a
+//! deadline. A stop phase — the stop command and its confirmation — ends by `stop_timeout`,
+//! the kill phase by `kill_timeout`, each plus at most the timing model's
+//! `ACTUATOR_OVERRUN` (the reap of a cut command and one last short probe). So
+//!
+//! - a **confirmed stop** takes at most `stop_timeout + kill_timeout + 2 × overrun`
+//!   ([`ActuatorOptions::max_confirmed_stop`]: the model's `stop_bound`);
+//! - a **deactivation** at most that plus the full node's start command
+//!   ([`ActuatorOptions::max_deactivation`]);
+//! - an **activation** at most two of those plus `verify_timeout` — its own stop, start and
+//!   verification, then the rollback's stop and start ([`ActuatorOptions::max_activation`]) —
+//!   plus the plan's `start_after_timeout` when it waits for a height
+//!   ([`ActuatorOptions::max_activation_of`]).
+//!
+//! Not counted: the local file operations (state write, key swaps: fsyncs, milliseconds), and
+//! the wait for an earlier action on the same actuator.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +53,7 @@ use tracing::{error, info, warn};
 use crate::command::{self, CommandKind, CommandOutput};
 use crate::error::{
     ActivationFailure, ActuatorError, DeactivationFailure, Refusal, SetupProblem, StepError,
+    UnconfirmedStop,
 };
 use crate::keyswap;
 use crate::report::{
@@ -31,21 +61,25 @@ use crate::report::{
 };
 use crate::verify::{self, VerifyParams};
 
-/// A start command gets at least this long (`systemctl start` of a unit that replays its
-/// WAL may take a while before it returns).
-const MIN_START_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long `/status` may take to answer after a start, caught up.
-const DEFAULT_VERIFY_STATUS_TIMEOUT: Duration = Duration::from_secs(120);
-/// Floor for one `status_command` run, even when the stop deadline is nearly spent.
-const MIN_STATUS_RUN: Duration = Duration::from_millis(500);
+/// The last confirmation probe after a phase's deadline (within the timing model's
+/// `ACTUATOR_OVERRUN` with the reap of a cut command).
+const LAST_PROBE: Duration = Duration::from_millis(100);
 
-/// What an activation must write besides the local state and the backup (S3).
+/// What an activation must write besides the local state and the backup (S3), and what it
+/// must wait for before touching anything.
 #[derive(Debug, Clone, Default)]
 pub struct ActivationPlan {
     /// Unplanned failover: the fence `(H + 2, 0, 0)` computed by the caller from its chain view.
     pub fence: Option<SignState>,
     /// Planned handover: the old holder's final state, handed over.
     pub handed_state: Option<SignState>,
+    /// Wait, touching nothing, until the local node's `/status` shows at least this height.
+    /// CometBFT's `double_sign_check_height = N` refuses to start consensus while the key
+    /// signed in the last N stored commits — exactly the case of a switchover target seconds
+    /// after the old holder stopped.
+    pub start_after_height: Option<u64>,
+    /// Bound of that wait; on timeout the activation fails with nothing touched.
+    pub start_after_timeout: Duration,
 }
 
 impl ActivationPlan {
@@ -53,15 +87,32 @@ impl ActivationPlan {
     pub fn unplanned(fence: SignState) -> Self {
         ActivationPlan {
             fence: Some(fence),
-            handed_state: None,
+            ..ActivationPlan::default()
         }
     }
 
     /// A planned handover with the old holder's final state.
     pub fn handover(handed_state: SignState) -> Self {
         ActivationPlan {
-            fence: None,
             handed_state: Some(handed_state),
+            ..ActivationPlan::default()
+        }
+    }
+
+    /// The same plan, first waiting up to `timeout` for the local node to reach `height`.
+    pub fn after_height(self, height: u64, timeout: Duration) -> Self {
+        ActivationPlan {
+            start_after_height: Some(height),
+            start_after_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// How long the wait for `start_after_height` may take (zero without one).
+    pub fn max_wait(&self) -> Duration {
+        match self.start_after_height {
+            Some(_) => self.start_after_timeout,
+            None => Duration::ZERO,
         }
     }
 
@@ -79,42 +130,78 @@ impl ActivationPlan {
 pub struct ActuatorOptions {
     /// `story.stop_timeout`: bound of the stop command, and of the wait for the confirmed stop.
     pub stop_timeout: Duration,
+    /// Bound of the kill command, and of the wait for the confirmed stop after it.
+    pub kill_timeout: Duration,
     /// Bound of the start command.
     pub start_timeout: Duration,
     /// Bound of one `status_command` run.
     pub status_command_timeout: Duration,
-    /// Pause between two polls (stop confirmation, verification).
+    /// Pause between two polls (stop confirmation, height wait, verification).
     pub poll_interval: Duration,
     /// Per-call timeout of the CometBFT RPC.
     pub rpc_timeout: Duration,
     /// `story.verify_blocks`.
     pub verify_blocks: u32,
-    /// How long after the start `/status` may take to answer, caught up.
-    pub verify_status_timeout: Duration,
-    /// How long the validator's signature may take to appear once the node is caught up.
-    pub verify_signing_timeout: Duration,
+    /// From the start of story with the validator key: how long its signature may take to
+    /// appear on chain (node up, caught up, signing). Past it, the activation is rolled back.
+    pub verify_timeout: Duration,
 }
 
 impl ActuatorOptions {
-    /// From the configuration: `story.stop_timeout`, `story.verify_blocks`,
-    /// `story.block_interval` (signing bound: twice `verify_blocks + 2` blocks, plus 10 s) and
-    /// `health.rpc_timeout`.
+    /// From the timing model (`docs/TIMING.md`): the stop, kill and start timeouts, the
+    /// verification deadline (`start_timeout + (verify_blocks + 2) × 2 × block_interval`)
+    /// and the RPC timeout. With the node's `double_sign_check_height` use
+    /// [`ActuatorOptions::from_timing`].
     pub fn from_config(config: &Config) -> Self {
-        let story = &config.story;
-        let t = config.timing();
-        let blocks = story.verify_blocks.max(1);
+        Self::from_timing(&config.timing())
+    }
+
+    /// From a derived timing.
+    pub fn from_timing(t: &syncguard_timing::Timing) -> Self {
+        let start_timeout = t.start_timeout;
         ActuatorOptions {
             stop_timeout: t.stop_timeout,
-            start_timeout: t.start_timeout,
+            kill_timeout: t.kill_timeout,
+            start_timeout,
             status_command_timeout: Duration::from_secs(5),
-            poll_interval: Duration::from_millis(250),
+            // A few probes fit in the shortest stop window.
+            poll_interval: (t.stop_timeout.min(t.kill_timeout) / 4)
+                .clamp(Duration::from_millis(20), Duration::from_millis(250)),
             rpc_timeout: t.rpc_timeout,
-            verify_blocks: blocks,
-            verify_status_timeout: DEFAULT_VERIFY_STATUS_TIMEOUT,
-            verify_signing_timeout: story.block_interval() * (blocks + 2) * 2
-                + Duration::from_secs(10),
+            verify_blocks: t.verify_blocks,
+            verify_timeout: t.verify_deadline,
         }
     }
+
+    /// The longest a confirmed stop can take: the stop and its confirmation within
+    /// `stop_timeout`, the kill and its confirmation within `kill_timeout`, each plus the reap
+    /// of a command cut at its deadline (module docs).
+    pub fn max_confirmed_stop(&self) -> Duration {
+        self.stop_timeout + self.kill_timeout + syncguard_timing::ACTUATOR_OVERRUN * 2
+    }
+
+    /// The longest a deactivation can take: a confirmed stop (with the kill) and the start of
+    /// the full node.
+    pub fn max_deactivation(&self) -> Duration {
+        self.max_confirmed_stop() + command_bound(self.start_timeout)
+    }
+
+    /// The longest an activation without a height wait can take: its confirmed stop, start
+    /// and verification, then the rollback's confirmed stop and start.
+    pub fn max_activation(&self) -> Duration {
+        self.max_deactivation() * 2 + self.verify_timeout
+    }
+
+    /// The longest this plan's activation can take: [`Self::max_activation`] plus its wait
+    /// for a height.
+    pub fn max_activation_of(&self, plan: &ActivationPlan) -> Duration {
+        self.max_activation() + plan.max_wait()
+    }
+}
+
+/// The longest one command run with `timeout` can take.
+fn command_bound(timeout: Duration) -> Duration {
+    timeout + command::MAX_OVERRUN
 }
 
 /// Starts and stops signing on the local node. Cheap to clone (shared inside).
@@ -141,6 +228,7 @@ struct Inner {
     placeholder: PathBuf,
     start_command: String,
     stop_command: String,
+    kill_command: String,
     status_command: String,
     rpc_url: String,
     comet: CometClient,
@@ -172,9 +260,15 @@ impl Actuator {
             }
             .into());
         }
+        let kill_command = story
+            .kill_command()
+            .ok_or_else(|| SetupProblem::NoKillCommand {
+                stop_command: story.stop_command.clone(),
+            })?;
         for (key, cmd) in [
             ("story.start_command", &story.start_command),
             ("story.stop_command", &story.stop_command),
+            ("story.kill_command", &kill_command),
             ("story.status_command", &story.status_command),
         ] {
             if cmd.trim().is_empty() {
@@ -201,6 +295,7 @@ impl Actuator {
                 placeholder: story.placeholder_key_path.clone(),
                 start_command: story.start_command.clone(),
                 stop_command: story.stop_command.clone(),
+                kill_command,
                 status_command: story.status_command.clone(),
                 rpc_url: comet.base_url().to_string(),
                 comet,
@@ -223,9 +318,10 @@ impl Actuator {
 
     /// Makes this node the signer: see the module docs for the steps.
     ///
-    /// `Ok` means the validator key is live and story started; `verified` says whether it was
-    /// seen signing (alert when not). `Err(Refused)` means nothing was touched;
-    /// `Err(ActivationFailed)` means it was rolled back — its `node_left` says how far.
+    /// `Ok` means the validator key is live, story started and its signature was seen on
+    /// chain. `Err(Refused)` means nothing was touched; `Err(ActivationFailed)` means it was
+    /// rolled back (or, when the wait for a height ran out, nothing was touched) — its
+    /// `node_left` says how far. Ends within [`ActuatorOptions::max_activation_of`] the plan.
     pub async fn activate(&self, plan: ActivationPlan) -> Result<ActivationReport, ActuatorError> {
         let inner = self.inner.clone();
         match tokio::spawn(async move { inner.activate(plan).await }).await {
@@ -240,8 +336,9 @@ impl Actuator {
     /// Makes this node stop signing and returns its final state for the handover.
     ///
     /// `Ok` means story was confirmed stopped before the placeholder went in, so
-    /// `final_state` is final. An unconfirmed stop is an error (the key may still be live),
-    /// but the placeholder is installed anyway so that the next start cannot sign.
+    /// `final_state` is final. An unconfirmed stop (even after the kill command) is an error
+    /// (the key may still be live), but the placeholder is installed anyway so that the next
+    /// start cannot sign. Ends within [`ActuatorOptions::max_deactivation`].
     pub async fn deactivate(&self) -> Result<DeactivationReport, ActuatorError> {
         let inner = self.inner.clone();
         match tokio::spawn(async move { inner.deactivate().await }).await {
@@ -358,71 +455,121 @@ impl Inner {
         rec.push(Step::CheckKeys, t, outcome, detail);
         let address = validator.address_hex();
 
-        // Steps 2–6. `key_exposed` turns true once the validator key may be at the live path.
+        // Before anything moves: stopping a full node whose consensus would refuse to start
+        // (double_sign_check_height) would only cost a rollback.
+        if let Some(height) = plan.start_after_height {
+            if let Err(cause) = self
+                .wait_for_height(height, plan.start_after_timeout, &mut rec)
+                .await
+            {
+                return action_failed(
+                    Action::Activation,
+                    rec,
+                    begun,
+                    Step::WaitForHeight,
+                    cause,
+                    NodeCondition::Untouched,
+                );
+            }
+        }
+
+        // Steps 2–7. `key_exposed` turns true once the validator key may be at the live path.
         let mut key_exposed = false;
         let forward = self
             .activate_steps(&plan, &validator, &mut rec, &mut key_exposed)
             .await;
-        let written = match forward {
-            Ok(written) => written,
+        match forward {
+            Ok((written, verified)) => {
+                info!(%address, "activation complete and verified: {}", verified.reason);
+                Ok(ActivationReport {
+                    validator_address: address,
+                    state_written: written,
+                    live_key_path: self.live_key.clone(),
+                    verification: verified.reason,
+                    signed_at_height: verified.signed_at,
+                    steps: rec.steps,
+                    total: begun.elapsed(),
+                })
+            }
             Err((failed_step, cause)) => {
                 error!(step = %failed_step, "activation failed, rolling back: {cause}");
+                // The stop and the kill have both been tried and not confirmed: trying them
+                // again would only double the time the promotion takes.
+                let stop_again = !matches!(cause, StepError::StopNotConfirmed(_));
                 let node_left = self
-                    .roll_back(&mut rec, &placeholder, &address, key_exposed)
+                    .roll_back(&mut rec, &placeholder, &address, key_exposed, stop_again)
                     .await;
-                let failure = ActivationFailure {
+                action_failed(
+                    Action::Activation,
+                    rec,
+                    begun,
                     failed_step,
                     cause,
                     node_left,
-                    steps: rec.steps,
-                    total: begun.elapsed(),
-                };
-                error!("{failure}");
-                return Err(ActuatorError::ActivationFailed(Box::new(failure)));
+                )
             }
-        };
-
-        // Step 7: the key is live; verification is reported, never rolled back.
-        let params = VerifyParams {
-            status_timeout: self.options.verify_status_timeout,
-            signing_timeout: self.options.verify_signing_timeout,
-            blocks: self.options.verify_blocks,
-            poll: self.options.poll_interval,
-        };
-        let min_height = u64::try_from(written.hrs().height).unwrap_or(0);
-        let verdict = verify::verify(&self.comet, &address, min_height, &params, &mut rec).await;
-        if verdict.verified {
-            info!(%address, "activation complete and verified: {}", verdict.reason);
-        } else {
-            error!(%address, "activation complete but NOT VERIFIED: {}", verdict.reason);
         }
-        Ok(ActivationReport {
-            validator_address: address,
-            state_written: written,
-            live_key_path: self.live_key.clone(),
-            verified: verdict.verified,
-            verification: verdict.reason,
-            signed_at_height: verdict.signed_at,
-            steps: rec.steps,
-            total: begun.elapsed(),
-        })
     }
 
-    /// Steps 2–6 of an activation. Returns the state written.
+    /// Waits, touching nothing, until the local node's `/status` shows `height`; every call
+    /// is cut off at the deadline, so this ends within `timeout`.
+    async fn wait_for_height(
+        &self,
+        height: u64,
+        timeout: Duration,
+        rec: &mut Recorder,
+    ) -> Result<(), StepError> {
+        let t = Instant::now();
+        let deadline = t + timeout;
+        let mut last_seen = verify::NO_ANSWER.to_string();
+        loop {
+            match verify::before(deadline, self.comet.status()).await {
+                None => break,
+                Some(Ok(st)) if st.latest_block_height >= height => {
+                    rec.push(
+                        Step::WaitForHeight,
+                        t,
+                        StepOutcome::Ok,
+                        format!(
+                            "waited for height {height} (double_sign_check_height): {:.1} s; \
+                             the local node is at height {}",
+                            t.elapsed().as_secs_f64(),
+                            st.latest_block_height
+                        ),
+                    );
+                    return Ok(());
+                }
+                Some(Ok(st)) => {
+                    last_seen = format!("the local node at height {}", st.latest_block_height)
+                }
+                Some(Err(e)) => last_seen = e,
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.options.poll_interval.min(deadline - now)).await;
+        }
+        let e = StepError::HeightNotReached {
+            height,
+            timeout,
+            last_seen,
+        };
+        rec.push(Step::WaitForHeight, t, StepOutcome::Failed, e.to_string());
+        Err(e)
+    }
+
+    /// Steps 2–7 of an activation. Returns the state written and what verified it.
     async fn activate_steps(
         &self,
         plan: &ActivationPlan,
         validator: &ValidatorKey,
         rec: &mut Recorder,
         key_exposed: &mut bool,
-    ) -> Result<SignState, Failed> {
-        self.stop(Step::Stop, rec)
-            .await
-            .map_err(|e| (Step::Stop, e))?;
-        // Never proceed on a timeout: nothing below may happen while story could be running.
-        self.confirm_stopped(Step::ConfirmStopped, rec)
-            .await
-            .map_err(|e| (Step::ConfirmStopped, e))?;
+    ) -> Result<(SignState, verify::Verified), Failed> {
+        // Never proceed on an unconfirmed stop: nothing below may happen while story could be
+        // running.
+        self.stop_confirmed(STOP_STEPS, rec).await?;
 
         let t = Instant::now();
         let written = match self.write_state(plan) {
@@ -467,7 +614,24 @@ impl Inner {
         self.start(Step::Start, rec)
             .await
             .map_err(|e| (Step::Start, e))?;
-        Ok(written)
+
+        // Step 7: finished only when seen signing; otherwise the caller rolls back.
+        let params = VerifyParams {
+            timeout: self.options.verify_timeout,
+            blocks: self.options.verify_blocks,
+            poll: self.options.poll_interval,
+        };
+        let min_height = u64::try_from(written.hrs().height).unwrap_or(0);
+        let verified = verify::verify(
+            &self.comet,
+            &validator.address_hex(),
+            min_height,
+            &params,
+            rec,
+        )
+        .await
+        .map_err(|(step, reason)| (step, StepError::NotVerified { reason }))?;
+        Ok((written, verified))
     }
 
     /// S3 with S2: `max(local, backup, fence, handed)` written while story is stopped, then
@@ -521,17 +685,6 @@ impl Inner {
         Ok((on_disk, detail, warned))
     }
 
-    async fn stop(&self, step: Step, rec: &mut Recorder) -> Result<(), StepError> {
-        self.run_step(
-            step,
-            rec,
-            CommandKind::Stop,
-            &self.stop_command,
-            self.options.stop_timeout,
-        )
-        .await
-    }
-
     async fn start(&self, step: Step, rec: &mut Recorder) -> Result<(), StepError> {
         self.run_step(
             step,
@@ -541,9 +694,10 @@ impl Inner {
             self.options.start_timeout,
         )
         .await
+        .map(|_| ())
     }
 
-    /// Runs one command as one timed step of the report.
+    /// Runs one command as one timed step of the report; `Ok` carries how it ended.
     async fn run_step(
         &self,
         step: Step,
@@ -551,12 +705,13 @@ impl Inner {
         kind: CommandKind,
         command_line: &str,
         timeout: Duration,
-    ) -> Result<(), StepError> {
+    ) -> Result<String, StepError> {
         let t = Instant::now();
         match command::run_checked(kind, command_line, timeout).await {
             Ok(out) => {
-                rec.push(step, t, StepOutcome::Ok, command_detail(&out));
-                Ok(())
+                let detail = command_detail(&out);
+                rec.push(step, t, StepOutcome::Ok, detail.clone());
+                Ok(detail)
             }
             Err(e) => {
                 rec.push(step, t, StepOutcome::Failed, e.to_string());
@@ -565,35 +720,105 @@ impl Inner {
         }
     }
 
-    /// Polls until `status_command` exits non-zero AND the RPC refuses connections, within
-    /// `stop_timeout`. Either alone is not enough: a unit can look inactive while its process
-    /// lingers, and a port can close while the process still holds the key.
-    async fn confirm_stopped(&self, step: Step, rec: &mut Recorder) -> Result<(), StepError> {
+    /// Stop → confirm within `stop_timeout`; when not confirmed: kill → confirm within
+    /// `kill_timeout`. A failed stop or kill command ends nothing: only the confirmation
+    /// decides. `Err` is `StopNotConfirmed` at `steps.confirm_killed`.
+    async fn stop_confirmed(&self, steps: StopSteps, rec: &mut Recorder) -> Result<(), Failed> {
+        // One deadline for the command and its confirmation: the timing model counts
+        // `stop_timeout` (then `kill_timeout`) for both together.
+        let deadline = Instant::now() + self.options.stop_timeout;
+        let stop_result = self
+            .run_step(
+                steps.stop,
+                rec,
+                CommandKind::Stop,
+                &self.stop_command,
+                self.options.stop_timeout,
+            )
+            .await;
         let t = Instant::now();
-        let timeout = self.options.stop_timeout;
-        let deadline = t + timeout;
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let (status_stopped, status_seen) = self.status_says_stopped(remaining).await;
-            let (rpc_stopped, rpc_seen) = self.rpc_refuses().await;
-            if status_stopped && rpc_stopped {
-                rec.push(
-                    step,
-                    t,
-                    StepOutcome::Ok,
-                    format!("{status_seen}; {rpc_seen}"),
-                );
+        let stop_seen = match self.confirm_stopped(deadline).await {
+            Ok(seen) => {
+                rec.push(steps.confirm, t, StepOutcome::Ok, seen);
+                if let Err(e) = &stop_result {
+                    warn!("the stop command failed ({e}) but the stop was confirmed");
+                }
                 return Ok(());
+            }
+            Err(seen) => seen,
+        };
+        rec.push(
+            steps.confirm,
+            t,
+            StepOutcome::Warning,
+            format!(
+                "not confirmed within {:?} (last seen: {stop_seen}): escalating to \
+                 story.kill_command",
+                self.options.stop_timeout
+            ),
+        );
+        let deadline = Instant::now() + self.options.kill_timeout;
+        let kill_result = self
+            .run_step(
+                steps.kill,
+                rec,
+                CommandKind::Kill,
+                &self.kill_command,
+                self.options.kill_timeout,
+            )
+            .await;
+        let t = Instant::now();
+        match self.confirm_stopped(deadline).await {
+            Ok(seen) => {
+                rec.push(steps.confirm_killed, t, StepOutcome::Ok, seen);
+                warn!("story did not stop within the stop timeout and was killed; stop confirmed");
+                Ok(())
+            }
+            Err(kill_seen) => {
+                let ended = |r: Result<String, StepError>| match r {
+                    Ok(detail) => detail,
+                    Err(e) => e.to_string(),
+                };
+                let e = StepError::StopNotConfirmed(Box::new(UnconfirmedStop {
+                    rpc_url: self.rpc_url.clone(),
+                    stop_timeout: self.options.stop_timeout,
+                    stop_result: ended(stop_result),
+                    stop_seen,
+                    kill_command: self.kill_command.clone(),
+                    kill_timeout: self.options.kill_timeout,
+                    kill_result: ended(kill_result),
+                    kill_seen,
+                }));
+                rec.push(steps.confirm_killed, t, StepOutcome::Failed, e.to_string());
+                Err((steps.confirm_killed, e))
+            }
+        }
+    }
+
+    /// Polls until `status_command` exits non-zero AND the RPC refuses connections, until
+    /// `deadline` (one probe at least, itself bounded by a poll interval when the deadline
+    /// has passed). Either alone is not enough: a unit can look inactive while its process
+    /// lingers, and a port can close while the process still holds the key. `Ok` and `Err`
+    /// carry the last observation of both.
+    async fn confirm_stopped(&self, deadline: Instant) -> Result<String, String> {
+        loop {
+            // Past the deadline one last, short probe (the timing model's overrun).
+            let remaining = deadline
+                .saturating_duration_since(Instant::now())
+                .max(self.options.poll_interval.min(LAST_PROBE));
+            let (status_stopped, status_seen) = self.status_says_stopped(remaining).await;
+            let (rpc_stopped, rpc_seen) =
+                match tokio::time::timeout(remaining, self.rpc_refuses()).await {
+                    Ok(seen) => seen,
+                    Err(_) => (false, "RPC did not answer in time".to_string()),
+                };
+            let seen = format!("{status_seen}; {rpc_seen}");
+            if status_stopped && rpc_stopped {
+                return Ok(seen);
             }
             let now = Instant::now();
             if now >= deadline {
-                let e = StepError::StopNotConfirmed {
-                    timeout,
-                    rpc_url: self.rpc_url.clone(),
-                    last_seen: format!("{status_seen}; {rpc_seen}"),
-                };
-                rec.push(step, t, StepOutcome::Failed, e.to_string());
-                return Err(e);
+                return Err(seen);
             }
             tokio::time::sleep(self.options.poll_interval.min(deadline - now)).await;
         }
@@ -603,8 +828,7 @@ impl Inner {
         let limit = self
             .options
             .status_command_timeout
-            .min(remaining)
-            .max(MIN_STATUS_RUN);
+            .min(remaining);
         match command::run(CommandKind::Status, &self.status_command, limit).await {
             Ok(out) => match out.code() {
                 Some(0) => (false, "story.status_command exits 0 (story running)".into()),
@@ -644,21 +868,29 @@ impl Inner {
         }
     }
 
-    /// Back to a safe full node after a failed activation: stop, confirm, placeholder, start.
-    /// `key_exposed`: the validator key may be at the live path or running.
+    /// Back to a safe full node after a failed activation: stop, confirm (kill, confirm),
+    /// placeholder, start. `key_exposed`: the validator key may be at the live path or
+    /// running. `stop_again`: false when the activation's own stop and kill were not
+    /// confirmed — story is then left as it is, only the placeholder is put back.
     async fn roll_back(
         &self,
         rec: &mut Recorder,
         placeholder: &ValidatorKey,
         validator_address: &str,
         key_exposed: bool,
+        stop_again: bool,
     ) -> NodeCondition {
-        // A failed stop command is no reason to skip the confirmation: it decides.
-        let _ = self.stop(Step::RollbackStop, rec).await;
-        let stopped = self
-            .confirm_stopped(Step::RollbackConfirmStopped, rec)
-            .await
-            .is_ok();
+        let stopped = if stop_again {
+            self.stop_confirmed(ROLLBACK_STOP_STEPS, rec).await.is_ok()
+        } else {
+            rec.push(
+                Step::RollbackStop,
+                Instant::now(),
+                StepOutcome::Skipped,
+                "not confirmed stopped even after story.kill_command: not tried again",
+            );
+            false
+        };
         // Always, even when the stop is unconfirmed: story reads its key only at start, so
         // this cannot hurt a running process and makes its next start harmless.
         let (key, _) = self.fence_live_key(
@@ -819,8 +1051,7 @@ impl Inner {
         };
 
         // A failed stop command does not end the deactivation: the confirmation decides.
-        let stop_failed = self.stop(Step::Stop, &mut rec).await.err();
-        let confirmed = self.confirm_stopped(Step::ConfirmStopped, &mut rec).await;
+        let confirmed = self.stop_confirmed(STOP_STEPS, &mut rec).await;
 
         let key = match &placeholder {
             Ok(p) => self.fence_live_key(
@@ -846,12 +1077,19 @@ impl Inner {
             }
         };
 
-        if let Err(cause) = confirmed {
+        if let Err((failed_step, cause)) = confirmed {
             let node_left = NodeCondition::StopUnconfirmed {
                 placeholder_installed: key.0 != LiveKey::MayBeValidator,
                 may_be_signing,
             };
-            return deactivation_failed(rec, begun, Step::ConfirmStopped, cause, node_left);
+            return action_failed(
+                Action::Deactivation,
+                rec,
+                begun,
+                failed_step,
+                cause,
+                node_left,
+            );
         }
         let placeholder_address = match (placeholder, key) {
             (Ok(p), (LiveKey::Placeholder, _)) => p.address_hex(),
@@ -873,7 +1111,14 @@ impl Inner {
                         NodeCondition::SafeNotRunning
                     }
                 };
-                return deactivation_failed(rec, begun, Step::InstallPlaceholder, cause, node_left);
+                return action_failed(
+                    Action::Deactivation,
+                    rec,
+                    begun,
+                    Step::InstallPlaceholder,
+                    cause,
+                    node_left,
+                );
             }
         };
 
@@ -921,12 +1166,16 @@ impl Inner {
                 } else {
                     NodeCondition::SafeNotRunning
                 };
-                return deactivation_failed(rec, begun, Step::ReadFinalState, cause, node_left);
+                return action_failed(
+                    Action::Deactivation,
+                    rec,
+                    begun,
+                    Step::ReadFinalState,
+                    cause,
+                    node_left,
+                );
             }
         };
-        if let Some(e) = &stop_failed {
-            warn!("deactivation: the stop command failed ({e}) but the stop was confirmed");
-        }
         match &start_problem {
             None => info!(
                 state = %final_state.hrs(),
@@ -949,23 +1198,66 @@ impl Inner {
     }
 }
 
-fn deactivation_failed(
+/// Which action failed.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Activation,
+    Deactivation,
+}
+
+/// A failed action as its error, logged: the failed step, why, where the node was left, and
+/// every step so far.
+fn action_failed<T>(
+    action: Action,
     rec: Recorder,
     begun: Instant,
     failed_step: Step,
     cause: StepError,
     node_left: NodeCondition,
-) -> Result<DeactivationReport, ActuatorError> {
-    let failure = DeactivationFailure {
-        failed_step,
-        cause,
-        node_left,
-        steps: rec.steps,
-        total: begun.elapsed(),
+) -> Result<T, ActuatorError> {
+    let (steps, total) = (rec.steps, begun.elapsed());
+    let e = match action {
+        Action::Activation => ActuatorError::ActivationFailed(Box::new(ActivationFailure {
+            failed_step,
+            cause,
+            node_left,
+            steps,
+            total,
+        })),
+        Action::Deactivation => ActuatorError::DeactivationFailed(Box::new(DeactivationFailure {
+            failed_step,
+            cause,
+            node_left,
+            steps,
+            total,
+        })),
     };
-    error!("{failure}");
-    Err(ActuatorError::DeactivationFailed(Box::new(failure)))
+    error!("{e}");
+    Err(e)
 }
+
+/// The steps one confirmed stop is recorded under.
+#[derive(Debug, Clone, Copy)]
+struct StopSteps {
+    stop: Step,
+    confirm: Step,
+    kill: Step,
+    confirm_killed: Step,
+}
+
+const STOP_STEPS: StopSteps = StopSteps {
+    stop: Step::Stop,
+    confirm: Step::ConfirmStopped,
+    kill: Step::Kill,
+    confirm_killed: Step::ConfirmKilled,
+};
+
+const ROLLBACK_STOP_STEPS: StopSteps = StopSteps {
+    stop: Step::RollbackStop,
+    confirm: Step::RollbackConfirmStopped,
+    kill: Step::RollbackKill,
+    confirm_killed: Step::RollbackConfirmKilled,
+};
 
 /// What the live path holds after [`Inner::fence_live_key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -982,4 +1274,96 @@ fn loose_mode(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
     (mode & 0o077 != 0).then_some(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ActuatorOptions {
+        ActuatorOptions {
+            stop_timeout: Duration::from_secs(5),
+            kill_timeout: Duration::from_secs(3),
+            start_timeout: Duration::from_secs(10),
+            status_command_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(250),
+            rpc_timeout: Duration::from_secs(2),
+            verify_blocks: 5,
+            verify_timeout: Duration::from_secs(40),
+        }
+    }
+
+    #[test]
+    fn story_actuator_worst_cases_are_sums_of_options() {
+        let o = options();
+        let overrun = command::MAX_OVERRUN;
+        // The last probe of a confirmation: status command floor + reaping + one RPC call.
+        let probe = Duration::from_millis(500) + overrun + Duration::from_secs(2);
+        let stop = (Duration::from_secs(5) + overrun)
+            + Duration::from_secs(5)
+            + probe
+            + (Duration::from_secs(3) + overrun)
+            + Duration::from_secs(3)
+            + probe;
+        assert_eq!(o.max_confirmed_stop(), stop);
+        let deactivation = stop + Duration::from_secs(10) + overrun;
+        assert_eq!(o.max_deactivation(), deactivation);
+        // 2 × (5.2 + 5 + 2.7 + 3.2 + 3 + 2.7 + 10.2) + 40 = 2 × 32 + 40 = 104 s
+        assert_eq!(
+            o.max_activation(),
+            deactivation * 2 + Duration::from_secs(40)
+        );
+        assert_eq!(o.max_activation(), Duration::from_secs(104));
+
+        // The wait for a height adds its own bound, and only when there is one.
+        let plan = ActivationPlan::default();
+        assert_eq!(o.max_activation_of(&plan), o.max_activation());
+        let plan = plan.after_height(1234, Duration::from_secs(7));
+        assert_eq!(plan.max_wait(), Duration::from_secs(7));
+        assert_eq!(
+            o.max_activation_of(&plan),
+            o.max_activation() + Duration::from_secs(7)
+        );
+
+        // Every bound grows with the option it counts.
+        let mut longer = o.clone();
+        longer.kill_timeout += Duration::from_secs(1);
+        assert_eq!(
+            longer.max_deactivation(),
+            o.max_deactivation() + Duration::from_secs(2)
+        );
+        assert_eq!(
+            longer.max_activation(),
+            o.max_activation() + Duration::from_secs(4)
+        );
+        let mut longer = o.clone();
+        longer.verify_timeout += Duration::from_secs(1);
+        assert_eq!(longer.max_deactivation(), o.max_deactivation());
+        assert_eq!(
+            longer.max_activation(),
+            o.max_activation() + Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn story_actuator_options_from_config() {
+        let mut config = Config::default();
+        config.story.stop_timeout = 5.0;
+        config.story.verify_blocks = 5;
+        config.story.block_interval = 2400;
+        config.health.rpc_timeout = 2.0;
+        let o = ActuatorOptions::from_config(&config);
+        assert_eq!(o.stop_timeout, Duration::from_secs(5));
+        assert_eq!(o.kill_timeout, Duration::from_secs(5));
+        // stop_timeout, at least 10 s.
+        assert_eq!(o.start_timeout, Duration::from_secs(10));
+        // start + (5 + 2) blocks × 2.4 s × 2 = 10 + 33.6 s
+        assert_eq!(o.verify_timeout, Duration::from_millis(43_600));
+        assert_eq!(o.rpc_timeout, Duration::from_secs(2));
+
+        config.story.stop_timeout = 30.0;
+        let o = ActuatorOptions::from_config(&config);
+        assert_eq!(o.start_timeout, Duration::from_secs(30));
+        assert_eq!(o.verify_timeout, Duration::from_millis(63_600));
+    }
 }

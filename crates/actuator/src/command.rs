@@ -1,9 +1,10 @@
-//! Running the operator's `start_command`, `stop_command` and `status_command`.
+//! Running the operator's `start_command`, `stop_command`, `kill_command` and `status_command`.
 //!
 //! Each runs as `sh -c <command>` with stdin and stdout closed and stderr captured, under a
 //! timeout. A command that outlives its timeout is killed (SIGKILL to the shell; processes it
 //! started in the background are not ours to kill). The result keeps the exit status and the
-//! tail of stderr, which is what an operator needs to see in an error.
+//! tail of stderr, which is what an operator needs to see in an error. [`run`] returns within
+//! its timeout plus [`MAX_OVERRUN`], whatever the command does.
 
 use std::fmt;
 use std::io;
@@ -18,9 +19,10 @@ use tokio::io::AsyncReadExt;
 const STDERR_KEEP: usize = 4096;
 /// Characters of stderr quoted in a message: one readable log line.
 const STDERR_EXCERPT: usize = 300;
-/// How long to wait for stderr to reach EOF after the shell exited. A command that leaves a
-/// background process holding stderr open (`story run &`) must not hold us up.
-const STDERR_GRACE: Duration = Duration::from_millis(200);
+/// How long to wait for stderr to reach EOF after the shell exited (a command that leaves a
+/// background process holding stderr open, `story run &`, must not hold us up), and for the
+/// shell to be reaped after a timeout's SIGKILL. So [`run`] ends by its timeout plus this.
+pub const MAX_OVERRUN: Duration = Duration::from_millis(50);
 
 /// Which configured command ran (the config key, so an operator knows what to fix).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +31,8 @@ pub enum CommandKind {
     Start,
     /// `story.stop_command`
     Stop,
+    /// `story.kill_command`
+    Kill,
     /// `story.status_command`
     Status,
 }
@@ -39,6 +43,7 @@ impl CommandKind {
         match self {
             CommandKind::Start => "story.start_command",
             CommandKind::Stop => "story.stop_command",
+            CommandKind::Kill => "story.kill_command",
             CommandKind::Status => "story.status_command",
         }
     }
@@ -202,9 +207,10 @@ pub async fn run(
             })
         }
         Err(_elapsed) => {
-            // Best effort: the shell may have exited between the timeout and the kill.
+            // Best effort: the shell may have exited between the timeout and the kill. A shell
+            // not reaped within the grace is left to tokio's orphan reaper (kill_on_drop).
             let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(2), child.wait()).await;
+            let _ = tokio::time::timeout(MAX_OVERRUN, child.wait()).await;
             return Err(CommandError::TimedOut {
                 kind,
                 command: command.to_string(),
@@ -213,7 +219,7 @@ pub async fn run(
             });
         }
     };
-    let _ = tokio::time::timeout(STDERR_GRACE, eof_rx).await;
+    let _ = tokio::time::timeout(MAX_OVERRUN, eof_rx).await;
     Ok(CommandOutput {
         status,
         stderr: excerpt(&captured),

@@ -23,7 +23,8 @@ pub enum ActuatorError {
         "activation REFUSED before anything was touched (story not stopped, no file written): {0}"
     )]
     Refused(#[from] Refusal),
-    /// Activation failed in steps 2–6 and was rolled back; see the node condition.
+    /// Activation failed and was rolled back (or, while waiting for a height, touched
+    /// nothing); see the node condition.
     #[error("{0}")]
     ActivationFailed(Box<ActivationFailure>),
     /// Deactivation could not complete; see the node condition.
@@ -96,6 +97,16 @@ pub enum SetupProblem {
         /// The config key.
         key: &'static str,
     },
+    /// No kill command is set and none can be derived from the stop command.
+    #[error(
+        "story.kill_command is not set and cannot be derived from story.stop_command `{stop_command}` \
+         (only `systemctl stop <unit>` gives a default): a stop that is not confirmed could \
+         never be escalated"
+    )]
+    NoKillCommand {
+        /// `story.stop_command`.
+        stop_command: String,
+    },
     /// Temp key files of an earlier run could not be removed.
     #[error("cleaning up after an earlier run: {0}")]
     StaleTemps(#[source] KeySwapError),
@@ -144,18 +155,29 @@ pub enum StepError {
     /// A configured command failed or timed out.
     #[error(transparent)]
     Command(#[from] CommandError),
-    /// Story still looks alive after `stop_timeout`.
+    /// Story still looks alive after `stop_timeout`, and again after the kill command and
+    /// `kill_timeout`.
+    #[error("{0}")]
+    StopNotConfirmed(Box<UnconfirmedStop>),
+    /// The local node did not reach the plan's `start_after_height` in time.
     #[error(
-        "story not confirmed stopped within {timeout:?} (needs story.status_command to exit \
-         non-zero AND the CometBFT RPC at {rpc_url} to refuse connections); last seen: {last_seen}"
+        "the local node did not reach height {height} within {timeout:?} (CometBFT's \
+         double_sign_check_height would refuse to start consensus before it); nothing was \
+         touched; last seen: {last_seen}"
     )]
-    StopNotConfirmed {
-        /// `story.stop_timeout`.
+    HeightNotReached {
+        /// `start_after_height`.
+        height: u64,
+        /// `start_after_timeout`.
         timeout: Duration,
-        /// The RPC probed.
-        rpc_url: String,
-        /// The last observation of both checks.
+        /// The last `/status` answer or error.
         last_seen: String,
+    },
+    /// Story started with the validator key, but it was not seen signing in time.
+    #[error("not verified: {reason}")]
+    NotVerified {
+        /// What was (not) seen, and within what.
+        reason: String,
     },
     /// The state store refused or failed.
     #[error("state file: {0}")]
@@ -194,6 +216,34 @@ pub enum StepError {
     },
 }
 
+/// Both attempts at a confirmed stop — the stop command, then the kill command — and what
+/// was last seen after each.
+#[derive(Debug, Error)]
+#[error(
+    "story not confirmed stopped (needs story.status_command to exit non-zero AND the CometBFT \
+     RPC at {rpc_url} to refuse connections): not within {stop_timeout:?} of story.stop_command \
+     ({stop_result}; last seen: {stop_seen}), nor within {kill_timeout:?} of story.kill_command \
+     `{kill_command}` ({kill_result}; last seen: {kill_seen})"
+)]
+pub struct UnconfirmedStop {
+    /// The RPC probed.
+    pub rpc_url: String,
+    /// `stop_timeout`.
+    pub stop_timeout: Duration,
+    /// How the stop command ended.
+    pub stop_result: String,
+    /// The last observation of both checks after the stop.
+    pub stop_seen: String,
+    /// The kill command run.
+    pub kill_command: String,
+    /// `kill_timeout`.
+    pub kill_timeout: Duration,
+    /// How the kill command ended.
+    pub kill_result: String,
+    /// The last observation of both checks after the kill.
+    pub kill_seen: String,
+}
+
 /// A failed, rolled-back activation.
 #[derive(Debug)]
 pub struct ActivationFailure {
@@ -211,11 +261,19 @@ pub struct ActivationFailure {
 
 impl std::fmt::Display for ActivationFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "activation FAILED at step `{}`: {}. Rolled back; node left {}.",
-            self.failed_step, self.cause, self.node_left
-        )?;
+        if self.node_left == NodeCondition::Untouched {
+            write!(
+                f,
+                "activation FAILED at step `{}`: {}. Node left {}.",
+                self.failed_step, self.cause, self.node_left
+            )?;
+        } else {
+            write!(
+                f,
+                "activation FAILED at step `{}`: {}. Rolled back; node left {}.",
+                self.failed_step, self.cause, self.node_left
+            )?;
+        }
         write_other_failures(f, &self.steps, self.failed_step)?;
         Ok(())
     }

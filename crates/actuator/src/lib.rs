@@ -6,15 +6,18 @@
 //!
 //! Modules:
 //! - `actuator.rs` — [`Actuator`], [`ActivationPlan`], [`ActuatorOptions`]: the activation
-//!   (check keys → stop → confirm stopped → write state → install key → start → verify, with
-//!   rollback to a full node) and the deactivation (stop → confirm → placeholder → read final
-//!   state → start as a full node).
-//! - `command.rs` — running `start_command` / `stop_command` / `status_command` with `sh -c`
-//!   under a timeout; exit status and a stderr excerpt for the errors.
+//!   (check keys → wait for a height → stop → confirm stopped → write state → install key →
+//!   start → verify, rolled back to a full node unless verified) and the deactivation (stop →
+//!   confirm → placeholder → read final state → start as a full node); a stop not confirmed
+//!   in time is escalated to `kill_command`. Worst-case durations:
+//!   [`ActuatorOptions::max_activation`], [`ActuatorOptions::max_deactivation`].
+//! - `command.rs` — running `start_command` / `stop_command` / `kill_command` /
+//!   `status_command` with `sh -c` under a timeout; exit status and a stderr excerpt for the
+//!   errors.
 //! - `keyswap.rs` — atomic install of a key at the live path (temp + fsync + rename + dir
 //!   fsync, mode 0600, read back and address-checked), the `.enc` check, last-resort removal.
 //! - `verify.rs` — after the start: `/status` shows the validator's address, then its
-//!   signature in `/commit` within `verify_blocks` blocks.
+//!   signature in `/commit` within `verify_blocks` blocks, all within `verify_timeout`.
 //! - `report.rs` — [`Step`], [`StepTiming`], [`ActivationReport`], [`DeactivationReport`],
 //!   [`NodeCondition`]: every step timed, for the operator's table.
 //! - `error.rs` — [`ActuatorError`] and the per-step causes: which step, which command or
@@ -38,6 +41,7 @@ pub use actuator::{ActivationPlan, Actuator, ActuatorOptions};
 pub use command::{CommandError, CommandKind};
 pub use error::{
     ActivationFailure, ActuatorError, DeactivationFailure, Refusal, SetupProblem, StepError,
+    UnconfirmedStop,
 };
 pub use keyswap::KeySwapError;
 pub use report::{

@@ -16,10 +16,17 @@ use syncguard_validator::SignState;
 pub enum Step {
     /// Key store, live path and placeholder checked (nothing touched yet).
     CheckKeys,
+    /// The local node reached the plan's `start_after_height` (nothing touched yet): CometBFT's
+    /// `double_sign_check_height` would not start consensus any earlier.
+    WaitForHeight,
     /// `stop_command` run.
     Stop,
     /// `status_command` exits non-zero and the CometBFT RPC refuses connections.
     ConfirmStopped,
+    /// The stop was not confirmed within `stop_timeout`: `kill_command` run.
+    Kill,
+    /// After the kill: the stop confirmed the same way, within `kill_timeout`.
+    ConfirmKilled,
     /// State file written: `max(local, backup, fence, handed)`.
     WriteState,
     /// The validator key copied from the key store to the live path.
@@ -40,6 +47,10 @@ pub enum Step {
     RollbackStop,
     /// Rollback: the stop confirmed again.
     RollbackConfirmStopped,
+    /// Rollback: `kill_command` run (the stop was not confirmed in time).
+    RollbackKill,
+    /// Rollback: the stop confirmed after the kill.
+    RollbackConfirmKilled,
     /// Rollback: the placeholder key put back at the live path.
     RollbackInstallPlaceholder,
     /// Rollback: the live key removed (placeholder could not be written).
@@ -53,8 +64,11 @@ impl Step {
     pub fn name(self) -> &'static str {
         match self {
             Step::CheckKeys => "check-keys",
+            Step::WaitForHeight => "wait-for-height",
             Step::Stop => "stop",
             Step::ConfirmStopped => "confirm-stopped",
+            Step::Kill => "kill",
+            Step::ConfirmKilled => "confirm-killed",
             Step::WriteState => "write-state",
             Step::InstallValidatorKey => "install-validator-key",
             Step::InstallPlaceholder => "install-placeholder",
@@ -65,6 +79,8 @@ impl Step {
             Step::VerifySigning => "verify-signing",
             Step::RollbackStop => "rollback-stop",
             Step::RollbackConfirmStopped => "rollback-confirm-stopped",
+            Step::RollbackKill => "rollback-kill",
+            Step::RollbackConfirmKilled => "rollback-confirm-killed",
             Step::RollbackInstallPlaceholder => "rollback-install-placeholder",
             Step::RollbackRemoveLiveKey => "rollback-remove-live-key",
             Step::RollbackStart => "rollback-start",
@@ -229,7 +245,9 @@ impl fmt::Display for NodeCondition {
     }
 }
 
-/// A completed activation. The key is live; check `verified` and alert loudly when false.
+/// A completed activation: the validator key is live, story runs with it, and its signature
+/// was seen on chain. An activation that could not be verified is rolled back and is an error,
+/// never a report.
 #[derive(Debug, Clone)]
 pub struct ActivationReport {
     /// The validator address (from the key store).
@@ -238,13 +256,11 @@ pub struct ActivationReport {
     pub state_written: SignState,
     /// Where the validator key was installed.
     pub live_key_path: PathBuf,
-    /// `/status` showed the validator's address and its signature appeared in `/commit`
-    /// within `verify_blocks` blocks.
-    pub verified: bool,
-    /// Why it is (not) verified, for the alert.
+    /// What verified it: `/status` showed the validator's address and its signature appeared
+    /// in `/commit` within `verify_blocks` blocks.
     pub verification: String,
-    /// The height whose commit carried the validator's signature, when verified.
-    pub signed_at_height: Option<u64>,
+    /// The height whose commit carried the validator's signature.
+    pub signed_at_height: u64,
     /// Every step, timed.
     pub steps: Vec<StepTiming>,
     /// Wall time of the whole activation.

@@ -17,6 +17,39 @@ fn steps(e: &[syncguard_actuator::StepTiming]) -> Vec<(Step, StepOutcome)> {
     e.iter().map(|s| (s.step, s.outcome)).collect()
 }
 
+/// Each step, ok.
+fn all_ok<const N: usize>(s: [Step; N]) -> Vec<(Step, StepOutcome)> {
+    s.map(|s| (s, StepOutcome::Ok)).to_vec()
+}
+
+/// A stop confirmed only after the kill command, under the forward or the rollback names.
+fn stop_after_kill(rollback: bool) -> Vec<(Step, StepOutcome)> {
+    use Step::*;
+    let [stop, confirm, kill, confirm_killed] = if rollback {
+        [
+            RollbackStop,
+            RollbackConfirmStopped,
+            RollbackKill,
+            RollbackConfirmKilled,
+        ]
+    } else {
+        [Stop, ConfirmStopped, Kill, ConfirmKilled]
+    };
+    vec![
+        (stop, StepOutcome::Ok),
+        (confirm, StepOutcome::Warning),
+        (kill, StepOutcome::Ok),
+        (confirm_killed, StepOutcome::Ok),
+    ]
+}
+
+/// How long `action` took, and its result.
+async fn timed<T>(action: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let begun = std::time::Instant::now();
+    let result = action.await;
+    (result, begun.elapsed())
+}
+
 fn activation_failure(e: ActuatorError) -> Box<syncguard_actuator::ActivationFailure> {
     match e {
         ActuatorError::ActivationFailed(f) => f,
@@ -55,8 +88,13 @@ async fn double_sign_actuator_activation_happy_path() {
             node.validator_address.clone()
         ]
     );
-    assert!(report.verified, "{}", report.verification);
-    assert!(report.signed_at_height.is_some());
+    // Finished means verified: signed after the start, at or above the height written.
+    assert!(
+        report.signed_at_height > node.with(|n| n.start_height),
+        "{}",
+        report.verification
+    );
+    assert!(report.signed_at_height >= 20);
     assert_eq!(node.commands(), ["stop", "start"]);
     node.assert_no_violations();
 
@@ -123,7 +161,7 @@ async fn double_sign_actuator_fence_raises_state_above_local_and_backup() {
     assert_eq!(report.state_written.hrs(), fence.hrs());
     assert_eq!(node.state_on_disk().hrs(), fence.hrs());
     assert_eq!(node.state_on_disk().signature(), None);
-    assert!(report.verified, "{}", report.verification);
+    assert!(report.signed_at_height >= 40, "{}", report.verification);
     node.assert_no_violations();
 }
 
@@ -141,19 +179,19 @@ async fn double_sign_actuator_handover_writes_handed_state() {
         .unwrap();
     assert!(node.state_on_disk().same_signed_data(&handed));
     assert!(report.state_written.same_signed_data(&handed));
-    assert!(report.verified, "{}", report.verification);
+    assert!(report.signed_at_height >= 60, "{}", report.verification);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_sign_actuator_unconfirmed_stop_refuses_and_keeps_placeholder() {
     let before = signed(10, 0, HrsStep::Precommit, 1);
     let node = FakeNode::start(Role::Passive, &before).await;
-    let mut config = node.config();
-    // The stop "succeeds" but story keeps running.
-    config.story.stop_command = format!("echo stop >> '{}'", node.log.display());
-    config.story.stop_timeout = 0.5;
-    let store = node.open_store();
-    let actuator = node.actuator(&config, &store);
+    // The stop "succeeds" but story keeps running, and the kill does not help either.
+    let actuator = node.actuator_with(|s| {
+        s.stop_command = node.useless_stop();
+        s.kill_command = node.useless_kill();
+        s.stop_timeout = 0.5;
+    });
 
     let e = actuator
         .activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))
@@ -162,8 +200,14 @@ async fn double_sign_actuator_unconfirmed_stop_refuses_and_keeps_placeholder() {
     let text = e.to_string();
     println!("{text}\n{}", e.format_steps().unwrap());
     let f = activation_failure(e);
-    assert_eq!(f.failed_step, Step::ConfirmStopped);
-    assert!(matches!(f.cause, StepError::StopNotConfirmed { .. }));
+    assert_eq!(f.failed_step, Step::ConfirmKilled);
+    assert!(matches!(f.cause, StepError::StopNotConfirmed(_)));
+    // The cause names both attempts.
+    assert!(
+        text.contains("of story.stop_command") && text.contains("of story.kill_command `echo kill"),
+        "{text}"
+    );
+    assert_eq!(node.commands(), ["stop", "kill"]);
     assert_eq!(
         f.node_left,
         NodeCondition::StopUnconfirmed {
@@ -186,10 +230,24 @@ async fn double_sign_actuator_unconfirmed_stop_refuses_and_keeps_placeholder() {
     let s = steps(&f.steps);
     assert!(!s.iter().any(|(step, _)| *step == Step::WriteState));
     assert!(!s.iter().any(|(step, _)| *step == Step::InstallValidatorKey));
-    // Story may still run: nothing is started on top of it.
+    // Story may still run: nothing is started on top of it, and the futile stop and kill are
+    // not tried a second time.
     assert!(!s
         .iter()
         .any(|(step, _)| matches!(step, Step::Start | Step::RollbackStart)));
+    assert!(
+        s.contains(&(Step::ConfirmStopped, StepOutcome::Warning)),
+        "{s:?}"
+    );
+    assert!(s.contains(&(Step::Kill, StepOutcome::Ok)), "{s:?}");
+    assert!(
+        s.contains(&(Step::ConfirmKilled, StepOutcome::Failed)),
+        "{s:?}"
+    );
+    assert!(
+        s.contains(&(Step::RollbackStop, StepOutcome::Skipped)),
+        "{s:?}"
+    );
     node.assert_no_violations();
 }
 
@@ -199,10 +257,11 @@ async fn double_sign_actuator_stop_needs_rpc_refusal_too() {
     let node = FakeNode::start(Role::Passive, &before).await;
     // The unit looks inactive (flag gone) but the process still holds its port.
     node.with(|n| n.stuck = true);
-    let mut config = node.config();
-    config.story.stop_timeout = 0.5;
-    let store = node.open_store();
-    let actuator = node.actuator(&config, &store);
+    // A kill that reaches nothing: the lingering process stays.
+    let actuator = node.actuator_with(|s| {
+        s.stop_timeout = 0.5;
+        s.kill_command = node.useless_kill();
+    });
 
     let e = actuator
         .activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))
@@ -210,7 +269,7 @@ async fn double_sign_actuator_stop_needs_rpc_refusal_too() {
         .unwrap_err();
     let text = e.to_string();
     let f = activation_failure(e);
-    assert_eq!(f.failed_step, Step::ConfirmStopped);
+    assert_eq!(f.failed_step, Step::ConfirmKilled);
     assert!(text.contains("story.status_command exits 1"), "{text}");
     assert!(text.contains("still answers"), "{text}");
     assert_eq!(node.live_address(), node.placeholder_address);
@@ -230,18 +289,11 @@ async fn double_sign_actuator_start_failure_rolls_back_to_placeholder() {
     let mut config = node.config();
     // The first start brings story up (with whatever key is live) but reports failure, like
     // a unit whose start job fails after its process began; later starts work.
-    let once = node.dir.path().join("failed-once");
-    config.story.start_command = node.script(
-        "start.sh",
-        &format!(
-            "echo start >> '{log}'\ntouch '{flag}'\nif [ ! -e '{once}' ]; then touch '{once}'; \
-             echo 'Job for story.service failed because the control process exited' >&2; \
-             exit 1; fi",
-            log = node.log.display(),
-            flag = node.flag.display(),
-            once = once.display()
-        ),
-    );
+    config.story.start_command = node.start_once_then(&format!(
+        "touch '{}'; echo 'Job for story.service failed because the control process exited' \
+         >&2; exit 1",
+        node.flag.display()
+    ));
     let store = node.open_store();
     let actuator = node.actuator(&config, &store);
 
@@ -261,13 +313,7 @@ async fn double_sign_actuator_start_failure_rolls_back_to_placeholder() {
     assert!(f.node_left.is_safe());
 
     // Rolled back: placeholder live (0600), story running with it.
-    assert_eq!(node.live_address(), node.placeholder_address);
-    assert_eq!(node.live_mode(), 0o600);
-    node.wait_for(|n| n.running.is_some()).await;
-    assert_eq!(
-        node.with(|n| n.running.clone()).unwrap(),
-        node.placeholder_address
-    );
+    node.assert_full_node_with_placeholder().await;
     assert_eq!(node.commands(), ["stop", "start", "stop", "start"]);
     use Step::*;
     assert_eq!(
@@ -481,6 +527,7 @@ async fn double_sign_actuator_deactivation_unconfirmed_stop_still_installs_place
         "echo stop >> '{}'; echo 'Failed to stop story.service: timeout' >&2; exit 1",
         node.log.display()
     );
+    config.story.kill_command = node.useless_kill();
     config.story.stop_timeout = 0.5;
     let store = node.open_store();
     let actuator = node.actuator(&config, &store);
@@ -492,7 +539,8 @@ async fn double_sign_actuator_deactivation_unconfirmed_stop_still_installs_place
         ActuatorError::DeactivationFailed(f) => f,
         other => panic!("{other}"),
     };
-    assert_eq!(f.failed_step, Step::ConfirmStopped);
+    assert_eq!(f.failed_step, Step::ConfirmKilled);
+    assert!(text.contains("story.kill_command"), "{text}");
     assert_eq!(
         f.node_left,
         NodeCondition::StopUnconfirmed {
@@ -511,7 +559,7 @@ async fn double_sign_actuator_deactivation_unconfirmed_stop_still_installs_place
     );
     assert_eq!(node.live_address(), node.placeholder_address);
     assert_eq!(node.live_mode(), 0o600);
-    assert_eq!(node.commands(), ["stop"]);
+    assert_eq!(node.commands(), ["stop", "kill"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -543,7 +591,7 @@ async fn double_sign_actuator_deactivation_without_placeholder_removes_live_key(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actuator_verification_wrong_address_is_not_verified() {
+async fn story_actuator_activation_with_another_address_rolls_back() {
     let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
     // A node that ignores the live key file.
     let stranger = ValidatorKey::generate_secp256k1().address_hex();
@@ -552,51 +600,264 @@ async fn actuator_verification_wrong_address_is_not_verified() {
     let store = node.open_store();
     let actuator = node.actuator(&config, &store);
 
-    let report = actuator
+    let e = actuator
         .activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))
         .await
-        .unwrap();
-    assert!(!report.verified);
+        .unwrap_err();
+    let text = e.to_string();
+    let f = activation_failure(e);
+    assert_eq!(f.failed_step, Step::VerifyAddress);
+    assert!(matches!(f.cause, StepError::NotVerified { .. }), "{text}");
     assert!(
-        report.verification.contains(&stranger),
-        "{}",
-        report.verification
+        text.contains("not verified") && text.contains(&stranger) && text.contains("instead of"),
+        "{text}"
     );
-    assert!(
-        report.verification.contains("instead of"),
-        "{}",
-        report.verification
-    );
-    let s = steps(&report.steps);
+    let s = steps(&f.steps);
     assert!(s.contains(&(Step::VerifyAddress, StepOutcome::Failed)));
     assert!(s.contains(&(Step::VerifySigning, StepOutcome::Skipped)));
-    // Reported, not rolled back: the key stays live.
-    assert_eq!(node.live_address(), node.validator_address);
+    // Not verified is not finished: rolled back, the placeholder live and running again.
+    assert_eq!(f.node_left, NodeCondition::FullNode);
+    assert_eq!(node.live_address(), node.placeholder_address);
+    node.wait_for(|n| n.running.is_some()).await;
+    assert_eq!(
+        node.with(|n| n.starts.clone()),
+        vec![
+            node.placeholder_address.clone(),
+            node.validator_address.clone(),
+            node.placeholder_address.clone()
+        ]
+    );
+    node.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn actuator_verification_no_signature_is_not_verified() {
+async fn story_actuator_activation_without_signature_rolls_back_within_the_deadline() {
     let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
     node.with(|n| n.not_signing = true);
-    let config = node.config();
-    let store = node.open_store();
-    let actuator = node.actuator(&config, &store);
+    // The stop does nothing: the activation's stop and the rollback's both need the kill.
+    let actuator = node.actuator_with(|s| {
+        s.stop_command = node.useless_stop();
+        s.stop_timeout = 0.5;
+    });
+    let bound = actuator.options().max_activation();
+
+    let (result, took) =
+        timed(actuator.activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))).await;
+    let e = result.unwrap_err();
+    let text = e.to_string();
+    println!("{text}\n{}", e.format_steps().unwrap());
+    assert!(took <= bound, "{took:?} > max_activation {bound:?}");
+    let f = activation_failure(e);
+    assert_eq!(f.failed_step, Step::VerifySigning);
+    let expected = format!("not verified: no signature of {}", node.validator_address);
+    assert!(text.contains(&expected), "{text}");
+    assert_eq!(f.node_left, NodeCondition::FullNode);
+    node.assert_full_node_with_placeholder().await;
+    assert_eq!(
+        node.commands(),
+        ["stop", "kill", "start", "stop", "kill", "start"]
+    );
+    use Step::*;
+    let mut expected_steps = all_ok([CheckKeys]);
+    expected_steps.extend(stop_after_kill(false));
+    expected_steps.extend(all_ok([
+        WriteState,
+        InstallValidatorKey,
+        Start,
+        VerifyAddress,
+    ]));
+    expected_steps.push((VerifySigning, StepOutcome::Failed));
+    expected_steps.extend(stop_after_kill(true));
+    expected_steps.extend(all_ok([RollbackInstallPlaceholder, RollbackStart]));
+    assert_eq!(steps(&f.steps), expected_steps);
+    node.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn story_actuator_activation_of_a_node_that_never_answers_rolls_back_at_the_deadline() {
+    let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
+    // The first start "succeeds" but story dies at once (killed during the activation, as in
+    // the field); later starts work.
+    let actuator = node.actuator_with(|s| s.start_command = node.start_once_then("exit 0"));
+    let verify_timeout = actuator.options().verify_timeout;
+    let bound = actuator.options().max_activation();
+
+    let (result, took) =
+        timed(actuator.activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))).await;
+    let e = result.unwrap_err();
+    let text = e.to_string();
+    println!("{text}\n{}", e.format_steps().unwrap());
+    assert!(
+        took >= verify_timeout && took <= bound,
+        "{took:?} outside {verify_timeout:?}..={bound:?}"
+    );
+    let f = activation_failure(e);
+    assert_eq!(f.failed_step, Step::VerifyAddress);
+    assert!(
+        text.contains(&format!("within {verify_timeout:?} after story started")),
+        "{text}"
+    );
+    let verify_step = f
+        .steps
+        .iter()
+        .find(|s| s.step == Step::VerifyAddress)
+        .unwrap();
+    assert!(verify_step.duration >= verify_timeout);
+    assert!(verify_step.duration < verify_timeout + Duration::from_secs(1));
+    assert_eq!(f.node_left, NodeCondition::FullNode);
+    node.assert_full_node_with_placeholder().await;
+    node.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_actuator_stop_escalates_to_kill_and_is_confirmed() {
+    let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
+    // The stop does nothing; story runs until the kill command.
+    let actuator = node.actuator_with(|s| {
+        s.stop_command = node.useless_stop();
+        s.stop_timeout = 0.5;
+    });
 
     let report = actuator
         .activate(ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None)))
         .await
         .unwrap();
-    assert!(!report.verified);
+    let table = report.format_steps();
+    println!("{table}");
+    assert_eq!(node.commands(), ["stop", "kill", "start"]);
+    use Step::*;
+    let mut expected = all_ok([CheckKeys]);
+    expected.extend(stop_after_kill(false));
+    expected.extend(all_ok([
+        WriteState,
+        InstallValidatorKey,
+        Start,
+        VerifyAddress,
+        VerifySigning,
+    ]));
+    assert_eq!(steps(&report.steps), expected);
+    // The report shows the kill and how long the stop was given before it.
+    let confirm = &report.steps[2];
+    assert!(confirm.duration >= Duration::from_millis(500), "{table}");
     assert!(
-        report.verification.contains("no signature"),
-        "{}",
-        report.verification
+        confirm.detail.contains("escalating to story.kill_command"),
+        "{table}"
     );
-    assert!(report
-        .steps
-        .iter()
-        .any(|s| s.step == Step::VerifySigning && s.outcome == StepOutcome::Failed));
-    assert_eq!(report.signed_at_height, None);
+    assert!(
+        table.contains("kill ") && table.contains("confirm-killed"),
+        "{table}"
+    );
+    assert_eq!(node.live_address(), node.validator_address);
+    // Nothing was written while the old process could still run.
+    node.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_actuator_deactivation_kills_a_wedged_story() {
+    let last = signed(77, 0, HrsStep::Precommit, 5);
+    let node = FakeNode::start(Role::Active, &last).await;
+    // The unit looks stopped but the process lingers, holding its port, until SIGKILL.
+    node.with(|n| n.stuck = true);
+    let actuator = node.actuator_with(|s| s.stop_timeout = 0.5);
+    let bound = actuator.options().max_deactivation();
+
+    let report = actuator.deactivate().await.unwrap();
+    println!("{}", report.format_steps());
+    assert!(report.total <= bound, "{:?} > {bound:?}", report.total);
+    assert!(report.final_state.same_signed_data(&last));
+    assert_eq!(node.commands(), ["stop", "kill", "start"]);
+    use Step::*;
+    let mut expected = all_ok([CheckKeys]);
+    expected.extend(stop_after_kill(false));
+    expected.extend(all_ok([InstallPlaceholder, ReadFinalState, Start]));
+    assert_eq!(steps(&report.steps), expected);
+    assert!(
+        report.steps[2].detail.contains("still answers"),
+        "{}",
+        report.steps[2].detail
+    );
+    node.assert_full_node_with_placeholder().await;
+    node.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn story_actuator_activation_waits_for_start_after_height() {
+    let node = FakeNode::start(Role::Passive, &signed(10, 0, HrsStep::Precommit, 1)).await;
+    let actuator = node.actuator_with(|_| {});
+
+    let target = node.chain_height() + 8;
+    let report = actuator
+        .activate(
+            ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None))
+                .after_height(target, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    let table = report.format_steps();
+    println!("{table}");
+    use Step::*;
+    assert_eq!(
+        steps(&report.steps)[..3],
+        [
+            (CheckKeys, StepOutcome::Ok),
+            (WaitForHeight, StepOutcome::Ok),
+            (Stop, StepOutcome::Ok)
+        ]
+    );
+    assert!(
+        report.steps[1].detail.contains(&format!(
+            "waited for height {target} (double_sign_check_height)"
+        )),
+        "{table}"
+    );
+    // Story was stopped only once the chain had reached the height.
+    let started_at = node.with(|n| n.start_height);
+    assert!(started_at >= target, "{started_at} < {target}");
+    assert_eq!(node.live_address(), node.validator_address);
+    node.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_actuator_start_after_height_not_reached_touches_nothing() {
+    let before = signed(10, 0, HrsStep::Precommit, 1);
+    let node = FakeNode::start(Role::Passive, &before).await;
+    let actuator = node.actuator_with(|_| {});
+
+    let target = node.chain_height() + 1_000_000;
+    let (result, took) = timed(
+        actuator.activate(
+            ActivationPlan::unplanned(unsigned(40, 0, HrsStep::None))
+                .after_height(target, Duration::from_millis(300)),
+        ),
+    )
+    .await;
+    let e = result.unwrap_err();
+    let text = e.to_string();
+    println!("{text}\n{}", e.format_steps().unwrap());
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    assert_eq!(e.node_condition(), Some(NodeCondition::Untouched));
+    let f = activation_failure(e);
+    assert_eq!(f.failed_step, Step::WaitForHeight);
+    assert!(matches!(f.cause, StepError::HeightNotReached { height, .. } if height == target));
+    assert!(
+        text.contains(&format!("did not reach height {target}"))
+            && text.contains("nothing was touched")
+            && !text.contains("Rolled back"),
+        "{text}"
+    );
+    assert_eq!(
+        steps(&f.steps),
+        [
+            (Step::CheckKeys, StepOutcome::Ok),
+            (Step::WaitForHeight, StepOutcome::Failed)
+        ]
+    );
+    // Untouched: never stopped, nothing written, the placeholder still live and running.
+    assert!(node.commands().is_empty());
+    assert_eq!(node.live_address(), node.placeholder_address);
+    assert!(node.state_on_disk().same_signed_data(&before));
+    assert_eq!(node.with(|n| n.starts.len()), 1);
+    assert!(node.with(|n| n.running.is_some()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

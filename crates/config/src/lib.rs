@@ -4,11 +4,13 @@
 //!   parses unchanged; newer keys all have safe defaults).
 //! - `parse.rs` — YAML → typed config, listing every type error and unknown key with its path.
 //! - `validate.rs` — rules on values (ranges, agreement between keys, the self-fence bound).
+//! - `kill_command.rs` — the default `story.kill_command`, derived from `story.stop_command`.
 //! - `problem.rs` — the `Problem` (key path + reason) and `ConfigError` types.
 //!
 //! Everything here is pure: checks that touch files or the network live in the CLI
 //! (`syncguard config check` without `--offline`).
 
+mod kill_command;
 mod parse;
 mod problem;
 mod schema;
@@ -16,6 +18,7 @@ mod validate;
 
 use std::path::Path;
 
+pub use kill_command::derive_kill_command;
 pub use problem::{ConfigError, Problem};
 pub use schema::*;
 pub use validate::check_host_port;

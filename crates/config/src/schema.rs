@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::kill_command::derive_kill_command;
+
 /// The whole `config-story.yaml`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
@@ -175,6 +177,11 @@ pub struct StoryConfig {
     pub start_command: String,
     /// Command that stops `story`. Default `systemctl stop story`.
     pub stop_command: String,
+    /// Command that kills `story` outright (SIGKILL), run when a stop is not confirmed within
+    /// `stop_timeout`; the stop is then confirmed again the same way before anything moves.
+    /// Default: derived from `stop_command` — `systemctl stop X` gives
+    /// `systemctl kill --signal=SIGKILL X`; any other stop command needs it set.
+    pub kill_command: Option<String>,
     /// Command that exits 0 while `story` runs and non-zero once it has stopped; with the
     /// CometBFT RPC refusing connections, it confirms a stop before any key or state moves.
     /// Default `systemctl is-active --quiet story`.
@@ -217,6 +224,7 @@ impl Default for StoryConfig {
             node_config_path: None,
             start_command: "systemctl start story".into(),
             stop_command: "systemctl stop story".into(),
+            kill_command: None,
             status_command: "systemctl is-active --quiet story".into(),
             stop_timeout: None,
             kill_timeout: None,
@@ -248,6 +256,14 @@ impl StoryConfig {
     }
     pub fn state_sync_interval(&self) -> Duration {
         secs(self.state_sync_interval)
+    }
+    /// The kill command in force: `kill_command` when set, else the one derived from
+    /// `stop_command` ([`derive_kill_command`]); `None` when neither (validation reports it).
+    pub fn kill_command(&self) -> Option<String> {
+        match &self.kill_command {
+            Some(cmd) => Some(cmd.clone()),
+            None => derive_kill_command(&self.stop_command),
+        }
     }
 }
 

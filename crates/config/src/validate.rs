@@ -246,6 +246,25 @@ fn story(c: &Config, f: &mut Findings) {
     if s.status_command.trim().is_empty() {
         f.error("story.status_command", "must not be empty");
     }
+    match &s.kill_command {
+        Some(cmd) if cmd.trim().is_empty() => f.error(
+            "story.kill_command",
+            "must not be empty: leave it out to derive it from story.stop_command, or give a \
+             command that kills story outright",
+        ),
+        // An empty stop command is reported above; nothing to derive from.
+        None if !s.stop_command.trim().is_empty() && s.kill_command().is_none() => f.error(
+            "story.kill_command",
+            format!(
+                "must be set: it cannot be derived from story.stop_command `{}` (only \
+                 `systemctl stop <unit>` gives a default, `systemctl kill --signal=SIGKILL \
+                 <unit>`); give a command that kills story outright (SIGKILL), run when a stop \
+                 is not confirmed within story.stop_timeout",
+                s.stop_command
+            ),
+        ),
+        _ => {}
+    }
 }
 
 fn failover(c: &Config, f: &mut Findings) {

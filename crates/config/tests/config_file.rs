@@ -19,6 +19,11 @@ fn seed_yaml() -> String {
     text[start..start + len].to_string()
 }
 
+/// The config of valid YAML.
+fn valid(yaml: &str) -> Config {
+    from_yaml_str(yaml, "test.yaml").expect("valid").config
+}
+
 fn problems(yaml: &str) -> Vec<String> {
     match from_yaml_str(yaml, "test.yaml") {
         Ok(_) => Vec::new(),
@@ -243,4 +248,40 @@ fn config_empty_values_mean_defaults() {
         .config;
     assert_eq!(c.communication.tls, None);
     assert_eq!(c.logging, Config::default().logging);
+}
+
+#[test]
+fn config_kill_command_is_derived_from_systemctl_or_required() {
+    let c = valid("server:\n  id: a\n");
+    assert_eq!(c.story.kill_command, None);
+    assert_eq!(
+        c.story.kill_command().as_deref(),
+        Some("systemctl kill --signal=SIGKILL story")
+    );
+
+    let c = valid("server:\n  id: a\nstory:\n  stop_command: \"sudo systemctl stop --no-block story.service\"\n");
+    assert_eq!(
+        c.story.kill_command().as_deref(),
+        Some("sudo systemctl kill --signal=SIGKILL story.service")
+    );
+
+    // Not derivable: the operator must say how to kill story.
+    let found = problems("server:\n  id: a\nstory:\n  stop_command: \"docker stop story\"\n");
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].starts_with("story.kill_command: must be set")
+            && found[0].contains("cannot be derived from story.stop_command `docker stop story`"),
+        "{found:#?}"
+    );
+
+    let c = valid("server:\n  id: a\nstory:\n  stop_command: \"docker stop story\"\n  kill_command: \"docker kill story\"\n");
+    assert_eq!(c.story.kill_command().as_deref(), Some("docker kill story"));
+
+    let found = problems("server:\n  id: a\nstory:\n  kill_command: \" \"\n");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("story.kill_command: must not be empty")),
+        "{found:#?}"
+    );
 }

@@ -436,6 +436,7 @@ server:
   node_config_path: {node_config}
   start_command: {start}
   stop_command: {stop}
+  kill_command: {kill}
   status_command: {status}
   stop_timeout: {stop_timeout}
   verify_blocks: {verify}
@@ -484,6 +485,7 @@ logging:
         node_config = p(&host.home.join("config").join("config.toml")),
         start = yaml_str(&host.start_command),
         stop = yaml_str(&host.stop_command),
+        kill = yaml_str(&host.kill_command),
         status = yaml_str(&host.status_command),
         block_ms = block_time.as_millis().max(1),
         sync = t.state_sync_interval,

@@ -273,6 +273,8 @@ pub struct Host {
     pub start_command: String,
     /// `story.stop_command`.
     pub stop_command: String,
+    /// `story.kill_command` (`ctl kill`: SIGKILL; nothing to derive it from).
+    pub kill_command: String,
     /// `story.status_command`.
     pub status_command: String,
     /// `story.validator_key_store`: the validator key at rest (0600), on every host.
@@ -600,6 +602,7 @@ impl Devnet {
             vec!["ctl".into(), verb.into(), "--home".into(), home_os.clone()]
         };
         let stop = with_home("stop");
+        let kill = with_home("kill");
         let status = with_home("status");
         let l = &self.launcher;
         Ok(Host {
@@ -607,6 +610,7 @@ impl Devnet {
             evm_rpc_url: String::new(),
             start_command: shell_line(&l.argv(&start)),
             stop_command: shell_line(&l.argv(&stop)),
+            kill_command: shell_line(&l.argv(&kill)),
             status_command: shell_line(&l.argv(&status)),
             key_store,
             placeholder_key,

@@ -197,7 +197,7 @@ impl Driver {
                                     shared.update(|v| v.last_activation = Some(t));
                                     tracing::info!(
                                         epoch,
-                                        verified = report.verified,
+                                        signed_at = report.signed_at_height,
                                         "activation finished\n{}",
                                         report.format_steps()
                                     );
@@ -355,6 +355,7 @@ fn activation_plan(
     Ok(ActivationPlan {
         fence,
         handed_state,
+        ..ActivationPlan::default()
     })
 }
 

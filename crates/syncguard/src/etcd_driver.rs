@@ -291,10 +291,7 @@ impl EtcdDriver {
                     tokio::spawn(async move {
                         let result = match SignState::unsigned(fence) {
                             Ok(f) => actuator
-                                .activate(ActivationPlan {
-                                    fence: Some(f),
-                                    handed_state: None,
-                                })
+                                .activate(ActivationPlan::unplanned(f))
                                 .await
                                 .map(|report| {
                                     tracing::info!(

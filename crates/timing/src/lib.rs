@@ -41,6 +41,10 @@ pub const QUIET_BLOCKS: u32 = 3;
 /// Writing the state file and installing the key (both small, fsynced files).
 pub const WRITE_BOUND: Duration = Duration::from_secs(1);
 
+/// How far one phase of a stop (the stop, or the kill) may run past its timeout: the reap of
+/// a command cut at its deadline and one last, short confirmation probe.
+pub const ACTUATOR_OVERRUN: Duration = Duration::from_millis(150);
+
 /// The default time `story` may take from its start command to its first signature.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -138,7 +142,7 @@ pub struct Timing {
     /// The kill step and its confirmation, when the stop did not confirm: I/2 within
     /// [200 ms, 3 s].
     pub kill_timeout: Duration,
-    /// stop + kill: the longest a confirmed stop takes.
+    /// stop + kill + 2 × [`ACTUATOR_OVERRUN`]: the longest a confirmed stop takes.
     pub stop_bound: Duration,
     /// I × R: the seed's failover window.
     pub detection_window: Duration,
@@ -342,7 +346,7 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
     let detection_window = round.saturating_mul(retries);
     let stop_timeout = i.stop_timeout.unwrap_or_else(|| {
         let room = detection_window
-            .saturating_sub(contact_lag + kill_timeout + slack)
+            .saturating_sub(contact_lag + kill_timeout + ACTUATOR_OVERRUN * 2 + slack)
             .max(MIN_STOP);
         ms_up(room.min(MAX_DEFAULT_STOP))
     });
@@ -355,7 +359,7 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
             errors.push(TimingError::Zero { key });
         }
     }
-    let stop_bound = stop_timeout + kill_timeout;
+    let stop_bound = stop_timeout + kill_timeout + ACTUATOR_OVERRUN * 2;
     let window = detection_window.max(contact_lag + stop_bound + slack);
     let min_stall = block * 2;
     let stall_age = match i.self_fence_timeout {
@@ -630,9 +634,10 @@ impl Timing {
             r("news_max_age", self.news_max_age, "2 I + request_timeout", "an observation older than this is no news (a slow but answered look is still news)"),
             r("contact_lag", self.contact_lag, "I + request_timeout", "a cut of the link reaches the active's rules within this"),
             r("observe_lag", self.observe_lag, "I + rpc_timeout", "a new commit reaches the rules within this"),
-            r("stop_timeout", self.stop_timeout, "story.stop_timeout, or I × R − contact_lag − kill − slack within [200 ms, 30 s]", "the graceful stop fits in the window"),
+            r("stop_timeout", self.stop_timeout, "story.stop_timeout, or I × R − contact_lag − kill − 2 × 150 ms − slack within [200 ms, 30 s]", "the graceful stop fits in the window"),
             r("kill_timeout", self.kill_timeout, "I/2 within [200 ms, 3 s]", "a stop that does not confirm is escalated (SIGKILL)"),
-            r("window", self.window, "max(I × R, contact_lag + stop + kill + slack)", "a cut-off active has confirmed its stop before its peer may start"),
+            r("stop_bound", self.stop_bound, "stop + kill + 2 × 150 ms (a cut command is reaped, one last probe)", "the longest a confirmed stop takes"),
+            r("window", self.window, "max(I × R, contact_lag + stop_bound + slack)", "a cut-off active has confirmed its stop before its peer may start"),
             r("stall_age", self.stall_age, "3 B + slack (failover.self_fence_timeout, ≥ 2 B)", "a node this far behind the chain's time follows no chain (self-fence)"),
             r("witness_span_stall", self.witness_span_stall, "observe_lag + stall_age + stop + kill + slack", "a node that stopped following the chain has stopped before the witness may clear"),
             r("witness_span_silent", self.witness_span_silent, "observe_lag + stop + kill + slack (after 3 + 2 clean blocks)", "a node whose votes miss the commits has stopped before the witness may clear"),

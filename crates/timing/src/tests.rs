@@ -20,8 +20,8 @@ fn timing_seed_config_derives_without_errors_and_keeps_the_seed_window() {
     assert_eq!(t.rpc_timeout, ms(2_000));
     assert_eq!(t.request_timeout, ms(2_000));
     assert_eq!(t.kill_timeout, ms(2_500));
-    // 15 − (5 + 2) − 2.5 − 1
-    assert_eq!(t.stop_timeout, ms(4_500));
+    // 15 − (5 + 2) − 2.5 − 2 × 0.15 − 1
+    assert_eq!(t.stop_timeout, ms(4_200));
     assert!(t.contact_lag + t.stop_bound + t.slack <= t.window);
 }
 
@@ -120,7 +120,7 @@ fn timing_guarantees_are_sentences_with_numbers() {
     assert!(g[0].starts_with("a crashed active is replaced within "), "{}", g[0]);
     assert!(g[1].contains("always before its peer may start"), "{}", g[1]);
     assert!(g[2].starts_with("a planned switchover misses"), "{}", g[2]);
-    assert_eq!(t.rows().len(), 21);
+    assert_eq!(t.rows().len(), 22);
 }
 
 #[test]

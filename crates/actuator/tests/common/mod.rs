@@ -1,7 +1,8 @@
 //! A fake Story node for the actuator's tests, driven by real shell commands over real files.
 //!
 //! - "Running" means the flag file exists: `start_command` creates it, `stop_command` removes
-//!   it, `status_command` tests it (`test -f`).
+//!   it, `status_command` tests it (`test -f`). `kill_command` removes it too and leaves a
+//!   marker that also ends a wedged ("stuck") process, as SIGKILL would.
 //! - A supervisor task watches the flag. When it appears, the node reads the key at the live
 //!   path (as `story` does at start) and opens its CometBFT RPC port; when it disappears, the
 //!   listener is closed, so connections are refused — like a stopped process.
@@ -24,7 +25,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use syncguard_actuator::{Actuator, ActuatorOptions};
-use syncguard_config::Config;
+use syncguard_config::{Config, StoryConfig};
 use syncguard_validator::{Hrs, SignState, StateStore, Step, ValidatorKey};
 use tokio::task::JoinHandle;
 
@@ -89,6 +90,8 @@ struct Shared {
 pub struct FakeNode {
     pub dir: tempfile::TempDir,
     pub flag: PathBuf,
+    /// Left by `kill_command`: the supervisor ends the process, wedged or not.
+    pub killed: PathBuf,
     pub live_key: PathBuf,
     pub key_store: PathBuf,
     pub placeholder: PathBuf,
@@ -99,6 +102,7 @@ pub struct FakeNode {
     pub validator_address: String,
     pub placeholder_address: String,
     pub node: Arc<Mutex<NodeState>>,
+    chain: Arc<Chain>,
     supervisor: JoinHandle<()>,
 }
 
@@ -142,17 +146,20 @@ impl FakeNode {
             l.local_addr().unwrap().port()
         };
         let flag = d.join("run/story.running");
+        let killed = d.join("run/story.killed");
         let node = Arc::new(Mutex::new(NodeState::default()));
+        let chain = Arc::new(Chain {
+            origin: Instant::now(),
+            validator: validator.address_hex(),
+        });
         let shared = Shared {
             node: node.clone(),
-            chain: Arc::new(Chain {
-                origin: Instant::now(),
-                validator: validator.address_hex(),
-            }),
+            chain: chain.clone(),
         };
         let supervisor = tokio::spawn(supervise(
             shared,
             flag.clone(),
+            killed.clone(),
             live_key.clone(),
             state_path.clone(),
             port,
@@ -160,6 +167,7 @@ impl FakeNode {
         std::fs::write(&flag, b"").unwrap();
         let fake = FakeNode {
             flag,
+            killed,
             live_key,
             key_store,
             placeholder,
@@ -170,6 +178,7 @@ impl FakeNode {
             validator_address: validator.address_hex(),
             placeholder_address: placeholder_key.address_hex(),
             node,
+            chain,
             supervisor,
             dir,
         };
@@ -191,6 +200,12 @@ impl FakeNode {
         s.placeholder_key_path = self.placeholder.clone();
         s.start_command = format!("echo start >> {}; touch {}", q(&self.log), q(&self.flag));
         s.stop_command = format!("echo stop >> {}; rm -f {}", q(&self.log), q(&self.flag));
+        s.kill_command = Some(format!(
+            "echo kill >> {}; touch {}; rm -f {}",
+            q(&self.log),
+            q(&self.killed),
+            q(&self.flag)
+        ));
         s.status_command = format!("test -f {}", q(&self.flag));
         s.stop_timeout = 2.0;
         s.verify_blocks = 3;
@@ -204,8 +219,8 @@ impl FakeNode {
         o.poll_interval = Duration::from_millis(10);
         o.start_timeout = Duration::from_secs(5);
         o.rpc_timeout = Duration::from_secs(1);
-        o.verify_status_timeout = Duration::from_secs(3);
-        o.verify_signing_timeout = Duration::from_secs(3);
+        o.kill_timeout = Duration::from_secs(1);
+        o.verify_timeout = Duration::from_secs(3);
         o
     }
 
@@ -217,6 +232,13 @@ impl FakeNode {
         Actuator::with_options(config, store.clone(), Self::options(config)).unwrap()
     }
 
+    /// An actuator for this node with its config edited by `edit` (and a fresh store).
+    pub fn actuator_with(&self, edit: impl FnOnce(&mut StoryConfig)) -> Actuator {
+        let mut config = self.config();
+        edit(&mut config.story);
+        self.actuator(&config, &self.open_store())
+    }
+
     /// A script file in the node's directory (for commands with state of their own).
     pub fn script(&self, name: &str, body: &str) -> String {
         let path = self.dir.path().join(name);
@@ -225,13 +247,55 @@ impl FakeNode {
         format!("'{}'", path.display())
     }
 
-    /// Commands run, in order (`start`, `stop`).
+    /// A stop command that "succeeds" but does nothing: story keeps running.
+    pub fn useless_stop(&self) -> String {
+        format!("echo stop >> '{}'", self.log.display())
+    }
+
+    /// A kill command that does not help: logged, nothing else.
+    pub fn useless_kill(&self) -> Option<String> {
+        Some(format!("echo kill >> '{}'", self.log.display()))
+    }
+
+    /// A start command whose first run does `first_run` (shell) instead of starting story;
+    /// later runs start it.
+    pub fn start_once_then(&self, first_run: &str) -> String {
+        let once = self.dir.path().join("started-once");
+        self.script(
+            "start.sh",
+            &format!(
+                "echo start >> '{log}'\nif [ ! -e '{once}' ]; then touch '{once}'; {first_run}; \
+                 fi\ntouch '{flag}'",
+                log = self.log.display(),
+                once = once.display(),
+                flag = self.flag.display(),
+            ),
+        )
+    }
+
+    /// Rolled back: the placeholder at the live path (0600), story running with it.
+    pub async fn assert_full_node_with_placeholder(&self) {
+        assert_eq!(self.live_address(), self.placeholder_address);
+        assert_eq!(self.live_mode(), 0o600);
+        self.wait_for(|n| n.running.is_some()).await;
+        assert_eq!(
+            self.with(|n| n.running.clone()).unwrap(),
+            self.placeholder_address
+        );
+    }
+
+    /// Commands run, in order (`start`, `stop`, `kill`).
     pub fn commands(&self) -> Vec<String> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
             .map(str::to_string)
             .collect()
+    }
+
+    /// The chain's height now (as `/status` reports it while the node runs).
+    pub fn chain_height(&self) -> u64 {
+        self.chain.height()
     }
 
     pub fn live_address(&self) -> String {
@@ -279,9 +343,19 @@ impl FakeNode {
 }
 
 /// Follows the flag file: opens the RPC when it appears, closes it when it goes.
-async fn supervise(shared: Shared, flag: PathBuf, live_key: PathBuf, state: PathBuf, port: u16) {
+async fn supervise(
+    shared: Shared,
+    flag: PathBuf,
+    killed: PathBuf,
+    live_key: PathBuf,
+    state: PathBuf,
+    port: u16,
+) {
     let mut server: Option<(JoinHandle<()>, Option<Vec<u8>>)> = None;
     loop {
+        if std::fs::remove_file(&killed).is_ok() {
+            shared.node.lock().unwrap().stuck = false;
+        }
         let up = flag.exists();
         match (server.take(), up) {
             (None, true) => {
