@@ -1296,24 +1296,16 @@ mod tests {
     #[test]
     fn story_actuator_worst_cases_are_sums_of_options() {
         let o = options();
-        let overrun = command::MAX_OVERRUN;
-        // The last probe of a confirmation: status command floor + reaping + one RPC call.
-        let probe = Duration::from_millis(500) + overrun + Duration::from_secs(2);
-        let stop = (Duration::from_secs(5) + overrun)
-            + Duration::from_secs(5)
-            + probe
-            + (Duration::from_secs(3) + overrun)
-            + Duration::from_secs(3)
-            + probe;
+        let overrun = syncguard_timing::ACTUATOR_OVERRUN;
+        // Stop phase 5 s, kill phase 3 s, each with its overrun: the model's stop_bound.
+        let stop = Duration::from_secs(8) + overrun * 2;
         assert_eq!(o.max_confirmed_stop(), stop);
-        let deactivation = stop + Duration::from_secs(10) + overrun;
+        let deactivation = stop + Duration::from_secs(10) + command::MAX_OVERRUN;
         assert_eq!(o.max_deactivation(), deactivation);
-        // 2 × (5.2 + 5 + 2.7 + 3.2 + 3 + 2.7 + 10.2) + 40 = 2 × 32 + 40 = 104 s
         assert_eq!(
             o.max_activation(),
             deactivation * 2 + Duration::from_secs(40)
         );
-        assert_eq!(o.max_activation(), Duration::from_secs(104));
 
         // The wait for a height adds its own bound, and only when there is one.
         let plan = ActivationPlan::default();
@@ -1330,11 +1322,11 @@ mod tests {
         longer.kill_timeout += Duration::from_secs(1);
         assert_eq!(
             longer.max_deactivation(),
-            o.max_deactivation() + Duration::from_secs(2)
+            o.max_deactivation() + Duration::from_secs(1)
         );
         assert_eq!(
             longer.max_activation(),
-            o.max_activation() + Duration::from_secs(4)
+            o.max_activation() + Duration::from_secs(2)
         );
         let mut longer = o.clone();
         longer.verify_timeout += Duration::from_secs(1);
@@ -1346,24 +1338,20 @@ mod tests {
     }
 
     #[test]
-    fn story_actuator_options_from_config() {
+    fn story_actuator_options_from_config_follow_the_timing_model() {
         let mut config = Config::default();
-        config.story.stop_timeout = 5.0;
+        config.story.stop_timeout = Some(5.0);
         config.story.verify_blocks = 5;
         config.story.block_interval = 2400;
-        config.health.rpc_timeout = 2.0;
         let o = ActuatorOptions::from_config(&config);
+        let t = config.timing();
         assert_eq!(o.stop_timeout, Duration::from_secs(5));
-        assert_eq!(o.kill_timeout, Duration::from_secs(5));
-        // stop_timeout, at least 10 s.
-        assert_eq!(o.start_timeout, Duration::from_secs(10));
-        // start + (5 + 2) blocks × 2.4 s × 2 = 10 + 33.6 s
-        assert_eq!(o.verify_timeout, Duration::from_millis(43_600));
-        assert_eq!(o.rpc_timeout, Duration::from_secs(2));
-
-        config.story.stop_timeout = 30.0;
-        let o = ActuatorOptions::from_config(&config);
-        assert_eq!(o.start_timeout, Duration::from_secs(30));
+        assert_eq!(o.kill_timeout, t.kill_timeout);
+        assert_eq!(o.start_timeout, t.start_timeout);
+        // start + (5 + 2) blocks × 2.4 s × 2 = 30 + 33.6 s
         assert_eq!(o.verify_timeout, Duration::from_millis(63_600));
+        assert_eq!(o.rpc_timeout, Duration::from_secs(2));
+        // The actuator's confirmed stop is the model's stop bound.
+        assert_eq!(o.max_confirmed_stop(), t.stop_bound);
     }
 }

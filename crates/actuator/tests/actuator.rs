@@ -190,7 +190,7 @@ async fn double_sign_actuator_unconfirmed_stop_refuses_and_keeps_placeholder() {
     let actuator = node.actuator_with(|s| {
         s.stop_command = node.useless_stop();
         s.kill_command = node.useless_kill();
-        s.stop_timeout = 0.5;
+        s.stop_timeout = Some(0.5);
     });
 
     let e = actuator
@@ -259,7 +259,7 @@ async fn double_sign_actuator_stop_needs_rpc_refusal_too() {
     node.with(|n| n.stuck = true);
     // A kill that reaches nothing: the lingering process stays.
     let actuator = node.actuator_with(|s| {
-        s.stop_timeout = 0.5;
+        s.stop_timeout = Some(0.5);
         s.kill_command = node.useless_kill();
     });
 
@@ -528,7 +528,7 @@ async fn double_sign_actuator_deactivation_unconfirmed_stop_still_installs_place
         node.log.display()
     );
     config.story.kill_command = node.useless_kill();
-    config.story.stop_timeout = 0.5;
+    config.story.stop_timeout = Some(0.5);
     let store = node.open_store();
     let actuator = node.actuator(&config, &store);
 
@@ -637,7 +637,7 @@ async fn story_actuator_activation_without_signature_rolls_back_within_the_deadl
     // The stop does nothing: the activation's stop and the rollback's both need the kill.
     let actuator = node.actuator_with(|s| {
         s.stop_command = node.useless_stop();
-        s.stop_timeout = 0.5;
+        s.stop_timeout = Some(0.5);
     });
     let bound = actuator.options().max_activation();
 
@@ -715,7 +715,7 @@ async fn double_sign_actuator_stop_escalates_to_kill_and_is_confirmed() {
     // The stop does nothing; story runs until the kill command.
     let actuator = node.actuator_with(|s| {
         s.stop_command = node.useless_stop();
-        s.stop_timeout = 0.5;
+        s.stop_timeout = Some(0.5);
     });
 
     let report = actuator
@@ -758,7 +758,7 @@ async fn double_sign_actuator_deactivation_kills_a_wedged_story() {
     let node = FakeNode::start(Role::Active, &last).await;
     // The unit looks stopped but the process lingers, holding its port, until SIGKILL.
     node.with(|n| n.stuck = true);
-    let actuator = node.actuator_with(|s| s.stop_timeout = 0.5);
+    let actuator = node.actuator_with(|s| s.stop_timeout = Some(0.5));
     let bound = actuator.options().max_deactivation();
 
     let report = actuator.deactivate().await.unwrap();

@@ -207,7 +207,7 @@ impl FakeNode {
             q(&self.flag)
         ));
         s.status_command = format!("test -f {}", q(&self.flag));
-        s.stop_timeout = 2.0;
+        s.stop_timeout = Some(2.0);
         s.verify_blocks = 3;
         s.block_interval = BLOCK_INTERVAL.as_millis() as u64;
         c
