@@ -66,6 +66,11 @@ pub struct VoteMsg {
     pub signature: String,
     /// Hex of the length-prefixed canonical vote that was signed.
     pub sign_bytes: String,
+    /// Released by a muted node (an asymmetric cut, `POST /devnet/mute`): the vote may still
+    /// reach some validators, so the ledger records it, but it never makes it into a commit.
+    /// Not part of what was signed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub muted: bool,
 }
 
 /// What the chain did with a vote.
@@ -193,6 +198,9 @@ pub struct NodeCounts {
     pub bad_signatures: u64,
     /// Its precommits that made it into a commit.
     pub in_commits: u64,
+    /// Valid votes it released while muted (in the ledger, never in a commit).
+    #[serde(default)]
+    pub muted_votes: u64,
 }
 
 /// What kind of offence.

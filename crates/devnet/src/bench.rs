@@ -1,6 +1,14 @@
 //! `syncguard devnet bench`: failover and switchover timings over many runs on one
 //! two-daemon [`Cluster`] (issue 7, item 7), with p50/p95/max and the bound physics sets.
 //!
+//! Cases ([`Case`], `--case`, all by default):
+//! - `crash`: the steady state — the active's host dies (SyncGuard and node, SIGKILL) long
+//!   after the last change of holder;
+//! - `crash-after-handover`: the role moves by a planned switchover, the chain shows the new
+//!   holder's first signature, and 1 s later the new holder's host dies — the failover a
+//!   fresh holder gets;
+//! - `switchover`: a planned switchover.
+//!
 //! Per run:
 //! - **first signature**: seconds from the fault (the crash, or the `POST /switchover`) to
 //!   the first poll at which the chain's ledger shows a commit carrying the new holder's
@@ -37,6 +45,39 @@ use crate::soak::{binaries, SoakError};
 
 /// How often the ledger is polled for the new holder's first signature.
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// How long after the new holder's first signature `crash-after-handover` kills its host.
+pub const AFTER_FIRST_SIGNATURE: Duration = Duration::from_secs(1);
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Case {
+    /// The active's host crashes in the steady state (the last handover long past).
+    Crash,
+    /// The new holder's host crashes 1 s after its first signature on chain.
+    CrashAfterHandover,
+    /// A planned switchover.
+    Switchover,
+}
+
+impl Case {
+    /// Every case, in the order of the report.
+    pub const ALL: [Case; 3] = [Case::Crash, Case::CrashAfterHandover, Case::Switchover];
+
+    /// Its kebab-case name (the `kind` of its samples).
+    pub fn name(self) -> &'static str {
+        match self {
+            Case::Crash => "crash",
+            Case::CrashAfterHandover => "crash-after-handover",
+            Case::Switchover => "switchover",
+        }
+    }
+
+    fn crashes(self) -> bool {
+        matches!(self, Case::Crash | Case::CrashAfterHandover)
+    }
+}
 
 /// p50, p95 and max of a series (nearest rank).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -164,7 +205,7 @@ fn secs_between(a: SystemTime, b: SystemTime) -> f64 {
 /// One measured event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Sample {
-    /// `crash` or `switchover`.
+    /// `crash`, `crash-after-handover` or `switchover` ([`Case::name`]).
     pub kind: &'static str,
     /// 1-based run number within its kind.
     pub run: u32,
@@ -218,8 +259,13 @@ pub struct BenchReport {
     pub priority_margin_s: f64,
     /// Physics bound of a crash failover: window + node restart + 2 blocks, s.
     pub crash_bound_s: f64,
+    /// Bound of a crash 1 s after a handover: for now the crash bound (DESIGN §3: a crashed
+    /// active is replaced as fast soon after a change of holder), s.
+    pub crash_after_handover_bound_s: f64,
     /// Physics bound of a switchover: node restart + 1 block, s.
     pub switchover_bound_s: f64,
+    /// The cases measured, in report order.
+    pub cases: Vec<Case>,
     /// Every sample.
     pub samples: Vec<Sample>,
     /// `(kind, metric) → stats`.
@@ -237,7 +283,7 @@ pub struct BenchReport {
 impl BenchReport {
     fn fill_table(&mut self) {
         self.table.clear();
-        for kind in ["crash", "switchover"] {
+        for kind in self.cases.iter().map(|c| c.name()) {
             let of = |f: &dyn Fn(&Sample) -> Option<f64>| -> Vec<f64> {
                 self.samples
                     .iter()
@@ -268,6 +314,9 @@ impl BenchReport {
         for (kind, metric, st) in &self.table {
             let bound = match (kind.as_str(), metric.as_str()) {
                 ("crash", "first_signature_s") => format!("{:.2} s", self.crash_bound_s),
+                ("crash-after-handover", "first_signature_s") => {
+                    format!("{:.2} s", self.crash_after_handover_bound_s)
+                }
                 ("switchover", "first_signature_s") => {
                     format!("{:.2} s", self.switchover_bound_s)
                 }
@@ -288,11 +337,13 @@ impl BenchReport {
         }
         let _ = writeln!(
             s,
-            "bounds: crash = failover window {:.2} s + node restart {:.2} s + 2 blocks ({:.2} s each) = {:.2} s; switchover = node restart + 1 block = {:.2} s; priority_margin waited out before each crash: {:.2} s",
+            "bounds: crash = failover window {:.2} s + node restart {:.2} s + 2 blocks ({:.2} s each) = {:.2} s; crash-after-handover (host of the new holder killed {:.0} s after its first signature) = the same {:.2} s; switchover = node restart + 1 block = {:.2} s; priority_margin waited out before each steady-state crash: {:.2} s",
             self.failover_window_s,
             self.node_restart_s,
             self.block_time_s,
             self.crash_bound_s,
+            AFTER_FIRST_SIGNATURE.as_secs_f64(),
+            self.crash_after_handover_bound_s,
             self.switchover_bound_s,
             self.priority_margin_s
         );
@@ -318,9 +369,15 @@ impl BenchReport {
 /// `syncguard devnet bench` arguments.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Crash failovers and planned switchovers to measure (each).
+    /// Runs of each case.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
+    /// Only these cases (repeatable; default all).
+    #[arg(long = "case", value_enum)]
+    pub cases: Vec<Case>,
+    /// `[consensus] double_sign_check_height` in both nodes' config.toml (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub double_sign_check_height: u64,
     /// Block interval, ms.
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(100..=2000))]
     pub block_time_ms: u64,
@@ -342,8 +399,12 @@ pub struct BenchOptions {
     pub syncguard_bin: PathBuf,
     /// The devnet launcher.
     pub launcher: Launcher,
-    /// Runs per kind.
+    /// Runs per case.
     pub runs: u32,
+    /// Cases to measure (all when empty).
+    pub cases: Vec<Case>,
+    /// `double_sign_check_height` of the nodes.
+    pub double_sign_check_height: u64,
     /// Block interval.
     pub block_time: Duration,
     /// JSON output.
@@ -355,12 +416,14 @@ pub struct BenchOptions {
 }
 
 impl BenchOptions {
-    /// 10 runs each, 300 ms blocks.
+    /// 10 runs of every case, 300 ms blocks.
     pub fn new(syncguard_bin: impl Into<PathBuf>, launcher: Launcher) -> Self {
         BenchOptions {
             syncguard_bin: syncguard_bin.into(),
             launcher,
             runs: 10,
+            cases: Vec::new(),
+            double_sign_check_height: 0,
             block_time: Duration::from_millis(300),
             json: false,
             out: stdout_progress(),
@@ -382,6 +445,8 @@ pub async fn run_args(args: BenchArgs, devnet_prefix: &[&str]) -> Result<ExitCod
     let (bin, launcher) = binaries(args.syncguard_bin.clone(), devnet_prefix)?;
     let mut opts = BenchOptions::new(bin, launcher);
     opts.runs = args.runs;
+    opts.cases = args.cases;
+    opts.double_sign_check_height = args.double_sign_check_height;
     opts.block_time = Duration::from_millis(args.block_time_ms);
     opts.json = args.json;
     opts.keep = args.keep;
@@ -402,6 +467,14 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
     let mut copts = ClusterOptions::new(opts.syncguard_bin.clone(), opts.launcher.clone());
     copts.devnet.block_time = opts.block_time;
     copts.devnet.dir = opts.keep.clone();
+    copts.devnet.double_sign_check_height = opts.double_sign_check_height;
+    let mut cases: Vec<Case> = if opts.cases.is_empty() {
+        Case::ALL.to_vec()
+    } else {
+        opts.cases.clone()
+    };
+    cases.sort();
+    cases.dedup();
     copts.log_filter = "info".into();
     copts.log_level = "info".into();
     let t = copts.timings.clone();
@@ -416,7 +489,9 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
         failover_window_s: window,
         priority_margin_s: margin.as_secs_f64(),
         crash_bound_s: window + restart + 2.0 * block,
+        crash_after_handover_bound_s: window + restart + 2.0 * block,
         switchover_bound_s: restart + block,
+        cases: cases.clone(),
         samples: Vec::new(),
         table: Vec::new(),
         ledger: None,
@@ -429,8 +504,10 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
         out: &mut opts.out,
         json: opts.json,
         t0: Instant::now(),
+        runs: opts.runs,
+        margin,
     };
-    let played = bench.play(&mut c, opts.runs, margin, &mut report).await;
+    let played = bench.play(&mut c, &cases, &mut report).await;
     if let Err(p) = played {
         report.problems.push(p);
         report.problems.push(c.describe().await);
@@ -451,7 +528,7 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
     report.seconds = started.elapsed().as_secs_f64();
     report.ok = report.problems.is_empty()
         && report.samples.iter().all(|s| s.problem.is_none())
-        && report.samples.len() == 2 * opts.runs as usize;
+        && report.samples.len() == cases.len() * opts.runs as usize;
     let text = if opts.json {
         json!({"type": "report", "report": report}).to_string()
     } else {
@@ -467,10 +544,21 @@ struct Bench<'a> {
     out: &'a mut Progress,
     json: bool,
     t0: Instant,
+    /// Runs per case.
+    runs: u32,
+    /// `priority_margin`, waited out before a steady-state crash.
+    margin: Duration,
 }
+
+/// A case played to its end, or why the bench stopped.
+type Played = Result<(), String>;
 
 /// Longest wait for one step.
 const STEP: Duration = Duration::from_secs(60);
+
+/// Longest wait for the survivor's first signature after a crash right after a handover:
+/// today's failover core makes the survivor wait out a post-handover margin first.
+const STEP_AFTER_HANDOVER: Duration = Duration::from_secs(180);
 
 impl Bench<'_> {
     fn say(&mut self, msg: &str) {
@@ -483,17 +571,45 @@ impl Bench<'_> {
         (self.out)(&line);
     }
 
-    async fn play(
-        &mut self,
-        c: &mut Cluster,
-        runs: u32,
-        margin: Duration,
-        report: &mut BenchReport,
-    ) -> Result<(), String> {
+    async fn play(&mut self, c: &mut Cluster, cases: &[Case], report: &mut BenchReport) -> Played {
         let e = |e: crate::cluster::ClusterError| e.to_string();
         self.say("waiting for node-a active and signing, node-b passive");
         c.wait_roles(["active", "passive"], STEP).await.map_err(e)?;
         c.wait_signing_by(0, STEP).await.map_err(e)?;
+        for &case in cases {
+            match case {
+                Case::Crash => self.crashes(c, report).await?,
+                Case::CrashAfterHandover => self.after_handover(c, report).await?,
+                Case::Switchover => self.switchovers(c, report).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps a sample; a run that never saw the new holder sign ends the bench.
+    fn keep(&mut self, mut s: Sample, report: &mut BenchReport) -> Played {
+        self.say(&s.line());
+        let fatal = s.first_signature_s.is_none();
+        if fatal {
+            s.problem.get_or_insert("no new signature".into());
+        }
+        let why = format!("{} {}: {} never signed", s.kind, s.run, s.to);
+        report.samples.push(s);
+        if fatal {
+            Err(why)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Steady-state crashes of host-a (the role goes back to it after each).
+    async fn crashes(&mut self, c: &mut Cluster, report: &mut BenchReport) -> Played {
+        let e = |e: crate::cluster::ClusterError| e.to_string();
+        let (runs, margin) = (self.runs, self.margin);
+        // The role may have moved in an earlier case: start from node-a active.
+        if c.wait_one_active(STEP).await.map_err(e)? == 1 {
+            self.switch(c, 1, 0).await?;
+        }
         let mut last_change = Instant::now();
         for r in 1..=runs {
             // Steady state: the passive no longer waits out the margin of the last handover.
@@ -502,16 +618,8 @@ impl Bench<'_> {
             self.say(&format!(
                 "crash {r}/{runs}: SIGKILL host-a's SyncGuard and node"
             ));
-            let mut s = self.measure(c, "crash", r, 0, 1).await;
-            self.say(&s.line());
-            let fatal = s.first_signature_s.is_none();
-            if fatal {
-                s.problem.get_or_insert("no new signature".into());
-            }
-            report.samples.push(s);
-            if fatal {
-                return Err(format!("crash {r}: node-b never signed"));
-            }
+            let s = self.measure(c, Case::Crash, r, 0, 1).await;
+            self.keep(s, report)?;
             // host-a back as passive, then the role back to it.
             c.restart_daemon(0, StartRole::Passive).map_err(e)?;
             c.wait_roles(["passive", "active"], STEP).await.map_err(e)?;
@@ -520,27 +628,70 @@ impl Bench<'_> {
             c.wait_signing_by(0, STEP).await.map_err(e)?;
             last_change = Instant::now();
         }
+        Ok(())
+    }
+
+    /// A switchover to the passive, its first signature on chain, 1 s, then a crash of its
+    /// host: the old holder must take the role back.
+    async fn after_handover(&mut self, c: &mut Cluster, report: &mut BenchReport) -> Played {
+        let e = |e: crate::cluster::ClusterError| e.to_string();
+        let runs = self.runs;
         for r in 1..=runs {
-            let from = if r % 2 == 1 { 0 } else { 1 };
+            let old = c.wait_one_active(STEP).await.map_err(e)?;
+            let new = 1 - old;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.say(&format!(
+                "crash-after-handover {r}/{runs}: switchover {} -> {}, then SIGKILL {}'s host {:.0} s after its first signature",
+                NODE_IDS[old],
+                NODE_IDS[new],
+                NODE_IDS[new],
+                AFTER_FIRST_SIGNATURE.as_secs_f64()
+            ));
+            let before = c.signed_by(new).await;
+            let asked = Instant::now();
+            self.offer(c, old, new).await?;
+            c.wait_until(
+                &format!("{}'s first signature", NODE_IDS[new]),
+                STEP,
+                || async { c.signed_by(new).await > before },
+            )
+            .await
+            .map_err(e)?;
+            self.say(&format!(
+                "{} signed {:.2} s after the switchover was asked",
+                NODE_IDS[new],
+                asked.elapsed().as_secs_f64()
+            ));
+            tokio::time::sleep(AFTER_FIRST_SIGNATURE).await;
+            let s = self.measure(c, Case::CrashAfterHandover, r, new, old).await;
+            self.keep(s, report)?;
+            c.restart_daemon(new, StartRole::Passive).map_err(e)?;
+            let mut want = ["passive", "passive"];
+            want[old] = "active";
+            c.wait_roles(want, STEP).await.map_err(e)?;
+            c.wait_signing_by(old, STEP).await.map_err(e)?;
+        }
+        Ok(())
+    }
+
+    /// Planned switchovers back and forth.
+    async fn switchovers(&mut self, c: &mut Cluster, report: &mut BenchReport) -> Played {
+        let e = |e: crate::cluster::ClusterError| e.to_string();
+        let runs = self.runs;
+        let mut from = c.wait_one_active(STEP).await.map_err(e)?;
+        for r in 1..=runs {
             let to = 1 - from;
             tokio::time::sleep(Duration::from_secs(1)).await;
             self.say(&format!(
                 "switchover {r}/{runs}: {} -> {}",
                 NODE_IDS[from], NODE_IDS[to]
             ));
-            let s = self.measure(c, "switchover", r, from, to).await;
-            self.say(&s.line());
-            let fatal = s.first_signature_s.is_none();
-            report.samples.push(s);
-            if fatal {
-                return Err(format!("switchover {r}: {} never signed", NODE_IDS[to]));
-            }
-            let want = if to == 0 {
-                ["active", "passive"]
-            } else {
-                ["passive", "active"]
-            };
+            let s = self.measure(c, Case::Switchover, r, from, to).await;
+            self.keep(s, report)?;
+            let mut want = ["passive", "passive"];
+            want[to] = "active";
             c.wait_roles(want, STEP).await.map_err(e)?;
+            from = to;
         }
         Ok(())
     }
@@ -548,27 +699,34 @@ impl Bench<'_> {
     /// An unmeasured switchover (the way back after a crash), retried while the target is
     /// not ready yet (it just restarted and must be healthy and caught up).
     async fn switch(&mut self, c: &Cluster, from: usize, to: usize) -> Result<(), String> {
+        self.offer(c, from, to).await?;
+        c.wait_signing_by(to, STEP).await.map_err(|e| e.to_string())
+    }
+
+    /// Asks `from` to hand the role to `to` until it accepts (the target may not be ready).
+    async fn offer(&mut self, c: &Cluster, from: usize, to: usize) -> Result<(), String> {
         let deadline = Instant::now() + STEP;
         loop {
             match post_switchover(c, from, to).await {
-                Ok(()) => return c.wait_signing_by(to, STEP).await.map_err(|e| e.to_string()),
+                Ok(()) => return Ok(()),
                 Err(why) if Instant::now() >= deadline => return Err(why),
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
     }
 
-    /// Crashes host `from` (`crash`) or asks it to hand over (`switchover`), then polls the ledger until `to` signs; reads the decision latency.
+    /// Crashes host `from` or asks it to hand over (per `case`), then polls the ledger until
+    /// `to` signs; reads the decision latency.
     async fn measure(
         &mut self,
         c: &mut Cluster,
-        kind: &'static str,
+        case: Case,
         run: u32,
         from: usize,
         to: usize,
     ) -> Sample {
         let mut s = Sample {
-            kind,
+            kind: case.name(),
             run,
             from: NODE_IDS[from].into(),
             to: NODE_IDS[to].into(),
@@ -593,7 +751,7 @@ impl Bench<'_> {
         // A little before the fault: records are stamped to the millisecond.
         let since = SystemTime::now() - Duration::from_millis(5);
         let t = Instant::now();
-        let done = if kind == "crash" {
+        let done = if case.crashes() {
             c.crash_host(from).await.map_err(|e| e.to_string())
         } else {
             post_switchover(c, from, to).await
@@ -602,6 +760,11 @@ impl Bench<'_> {
             s.problem = Some(why);
             return s;
         }
+        let bound = if case == Case::CrashAfterHandover {
+            STEP_AFTER_HANDOVER
+        } else {
+            STEP
+        };
         loop {
             if let Ok(l) = c.ledger().await {
                 if signed(&l) > base_signed {
@@ -610,8 +773,8 @@ impl Bench<'_> {
                     break;
                 }
             }
-            if t.elapsed() >= STEP {
-                s.problem = Some(format!("no signature by {to_name} within {STEP:?}"));
+            if t.elapsed() >= bound {
+                s.problem = Some(format!("no signature by {to_name} within {bound:?}"));
                 return s;
             }
             tokio::time::sleep(POLL).await;
@@ -635,7 +798,7 @@ impl Bench<'_> {
         // Record times are the daemon's start time plus a monotonic offset: allow them a
         // little skew (the previous event's records are seconds older).
         let records_since = since - Duration::from_millis(500);
-        let condition = if kind == "crash" {
+        let condition = if case.crashes() {
             crash_condition_at(&c.events(to).await, records_since)
         } else {
             offer_at(&c.events(from).await, records_since).map(|t| (t, "offer record"))
@@ -746,6 +909,60 @@ mod tests {
             Some(t("2026-11-24T16:00:56.287Z"))
         );
         assert_eq!(offer_at(&holder, t("2026-11-24T16:00:57.000Z")), None);
+    }
+
+    #[test]
+    fn devnet_bench_reports_crash_after_handover_beside_the_steady_crash() {
+        let sample = |kind: &'static str, first: f64| Sample {
+            kind,
+            run: 1,
+            from: "node-b".into(),
+            to: "node-a".into(),
+            first_signature_s: Some(first),
+            blocks_missed: 3,
+            decision_latency_s: Some(0.1),
+            condition: Some("promotion record"),
+            problem: None,
+        };
+        let mut r = BenchReport {
+            runs: 1,
+            block_time_s: 0.3,
+            node_restart_s: 0.3,
+            failover_window_s: 1.5,
+            priority_margin_s: 9.3,
+            crash_bound_s: 2.4,
+            crash_after_handover_bound_s: 2.4,
+            switchover_bound_s: 0.6,
+            cases: Case::ALL.to_vec(),
+            samples: vec![
+                sample("switchover", 0.5),
+                sample("crash-after-handover", 61.0),
+                sample("crash", 2.1),
+            ],
+            table: Vec::new(),
+            ledger: Some([0, 0, 0]),
+            ok: true,
+            problems: Vec::new(),
+            seconds: 1.0,
+        };
+        r.fill_table();
+        let kinds: Vec<&str> = r.table.iter().map(|(k, _, _)| k.as_str()).collect();
+        assert_eq!(
+            kinds[..4],
+            ["crash", "crash", "crash", "crash-after-handover"]
+        );
+        let text = r.render_text();
+        assert!(
+            text.contains("| crash-after-handover | first_signature_s | 1 | 61.000 | 61.000 | 61.000 | 2.40 s |"),
+            "{text}"
+        );
+        let v = serde_json::to_value(&r).expect("json");
+        assert_eq!(v["crash_after_handover_bound_s"], 2.4);
+        assert_eq!(v["cases"][1], "crash-after-handover");
+        // Only the cases asked for are reported.
+        r.cases = vec![Case::CrashAfterHandover];
+        r.fill_table();
+        assert!(r.table.iter().all(|(k, _, _)| k == "crash-after-handover"));
     }
 
     #[test]

@@ -347,8 +347,11 @@ impl ChainCore {
             block_hash: decoded.block_hash.clone(),
             sign_bytes: bytes,
             received_at,
+            muted: msg.muted,
         });
+        // A muted node's precommit never reaches the proposer: it is in the ledger only.
         if recorded != Recorded::Duplicate
+            && !msg.muted
             && decoded.vote_type == VoteType::Precommit
             && decoded.height > self.height()
         {
@@ -448,6 +451,7 @@ mod tests {
             timestamp: rfc3339(at),
             signature: BASE64.encode(key.sign(&bytes).unwrap()),
             sign_bytes: hex_upper(&bytes),
+            muted: false,
         }
     }
 
@@ -518,6 +522,72 @@ mod tests {
         );
         assert_eq!(l.per_node["a"].in_commits, 1);
         assert!(l.is_clean());
+    }
+
+    #[test]
+    fn double_sign_devnet_chain_muted_votes_are_in_the_ledger_not_in_commits() {
+        let key = ValidatorKey::generate_secp256k1();
+        let mut c = chain(&key);
+        let at = t0() + BT / 4;
+        let mute = |mut v: VoteMsg| {
+            v.muted = true;
+            v
+        };
+        let pv = mute(signed(
+            &key,
+            "a",
+            11,
+            0,
+            VoteType::Prevote,
+            proposal(11, 0),
+            at,
+        ));
+        let pc = mute(signed(
+            &key,
+            "a",
+            11,
+            0,
+            VoteType::Precommit,
+            proposal(11, 0),
+            at,
+        ));
+        assert_eq!(c.vote(&pv, at).outcome, VoteOutcome::Recorded);
+        assert_eq!(c.vote(&pc, at).outcome, VoteOutcome::Recorded);
+        c.tick(t0() + BT);
+        let ours = |c: &ChainCore, h| c.commit(h).unwrap().signatures.last().unwrap().clone();
+        assert_eq!(ours(&c, 11).block_id_flag, 1, "a muted precommit is absent");
+        let l = c.ledger();
+        assert_eq!(
+            (l.total_votes, l.signed_heights, l.missed_heights),
+            (2, 0, 1)
+        );
+        assert_eq!(l.per_node["a"].muted_votes, 2);
+        assert_eq!(l.per_node["a"].in_commits, 0);
+
+        // Unmuted again: the next height's precommit is in its commit.
+        let at = t0() + BT + BT / 4;
+        let pc12 = signed(&key, "a", 12, 0, VoteType::Precommit, proposal(12, 0), at);
+        assert_eq!(c.vote(&pc12, at).outcome, VoteOutcome::Recorded);
+        c.tick(t0() + BT * 2);
+        assert_eq!(ours(&c, 12).block_id_flag, 2);
+
+        // A muted prevote for the block and another node's nil prevote: an equivocation.
+        let at = t0() + BT * 2 + BT / 4;
+        let muted = mute(signed(
+            &key,
+            "a",
+            13,
+            0,
+            VoteType::Prevote,
+            proposal(13, 0),
+            at,
+        ));
+        let nil = signed(&key, "b", 13, 0, VoteType::Prevote, None, at);
+        assert_eq!(c.vote(&muted, at).outcome, VoteOutcome::Recorded);
+        assert_eq!(c.vote(&nil, at).outcome, VoteOutcome::DoubleSign);
+        let l = c.ledger();
+        assert_eq!((l.double_signs, l.equivocations), (1, 1));
+        assert!(l.offenses[0].block_hashes.contains(&None));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use syncguard_peer::certs::{CertError, ClusterCa};
 use crate::api::LedgerReport;
 use crate::harness::{Devnet, DevnetOptions, HarnessError, Host, Launcher};
 use crate::link_proxy::LinkProxy;
+use crate::node::NodeInfo;
 
 /// The daemons' node ids, in host order (node-a on host-a is the primary).
 pub const NODE_IDS: [&str; 2] = ["node-a", "node-b"];
@@ -482,7 +483,7 @@ logging:
         live = p(&host.live_key),
         store = p(&host.key_store),
         placeholder = p(&host.placeholder_key),
-        node_config = p(&host.home.join("config").join("config.toml")),
+        node_config = p(&host.node_config),
         start = yaml_str(&host.start_command),
         stop = yaml_str(&host.stop_command),
         kill = yaml_str(&host.kill_command),
@@ -637,6 +638,12 @@ impl Cluster {
         for l in &self.links {
             l.set_cut(on);
         }
+    }
+
+    /// Mutes (or unmutes) host `i`'s node: it keeps following the chain and signing, but its
+    /// votes never make it into a commit (they still reach the ledger).
+    pub async fn set_muted(&self, i: usize, on: bool) -> Result<NodeInfo, ClusterError> {
+        Ok(self.devnet.set_muted(i, on).await?)
     }
 
     /// The syncguard binary the daemons run.

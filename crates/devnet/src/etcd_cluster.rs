@@ -342,7 +342,7 @@ logging:
         live = p(&host.live_key),
         store = p(&host.key_store),
         placeholder = p(&host.placeholder_key),
-        node_config = p(&host.home.join("config").join("config.toml")),
+        node_config = p(&host.node_config),
         start = yaml_str(&host.start_command),
         stop = yaml_str(&host.stop_command),
         kill = yaml_str(&host.kill_command),

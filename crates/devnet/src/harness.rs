@@ -236,6 +236,10 @@ pub struct DevnetOptions {
     pub chain_id: String,
     /// Where to put everything; None: a temporary directory removed on drop.
     pub dir: Option<PathBuf>,
+    /// `[consensus] double_sign_check_height` written to every node's `config.toml`: a node
+    /// with the validator key refuses to start when the key signed one of the last N-1
+    /// commits, as CometBFT does. Default 0 (off).
+    pub double_sign_check_height: u64,
 }
 
 impl DevnetOptions {
@@ -252,6 +256,7 @@ impl DevnetOptions {
             initial_height: 10,
             chain_id: "syncguard-devnet-1".into(),
             dir: None,
+            double_sign_check_height: 0,
         }
     }
 }
@@ -285,6 +290,8 @@ pub struct Host {
     pub live_key: PathBuf,
     /// `story.validator_state_path`: the node's state file.
     pub state_file: PathBuf,
+    /// `story.node_config_path`: the node's `config.toml`.
+    pub node_config: PathBuf,
     /// A path for `story.validator_state_backup` (not created).
     pub state_backup: PathBuf,
     /// The node's pid file.
@@ -574,6 +581,9 @@ impl Devnet {
         }
         write_atomic(&state_file, SignState::initial().to_json().as_bytes())
             .map_err(io_err("write", &state_file))?;
+        let node_config = crate::comet_config::config_path(&home);
+        let toml = crate::comet_config::render(opts.double_sign_check_height);
+        write_atomic(&node_config, toml.as_bytes()).map_err(io_err("write", &node_config))?;
 
         let port = free_port()?;
         let rpc_addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -616,6 +626,7 @@ impl Devnet {
             placeholder_key,
             live_key,
             state_file,
+            node_config,
             state_backup: host_dir.join("syncguard/priv_validator_state.json"),
             pid_file: ctl::pid_file(&home),
             log_file: ctl::log_file(&home),
@@ -839,6 +850,13 @@ impl Devnet {
     /// Cut host `i`'s node off the network (`true`) or heal it (`false`).
     pub async fn set_cut(&self, i: usize, on: bool) -> Result<NodeInfo, HarnessError> {
         let url = format!("{}/devnet/cut", self.host(i)?.comet_rpc_url);
+        self.post_json(url, &CutRequest { on }).await
+    }
+
+    /// Mute host `i`'s node (`true`: it follows the chain and votes, its votes reach the
+    /// ledger but never a commit) or unmute it (`false`).
+    pub async fn set_muted(&self, i: usize, on: bool) -> Result<NodeInfo, HarnessError> {
+        let url = format!("{}/devnet/mute", self.host(i)?.comet_rpc_url);
         self.post_json(url, &CutRequest { on }).await
     }
 

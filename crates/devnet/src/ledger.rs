@@ -32,6 +32,8 @@ pub struct LedgerVote {
     pub sign_bytes: Vec<u8>,
     /// Arrival, RFC 3339.
     pub received_at: String,
+    /// Released by a muted node: recorded and judged like any vote, never in a commit.
+    pub muted: bool,
 }
 
 /// What recording a vote found.
@@ -180,6 +182,9 @@ impl Ledger {
 
         let node = self.nodes.entry(vote.node.clone()).or_default();
         node.counts.votes += 1;
+        if vote.muted {
+            node.counts.muted_votes += 1;
+        }
         match vote.vote_type {
             VoteType::Prevote => node.counts.prevotes += 1,
             VoteType::Precommit => node.counts.precommits += 1,
@@ -291,26 +296,40 @@ mod tests {
             block_hash: block.map(|b| vec![b; 32]),
             sign_bytes: vec![h as u8, r as u8, t as u8, block.unwrap_or(0), ts],
             received_at: "2026-01-01T00:00:00Z".into(),
+            muted: false,
         }
     }
 
     #[test]
     fn double_sign_devnet_ledger_flags_conflicting_block_ids() {
         let mut l = Ledger::new("AA");
-        assert_eq!(
-            l.record(vote("a", 10, 0, VoteType::Prevote, Some(1), 0)),
-            Recorded::Clean
-        );
-        assert_eq!(
-            l.record(vote("a", 10, 0, VoteType::Prevote, None, 1)),
-            Recorded::DoubleSign
-        );
+        // One node twice; then a muted node's prevote (never in a commit, still a
+        // signature) against another node's nil.
+        let muted = LedgerVote {
+            muted: true,
+            ..vote("m", 11, 0, VoteType::Prevote, Some(1), 0)
+        };
+        for (first, second) in [
+            (
+                vote("a", 10, 0, VoteType::Prevote, Some(1), 0),
+                vote("a", 10, 0, VoteType::Prevote, None, 1),
+            ),
+            (muted, vote("b", 11, 0, VoteType::Prevote, None, 0)),
+        ] {
+            assert_eq!(l.record(first), Recorded::Clean);
+            assert_eq!(l.record(second), Recorded::DoubleSign);
+        }
         let r = l.report();
         assert_eq!(
             (r.double_signs, r.equivocations, r.s1_violations),
-            (1, 1, 0)
+            (2, 2, 1)
         );
         assert_eq!(r.offenses[0].kind, OffenseKind::Equivocation);
+        assert_eq!(r.offenses[1].kind, OffenseKind::Equivocation);
+        assert_eq!(
+            (r.per_node["m"].muted_votes, r.per_node["b"].muted_votes),
+            (1, 0)
+        );
         assert!(!r.is_clean());
     }
 

@@ -19,6 +19,8 @@
 //! - [`planner`] — PURE: which (height, round) a node votes in, connected or cut off.
 //! - [`signer`] — FilePV rules: check, sign, persist, then release.
 //! - [`comet_json`] — CometBFT v0.38 RPC shapes.
+//! - [`comet_config`] — PURE: `double_sign_check_height` of the node's `config.toml` and
+//!   the heights CometBFT checks with it.
 //! - [`node`], [`geth`], [`ctl`] — the processes.
 //! - [`harness`] — [`Devnet`] for integration tests (and, later, `syncguard demo`).
 //! - [`cli`] — the command line, embeddable as a subcommand of another binary.
@@ -35,6 +37,7 @@ pub mod chain;
 pub mod chain_server;
 pub mod cli;
 pub mod cluster;
+pub mod comet_config;
 pub mod comet_json;
 pub mod ctl;
 pub mod demo;

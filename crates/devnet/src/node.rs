@@ -4,6 +4,9 @@
 //! - Reads `<home>/config/priv_validator_key.json` and `<home>/data/priv_validator_state.json`
 //!   ONLY AT START; refuses to start without a state file, with an unreadable key, or with
 //!   an encrypted `priv_validator_key.enc` (story would prompt for a password).
+//! - Obeys `[consensus] double_sign_check_height` of `<home>/config/config.toml` like
+//!   CometBFT v0.38 ([`crate::comet_config`]): a validator node whose key signed one of the
+//!   last N-1 commits when it starts exits with an error naming the height.
 //! - After its start delay (the restart time), serves a CometBFT-shaped RPC: `/status`,
 //!   `/net_info`, `/commit?height=h`, `/health`; plus devnet controls under `/devnet/`.
 //! - Follows the chain by polling its head every block_time/4. If its key is the chain's
@@ -15,6 +18,10 @@
 //! - Cut (`POST /devnet/cut {"on":true}`): sees no new block, reports no peers, keeps voting
 //!   at its stuck height ([`crate::planner`]) and holds its votes; they reach the chain when
 //!   the cut heals.
+//! - Mute (`POST /devnet/mute {"on":true}`, an asymmetric cut): the node still sees every
+//!   block, reports its peers and votes at every height, and its votes still leave it (the
+//!   ledger records them: some validators may get them, so a conflicting vote by another
+//!   node is a real double sign), but they never make it into a commit.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -94,6 +101,24 @@ pub enum NodeError {
     /// The server failed.
     #[error("rpc server: {0}")]
     Serve(std::io::Error),
+    /// `config.toml` is unreadable or holds a value CometBFT refuses.
+    #[error("{0}")]
+    Config(#[from] crate::comet_config::ConfigError),
+    /// CometBFT's `ErrSignatureFoundInPastBlocks`: the key signed a recent commit, so
+    /// consensus does not start (story exits).
+    #[error(
+        "found signature from the same key: the validator key signed the commit of height \
+         {height}, within double_sign_check_height = {check} of height {start} where consensus \
+         would start; refusing to start (CometBFT's ErrSignatureFoundInPastBlocks)"
+    )]
+    SignedRecently {
+        /// The committed height carrying the key's signature.
+        height: u64,
+        /// The height consensus would start at.
+        start: u64,
+        /// `double_sign_check_height`.
+        check: u64,
+    },
 }
 
 /// The key file path under a home.
@@ -139,6 +164,7 @@ struct Shared {
     identity: NodeIdentity,
     view: Head,
     cut: bool,
+    muted: bool,
     peers: u64,
     outbox: VecDeque<VoteMsg>,
     signer_state: Option<SignState>,
@@ -171,9 +197,64 @@ async fn fetch_head(http: &reqwest::Client, chain: &str) -> Result<Head, reqwest
         .await
 }
 
+/// The chain's commit at `height`; None when it has none (404).
+async fn fetch_commit(
+    http: &reqwest::Client,
+    chain: &str,
+    height: u64,
+) -> Result<Option<BlockCommit>, reqwest::Error> {
+    let resp = http
+        .get(format!("{chain}/commit"))
+        .query(&[("height", height)])
+        .send()
+        .await?;
+    if resp.status() == StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    Ok(Some(resp.error_for_status()?.json().await?))
+}
+
+/// CometBFT's `checkDoubleSigningRisk` before consensus starts on top of `last_committed`:
+/// the first of the checked commits carrying `address`'s commit signature (flag 2) is an
+/// error. The chain stands in for the node's block store, so a failed read is retried.
+async fn double_sign_check(
+    http: &reqwest::Client,
+    chain: &str,
+    address: &str,
+    last_committed: u64,
+    check: u64,
+) -> Result<(), NodeError> {
+    for height in crate::comet_config::check_heights(last_committed, check) {
+        let commit = loop {
+            match fetch_commit(http, chain, height).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(error = %e, height, "cannot read a commit to check; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        let signed = commit.is_some_and(|c| {
+            c.signatures
+                .iter()
+                .any(|s| s.block_id_flag == 2 && s.validator_address.eq_ignore_ascii_case(address))
+        });
+        if signed {
+            tracing::info!(height, "found signature from the same key");
+            return Err(NodeError::SignedRecently {
+                height,
+                start: last_committed + 1,
+                check,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Run a node until SIGTERM/SIGINT (Ok) or a fatal error.
 pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
     let (key, state) = preflight(&opts.home)?;
+    let check = crate::comet_config::read_double_sign_check_height(&opts.home)?;
     tracing::info!(
         node = %opts.node_id, address = %key.address_hex(), state = %state.hrs(),
         "key and state loaded; starting"
@@ -209,6 +290,13 @@ pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
     };
 
     let is_validator = key.address_hex() == head.validator_address;
+    if is_validator && check > 0 {
+        let address = key.address_hex();
+        tokio::select! {
+            r = double_sign_check(&http, &chain, &address, head.height, check) => r?,
+            why = &mut shutdown => { tracing::info!(%why, "stopped during start"); return Ok(()); }
+        }
+    }
     let identity = NodeIdentity {
         moniker: opts.node_id.clone(),
         address: key.address_hex(),
@@ -241,6 +329,7 @@ pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
             identity,
             view: head,
             cut: false,
+            muted: false,
             peers: opts.peers,
             outbox: VecDeque::new(),
             signer_state: is_validator.then_some(state),
@@ -356,7 +445,11 @@ async fn deliver(ctx: &Ctx) {
                 return;
             }
             match s.outbox.front() {
-                Some(v) => v.clone(),
+                // Muted or not is how the vote travels now, not when it was signed.
+                Some(v) => VoteMsg {
+                    muted: s.muted,
+                    ..v.clone()
+                },
                 None => return,
             }
         };
@@ -393,6 +486,7 @@ fn router(ctx: Ctx) -> Router {
     Router::new()
         .merge(comet)
         .route("/devnet/cut", post(set_cut))
+        .route("/devnet/mute", post(set_muted))
         .route("/devnet/peers", post(set_peers))
         .route("/devnet/rpc", post(set_rpc_fault))
         .route("/devnet/info", get(info))
@@ -550,10 +644,10 @@ async fn commit(State(ctx): State<Ctx>, Query(q): Query<HeightQuery>) -> Respons
     }
 }
 
-/// `POST /devnet/cut` body.
+/// `POST /devnet/cut` and `POST /devnet/mute` body.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct CutRequest {
-    /// Cut (true) or heal (false).
+    /// Cut or mute (true), heal (false).
     pub on: bool,
 }
 
@@ -575,6 +669,9 @@ pub struct NodeInfo {
     pub is_validator: bool,
     /// Cut off?
     pub cut: bool,
+    /// Muted (its votes never make a commit)?
+    #[serde(default)]
+    pub muted: bool,
     /// Peers reported when not cut.
     pub peers: u64,
     /// Height the node sees.
@@ -599,6 +696,7 @@ fn node_info(s: &Shared) -> NodeInfo {
         address: s.identity.address.clone(),
         is_validator: s.signer_state.is_some(),
         cut: s.cut,
+        muted: s.muted,
         peers: s.peers,
         height: s.view.height,
         sign_state: s.signer_state.as_ref().map(SignState::to_value),
@@ -614,6 +712,13 @@ async fn set_cut(State(ctx): State<Ctx>, Json(req): Json<CutRequest>) -> Json<No
     let mut s = ctx.lock();
     s.cut = req.on;
     tracing::info!(cut = req.on, "network cut changed");
+    Json(node_info(&s))
+}
+
+async fn set_muted(State(ctx): State<Ctx>, Json(req): Json<CutRequest>) -> Json<NodeInfo> {
+    let mut s = ctx.lock();
+    s.muted = req.on;
+    tracing::info!(muted = req.on, "mute changed");
     Json(node_info(&s))
 }
 

@@ -160,6 +160,7 @@ impl Signer {
             timestamp: rfc3339(decoded_time),
             signature: BASE64.encode(&signature),
             sign_bytes: hex_upper(&sign_bytes),
+            muted: false,
         })
     }
 }

@@ -14,7 +14,9 @@
 //! Faults ([`FaultKind`]): kill a node; kill a SyncGuard (SIGKILL); pause a node or a
 //! SyncGuard (SIGSTOP/SIGCONT); cut a host off (its node off the network and the peer link);
 //! cut only the SyncGuard-to-SyncGuard link; slow or failing CometBFT RPC; EVM down; fewer
-//! peers than `min_peers`; chain-wide halt; disk full and a corrupt state file on the passive.
+//! peers than `min_peers`; chain-wide halt; disk full and a corrupt state file on the passive;
+//! mute the active's node (an asymmetric cut: it follows the chain and signs, its votes reach
+//! the ledger but never a commit — the fault a passive must not take for a dead active).
 //! Whatever a fault killed is brought back when it ends: a daemon restarts `--role passive`;
 //! a node restarts (like systemd would) only while its live key is the placeholder — with the
 //! validator key live its own daemon restarts it, after installing the placeholder, so the
@@ -72,11 +74,15 @@ pub enum FaultKind {
     DiskFull,
     /// The passive's state file is garbage (restored at its height at the end).
     CorruptState,
+    /// The active's node is muted: it sees every block and signs, but its votes never make
+    /// a commit (they still reach the ledger). A node restarted meanwhile starts unmuted.
+    Mute,
 }
 
 impl FaultKind {
-    /// Every kind, in a fixed order (the generator draws from a subset of this).
-    pub const ALL: [FaultKind; 13] = [
+    /// Every kind, in a fixed order (the generator draws from a subset of this). New kinds
+    /// go last: `ALL[..13]` draws the schedules seeds gave before `mute` existed.
+    pub const ALL: [FaultKind; 14] = [
         FaultKind::KillNode,
         FaultKind::KillDaemon,
         FaultKind::PauseNode,
@@ -90,6 +96,7 @@ impl FaultKind {
         FaultKind::ChainHalt,
         FaultKind::DiskFull,
         FaultKind::CorruptState,
+        FaultKind::Mute,
     ];
 
     /// Its kebab-case name.
@@ -108,6 +115,7 @@ impl FaultKind {
             FaultKind::ChainHalt => "chain-halt",
             FaultKind::DiskFull => "disk-full",
             FaultKind::CorruptState => "corrupt-state",
+            FaultKind::Mute => "mute",
         }
     }
 
@@ -115,6 +123,7 @@ impl FaultKind {
         match self {
             FaultKind::CutLink | FaultKind::ChainHalt => Target::Cluster,
             FaultKind::DiskFull | FaultKind::CorruptState => Target::Passive,
+            FaultKind::Mute => Target::Active,
             _ => Target::Host(rng.gen_range(0..2)),
         }
     }
@@ -134,6 +143,8 @@ pub enum Target {
     Host(usize),
     /// Whichever host is passive when the fault starts (skipped if none is).
     Passive,
+    /// Whichever host alone is active when the fault starts (skipped if none is).
+    Active,
     /// The chain or the link between the daemons.
     Cluster,
 }
@@ -830,6 +841,15 @@ impl Play {
         }
     }
 
+    fn active(&self) -> Option<usize> {
+        let (_, a, b) = self.roles.last()?;
+        match (a == "active", b == "active") {
+            (true, false) => Some(0),
+            (false, true) => Some(1),
+            _ => None,
+        }
+    }
+
     fn link_wanted(&self) -> bool {
         self.on.iter().any(|&k| {
             matches!(
@@ -844,6 +864,7 @@ impl Play {
         let host = match step.target {
             Target::Host(i) => Some(i),
             Target::Passive => self.passive(),
+            Target::Active => self.active(),
             Target::Cluster => None,
         };
         let mut fault = AppliedFault {
@@ -860,6 +881,8 @@ impl Play {
             Err("skipped: the same fault is on already".into())
         } else if step.target == Target::Passive && host.is_none() {
             Err("skipped: no daemon is passive now".into())
+        } else if step.target == Target::Active && host.is_none() {
+            Err("skipped: no single daemon is active now".into())
         } else {
             self.apply(c, step, host).await
         };
@@ -947,6 +970,9 @@ impl Play {
                 }
                 std::fs::write(&path, GARBAGE).map_err(|x| e(&x))?;
                 return Ok(Undo::State(path, good));
+            }
+            FaultKind::Mute => {
+                c.set_muted(i, true).await.map_err(|x| e(&x))?;
             }
         }
         Ok(Undo::Nothing)
@@ -1051,6 +1077,11 @@ impl Play {
                     }
                 }
                 _ => "nothing to restore".into(),
+            },
+            FaultKind::Mute => match c.set_muted(i, false).await {
+                Ok(_) => "unmuted".into(),
+                // A node restarted meanwhile starts unmuted.
+                Err(x) => format!("node not answering ({x})"),
             },
         })
     }
@@ -1223,6 +1254,24 @@ mod tests {
     }
 
     #[test]
+    fn devnet_soak_mute_lands_on_the_active() {
+        let len = Duration::from_secs(20);
+        for seed in 0..20 {
+            let steps = schedule(seed, len, &[FaultKind::Mute]);
+            assert!(!steps.is_empty());
+            for s in &steps {
+                assert_eq!((s.kind, s.target), (FaultKind::Mute, Target::Active));
+                assert!((500..=6000).contains(&(s.hold.as_millis() as u64)));
+            }
+        }
+        // Listing the kinds before it replays the schedules seeds drew before mute existed.
+        assert!(!FaultKind::ALL[..13].contains(&FaultKind::Mute));
+        assert_eq!(FaultKind::Mute.name(), "mute");
+        let json = serde_json::to_value(Target::Active).expect("serialises");
+        assert_eq!(json, "active");
+    }
+
+    #[test]
     fn devnet_soak_edges_end_before_the_next_begins_at_equal_times() {
         let step = |at: u64, hold: u64| FaultStep {
             at: Duration::from_millis(at),
@@ -1283,14 +1332,14 @@ mod tests {
         use crate::cli::{Cli, DevnetCommand};
         use clap::Parser;
         let c = Cli::parse_from([
-            "x", "soak", "--runs", "3", "--seed", "9", "--fault", "cut-link",
+            "x", "soak", "--runs", "3", "--seed", "9", "--fault", "cut-link", "--fault", "mute",
         ]);
         let DevnetCommand::Soak(a) = c.command else {
             panic!("not soak");
         };
         assert_eq!(
             (a.runs, a.seed, a.faults),
-            (3, Some(9), vec![FaultKind::CutLink])
+            (3, Some(9), vec![FaultKind::CutLink, FaultKind::Mute])
         );
         assert_eq!((a.fault_seconds, a.recovery_seconds), (60, 60));
         let c = Cli::parse_from(["x", "bench", "--json"]);
@@ -1298,6 +1347,15 @@ mod tests {
             panic!("not bench");
         };
         assert_eq!((b.runs, b.json), (10, true));
+        assert!(b.cases.is_empty(), "every case by default");
+        let c = Cli::parse_from(["x", "bench", "--case", "crash-after-handover"]);
+        let DevnetCommand::Bench(b) = c.command else {
+            panic!("not bench");
+        };
+        assert_eq!(
+            (b.cases, b.double_sign_check_height),
+            (vec![crate::bench::Case::CrashAfterHandover], 0)
+        );
         assert!(Cli::try_parse_from(["x", "bench", "--runs", "0"]).is_err());
     }
 }

@@ -35,6 +35,17 @@ where
     }
 }
 
+/// A devnet whose host-a has signed `heights` committed heights.
+async fn signing(o: DevnetOptions, heights: u64) -> Devnet {
+    let devnet = Devnet::start(o).await.unwrap();
+    until("host-a signing", || async {
+        let l = devnet.ledger().await.unwrap();
+        (l.signed_heights >= heights).then_some(())
+    })
+    .await;
+    devnet
+}
+
 fn comet(url: &str) -> CometClient {
     CometClient::new(url, Duration::from_secs(2)).unwrap()
 }
@@ -227,12 +238,7 @@ async fn double_sign_devnet_two_nodes_with_the_validator_key_are_flagged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_sign_devnet_cut_node_equivocates_with_a_second_signer_after_heal() {
-    let devnet = Devnet::start(opts(2, 150)).await.unwrap();
-    until("host-a signing", || async {
-        let l = devnet.ledger().await.unwrap();
-        (l.signed_heights >= 1).then_some(())
-    })
-    .await;
+    let devnet = signing(opts(2, 150), 1).await;
 
     // A chain-wide halt, and host-a cut off once it has seen the last block: it stays at
     // the height in flight and keeps voting nil in new rounds, held back.
@@ -285,6 +291,175 @@ async fn double_sign_devnet_cut_node_equivocates_with_a_second_signer_after_heal
     assert!(o.block_hashes.contains(&None), "one side voted nil: {o:#?}");
     assert!(ledger.s1_violations >= 1);
     assert!(ledger.double_signs >= ledger.equivocations);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_devnet_muted_validator_votes_reach_the_ledger_not_commits() {
+    let devnet = signing(opts(2, 150), 1).await;
+    let validator = devnet.validator_address().to_string();
+    let a = devnet.host(0).unwrap().clone();
+    let in_commits = |l: &syncguard_devnet::LedgerReport| l.per_node["host-a"].in_commits;
+
+    let info = devnet.set_muted(0, true).await.unwrap();
+    assert!(info.muted && !info.cut);
+    // A precommit released just before the mute may still make the next commit.
+    let muted_at = devnet.head().await.unwrap().height;
+    devnet.wait_for_height(muted_at + 2, T).await.unwrap();
+    let before = devnet.ledger().await.unwrap();
+    let state_before = SignState::load(&a.state_file).unwrap().hrs();
+    let from = muted_at + 3;
+    devnet.wait_for_height(from + 4, T).await.unwrap();
+    let muted = devnet.ledger().await.unwrap();
+
+    // It still follows the chain and votes at every height: the ledger has its votes...
+    let node = &muted.per_node["host-a"];
+    assert!(node.muted_votes >= 8, "{node:#?}");
+    assert!(node.last_height.unwrap() >= from + 4, "{node:#?}");
+    assert!(SignState::load(&a.state_file).unwrap().hrs() > state_before);
+    let status = comet(&a.comet_rpc_url).status().await.unwrap();
+    assert!(!status.catching_up);
+    // Its view trails the chain by at most one poll (a quarter block).
+    assert!(status.latest_block_height >= from + 3);
+    assert_eq!(comet(&a.comet_rpc_url).net_info().await.unwrap().n_peers, 5);
+    assert_eq!(devnet.node_info(0).await.unwrap().votes_held, 0);
+    // ...but no commit: its own /commit shows the validator absent.
+    assert_eq!(in_commits(&muted), in_commits(&before), "{muted:#?}");
+    for h in from..=from + 3 {
+        let c = comet(&a.comet_rpc_url).commit(h).await.unwrap();
+        assert!(!c.signed_by(&validator), "height {h}: {c:#?}");
+    }
+    assert!(muted.is_clean(), "{muted:#?}");
+
+    // Unmuted: its signatures are back in the commits.
+    let info = devnet.set_muted(0, false).await.unwrap();
+    assert!(!info.muted);
+    let back = until("host-a back in commits", || async {
+        let l = devnet.ledger().await.unwrap();
+        (in_commits(&l) >= in_commits(&muted) + 2).then_some(l.last_signed_height?)
+    })
+    .await;
+    // Its own /commit shows it again (once its view has reached that height).
+    let c = until("host-a's /commit of a signed height", || async {
+        comet(&a.comet_rpc_url).commit(back).await.ok()
+    })
+    .await;
+    assert!(c.signed_by(&validator), "{c:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_devnet_muted_node_and_a_second_signer_are_flagged() {
+    let devnet = signing(opts(2, 150), 1).await;
+    // The asymmetric cut a failover core must catch: host-a is muted (its commits show the
+    // validator absent) and host-b takes the key while host-a still signs.
+    devnet.set_muted(0, true).await.unwrap();
+    devnet.stop_node(1).await.unwrap();
+    install_validator_key(&devnet, 1);
+    devnet.start_node(1).await.unwrap();
+    devnet.wait_node_ready(1, T).await.unwrap();
+    let ledger = until("a double sign by the muted node and host-b", || async {
+        let l = devnet.ledger().await.unwrap();
+        (l.double_signs >= 2 && l.per_node.get("host-b").is_some_and(|b| b.in_commits >= 2))
+            .then_some(l)
+    })
+    .await;
+    let o = ledger
+        .offenses
+        .iter()
+        .find(|o| {
+            matches!(
+                o.kind,
+                OffenseKind::DuplicateSigner | OffenseKind::Equivocation
+            )
+        })
+        .unwrap();
+    assert!(o.nodes.contains(&"host-a".to_string()) && o.nodes.contains(&"host-b".to_string()));
+    assert!(ledger.s1_violations >= 1);
+    // Only host-b's precommits make the commits; host-a's are in the ledger alone.
+    assert!(ledger.per_node["host-a"].muted_votes >= 2);
+    assert_eq!(
+        ledger.signed_heights,
+        ledger.per_node["host-a"].in_commits + ledger.per_node["host-b"].in_commits
+    );
+}
+
+/// The height named by the node's `ErrSignatureFoundInPastBlocks` line in its log.
+fn refused_height(log: &str) -> Option<u64> {
+    let rest = log.split("signed the commit of height ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn double_sign_devnet_check_height_refuses_a_recent_signer_starts_after_n_blocks_or_when_off()
+{
+    const N: u64 = 10;
+    let mut o = opts(2, 150);
+    o.double_sign_check_height = N;
+    let devnet = signing(o, 2).await;
+    let validator = devnet.validator_address().to_string();
+    let b = devnet.host(1).unwrap().clone();
+    let text = std::fs::read_to_string(&b.node_config).unwrap();
+    assert!(text.contains("double_sign_check_height = 10"), "{text}");
+
+    // A failover done by hand, at once: host-b starts with the key host-a just signed with.
+    devnet.stop_node(0).await.unwrap();
+    devnet.stop_node(1).await.unwrap();
+    install_validator_key(&devnet, 1);
+    devnet.start_node(1).await.unwrap();
+    until("host-b's node to refuse and exit", || async {
+        (!devnet.node_running(1).await.unwrap()).then_some(())
+    })
+    .await;
+    let log = std::fs::read_to_string(&b.log_file).unwrap();
+    assert!(log.contains("found signature from the same key"), "{log}");
+    let h = refused_height(&log).unwrap_or_else(|| panic!("no height named: {log}"));
+    // Both nodes are down: read the chain itself.
+    let commit = devnet.commit(h).await.unwrap();
+    let ours = commit.signatures.last().unwrap();
+    assert_eq!(
+        (ours.block_id_flag, ours.validator_address.as_str()),
+        (2, validator.as_str())
+    );
+    let ledger = devnet.ledger().await.unwrap();
+    assert!(!ledger.per_node.contains_key("host-b"), "{ledger:#?}");
+    assert!(ledger.last_signed_height.unwrap() - h < N, "{ledger:#?}");
+
+    // N blocks later without a signature of the key, the same start succeeds.
+    let last = ledger.last_signed_height.unwrap();
+    devnet.wait_for_height(last + N, T).await.unwrap();
+    devnet.start_node(1).await.unwrap();
+    devnet.wait_node_ready(1, T).await.unwrap();
+    until("host-b signing", || async {
+        let l = devnet.ledger().await.unwrap();
+        (l.per_node.get("host-b")?.in_commits >= 2).then_some(())
+    })
+    .await;
+    assert!(devnet.node_running(1).await.unwrap());
+
+    // Off (0): host-a, its key still live, starts right after host-b signed — once the
+    // height host-b last voted at is decided, so the two never vote at one height.
+    devnet.stop_node(1).await.unwrap();
+    let b_last = devnet.ledger().await.unwrap().per_node["host-b"]
+        .last_height
+        .unwrap();
+    devnet.wait_for_height(b_last, T).await.unwrap();
+    let a = devnet.host(0).unwrap().clone();
+    std::fs::write(
+        &a.node_config,
+        "[consensus]\ndouble_sign_check_height = 0\n",
+    )
+    .unwrap();
+    devnet.start_node(0).await.unwrap();
+    devnet.wait_node_ready(0, T).await.unwrap();
+    let before = devnet.ledger().await.unwrap().per_node["host-a"].in_commits;
+    until("host-a signing again", || async {
+        let l = devnet.ledger().await.unwrap();
+        (l.per_node["host-a"].in_commits >= before + 2).then_some(())
+    })
+    .await;
+    assert!(devnet.ledger().await.unwrap().is_clean());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

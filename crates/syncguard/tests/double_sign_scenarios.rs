@@ -280,3 +280,76 @@ async fn double_sign_scenario_disk_full_on_the_passive_blocks_promotion() {
     c.wait_signing_by(1, SETTLE).await.or_panic();
     assert_no_double_sign(&c).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the silent-active fence"]
+async fn double_sign_scenario_muted_active_with_the_peer_link_cut_fences_itself_silent() {
+    let c = steady(options()).await;
+    let epoch_before = c.epoch(0).await.unwrap_or(0);
+    // The asymmetric cut: node-a's node follows the chain and signs, but its votes never
+    // make a commit, and the daemons cannot reach each other. To node-b this is a dead
+    // active (peer lost, the witness shows no signature); node-a must see its own
+    // signatures missing from the commits and fence itself (`self_fenced`, `silent`) before
+    // node-b can promote.
+    c.set_muted(0, true).await.or_panic();
+    c.set_link_cut(true);
+    let cut_at = Instant::now();
+    c.wait_until("node-b active", FAILOVER, || async {
+        c.role(1).await.as_deref() == Some("active")
+    })
+    .await
+    .or_panic();
+    let b_active_after = cut_at.elapsed();
+    c.wait_signing_by(1, SETTLE).await.or_panic();
+    let a_role = c.role(0).await;
+    // Heal the link; node-a is still muted, so whatever it signs from here is in the
+    // ledger only. Today's core has both active now: the older epoch must stand down.
+    c.set_link_cut(false);
+    let a_stood_down = c
+        .wait_until("node-a not active", SETTLE, || async {
+            c.role(0).await.as_deref() != Some("active")
+        })
+        .await
+        .is_ok();
+    let _ = c.set_muted(0, false).await;
+    let head = c.devnet.head().await.expect("head");
+    c.devnet
+        .wait_for_height(head.height + 3, SETTLE)
+        .await
+        .expect("chain goes on");
+
+    // The measurement, printed before any verdict: how long the key was live on both nodes.
+    let l = c.ledger().await.or_panic();
+    let per = |n: &str| l.per_node.get(n).cloned().unwrap_or_default();
+    let (a, b) = (per("host-a"), per("host-b"));
+    let b_first = b.first_height.unwrap_or(0);
+    let a_last = a.last_height.unwrap_or(0);
+    let both = (a_last + 1).saturating_sub(b_first);
+    println!(
+        "mute + link cut: node-b active {:.1} s after the cut, node-a then {a_role:?} (stood \
+         down after the heal: {a_stood_down}); ledger: {} double signs ({} equivocations), {} \
+         S1 violations; host-a voted {:?}..={a_last} ({} muted votes), host-b from {b_first}: \
+         the key signed on both nodes at {both} height(s) (~{:.1} s of {} ms blocks); first \
+         offenses: {}",
+        b_active_after.as_secs_f64(),
+        l.double_signs,
+        l.equivocations,
+        l.s1_violations,
+        a.first_height,
+        a.muted_votes,
+        both as f64 * head.block_time_ms as f64 / 1000.0,
+        head.block_time_ms,
+        serde_json::to_string(&l.offenses.iter().take(3).collect::<Vec<_>>()).unwrap_or_default(),
+    );
+    let fenced = c.events(0).await.into_iter().find(|e| {
+        e["tag"].as_str() == Some("self_fenced") && e["reason"].as_str() == Some("silent")
+    });
+    println!("node-a's silent self-fence: {fenced:?}");
+    assert_no_double_sign(&c).await;
+    assert!(
+        fenced.is_some(),
+        "node-a recorded no self_fenced/silent event: {}",
+        events(&c, 0).await
+    );
+    assert!(c.epoch(1).await.unwrap_or(0) > epoch_before);
+}
