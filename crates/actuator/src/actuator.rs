@@ -825,10 +825,7 @@ impl Inner {
     }
 
     async fn status_says_stopped(&self, remaining: Duration) -> (bool, String) {
-        let limit = self
-            .options
-            .status_command_timeout
-            .min(remaining);
+        let limit = self.options.status_command_timeout.min(remaining);
         match command::run(CommandKind::Status, &self.status_command, limit).await {
             Ok(out) => match out.code() {
                 Some(0) => (false, "story.status_command exits 0 (story running)".into()),

@@ -341,7 +341,6 @@ impl Default for HealthConfig {
     }
 }
 
-
 /// `communication:` — the other SyncGuards and how we talk to them.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(default)]
@@ -355,7 +354,6 @@ pub struct CommunicationConfig {
     /// (0.4 × `failover.health_check_interval`, at most 2).
     pub request_timeout: Option<f64>,
 }
-
 
 /// One other SyncGuard.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -636,4 +634,3 @@ impl Config {
 pub(crate) fn secs(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
-

@@ -337,7 +337,7 @@ impl BenchReport {
         }
         let _ = writeln!(
             s,
-            "bounds: crash = failover window {:.2} s + node restart {:.2} s + 2 blocks ({:.2} s each) = {:.2} s; crash-after-handover (host of the new holder killed {:.0} s after its first signature) = the same {:.2} s; switchover = node restart + 1 block = {:.2} s; priority_margin waited out before each steady-state crash: {:.2} s",
+            "bounds (timing model, docs/TIMING.md): crash = the decision (failover window {:.2} s, or the witness's clean run in block time, whichever is later) + node restart {:.2} s + 2 blocks ({:.2} s each) = {:.2} s; crash-after-handover (host of the new holder killed {:.0} s after its first signature) = the same {:.2} s; switchover = node restart + 1 block = {:.2} s; longest post-handover wait, waited out before each steady-state crash: {:.2} s",
             self.failover_window_s,
             self.node_restart_s,
             self.block_time_s,
@@ -432,12 +432,10 @@ impl BenchOptions {
     }
 }
 
-/// `priority_margin` as the config computes it when unset: window + handover timeout +
-/// `(witness_blocks + 2)` blocks.
+/// The longest post-handover wait as the daemons derive it (`Timing::settle`): waited out
+/// before a steady-state crash, so that case measures the steady state.
 pub fn priority_margin(t: &Timings, block: Duration) -> Duration {
-    let window = t.health_check_interval * f64::from(t.retry_attempts);
-    Duration::from_secs_f64(window + t.handover_timeout)
-        + block.saturating_mul(t.witness_blocks + 2)
+    t.model(block, 0).settle
 }
 
 /// `syncguard devnet bench`: exit 0 iff every run was measured and the ledger is clean.
@@ -478,18 +476,23 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
     copts.log_filter = "info".into();
     copts.log_level = "info".into();
     let t = copts.timings.clone();
-    let window = t.health_check_interval * f64::from(t.retry_attempts);
+    let model = t.model(opts.block_time, opts.double_sign_check_height);
+    let window = model.window.as_secs_f64();
     let restart = copts.devnet.node_restart.as_secs_f64();
     let block = opts.block_time.as_secs_f64();
     let margin = priority_margin(&t, opts.block_time);
+    // The timing model's bounds: a crash is replaced within its decision (the window, or
+    // the witness's clean run in block time) + the node's restart + 2 blocks — after a
+    // change of holder too, once the new holder's first signature is on chain.
+    let crash_bound = model.crash_bound(copts.devnet.node_restart).as_secs_f64();
     let mut report = BenchReport {
         runs: opts.runs,
         block_time_s: block,
         node_restart_s: restart,
         failover_window_s: window,
         priority_margin_s: margin.as_secs_f64(),
-        crash_bound_s: window + restart + 2.0 * block,
-        crash_after_handover_bound_s: window + restart + 2.0 * block,
+        crash_bound_s: crash_bound,
+        crash_after_handover_bound_s: crash_bound,
         switchover_bound_s: restart + block,
         cases: cases.clone(),
         samples: Vec::new(),

@@ -153,37 +153,38 @@ impl StartRole {
     }
 }
 
-/// The daemons' timing knobs (`failover.*`, `health.*`, `story.*` of the config), chosen so a
-/// failover takes seconds on a devnet with sub-second blocks. Defaults are those of the
-/// two-daemon tests.
+/// The daemons' timing knobs: the keys an operator sets (`failover.*`, `story.*`, `health.*`
+/// of the config); every other timing is derived by the timing model, as in production
+/// (`docs/TIMING.md`). Chosen so a failover takes seconds on a devnet with sub-second blocks;
+/// the defaults are those of the two-daemon tests.
 #[derive(Debug, Clone)]
 pub struct Timings {
     /// `failover.health_check_interval`, s.
     pub health_check_interval: f64,
     /// `failover.retry_attempts`.
     pub retry_attempts: u32,
-    /// `failover.self_fence_timeout`, s (must be < interval × attempts).
-    pub self_fence_timeout: f64,
-    /// `failover.handover_timeout`, s.
-    pub handover_timeout: f64,
     /// `failover.fallback_grace_period`, s. Default an hour: no fallback unless asked.
     pub fallback_grace_period: f64,
     /// `story.state_sync_interval`, s.
     pub state_sync_interval: f64,
-    /// `story.stop_timeout`, s.
+    /// `story.stop_timeout`, s (the devnet's node stops in milliseconds).
     pub stop_timeout: f64,
+    /// `story.kill_timeout`, s.
+    pub kill_timeout: f64,
+    /// `story.start_timeout`, s: the devnet's node signs well within this after its start.
+    pub start_timeout: f64,
     /// `story.verify_blocks`.
     pub verify_blocks: u32,
-    /// `story.witness_blocks`.
+    /// `story.witness_blocks` (the fewest commits a witness reads).
     pub witness_blocks: u32,
-    /// `health.rpc_timeout`, s.
-    pub rpc_timeout: f64,
-    /// `health.stall_threshold`, s.
+    /// `health.rpc_timeout`, s (explicit: shorter than a round).
+    pub rpc_timeout: Option<f64>,
+    /// `communication.request_timeout`, s (explicit: shorter than a round).
+    pub request_timeout: Option<f64>,
+    /// `health.stall_threshold`, s (the health verdict's).
     pub stall_threshold: f64,
     /// `health.recovery_rounds`.
     pub recovery_rounds: u32,
-    /// `communication.request_timeout`, s.
-    pub request_timeout: f64,
 }
 
 impl Default for Timings {
@@ -191,19 +192,82 @@ impl Default for Timings {
         Timings {
             health_check_interval: 0.5,
             retry_attempts: 3,
-            self_fence_timeout: 0.6,
-            handover_timeout: 6.0,
             fallback_grace_period: 3600.0,
             state_sync_interval: 0.5,
-            stop_timeout: 5.0,
-            verify_blocks: 4,
+            stop_timeout: 0.3,
+            kill_timeout: 0.2,
+            start_timeout: 1.5,
+            verify_blocks: 3,
             witness_blocks: 4,
-            rpc_timeout: 0.3,
+            rpc_timeout: Some(0.3),
+            request_timeout: Some(0.4),
             stall_threshold: 1.5,
             recovery_rounds: 2,
-            request_timeout: 1.0,
         }
     }
+}
+
+impl Timings {
+    /// Every timing the daemons derive from these keys and the chain's block time (the
+    /// bounds of the bench and the demo come from it).
+    pub fn model(
+        &self,
+        block: Duration,
+        double_sign_check_height: u64,
+    ) -> syncguard_timing::Timing {
+        let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+        let mut i = syncguard_timing::Inputs::new(
+            secs(self.health_check_interval),
+            self.retry_attempts,
+            block,
+        );
+        i.stop_timeout = Some(secs(self.stop_timeout));
+        i.kill_timeout = Some(secs(self.kill_timeout));
+        i.start_timeout = Some(secs(self.start_timeout));
+        i.verify_blocks = self.verify_blocks;
+        i.witness_blocks = Some(self.witness_blocks);
+        i.rpc_timeout = self.rpc_timeout.map(secs);
+        i.request_timeout = self.request_timeout.map(secs);
+        i.double_sign_check_height = double_sign_check_height;
+        syncguard_timing::derive_lenient(&i)
+    }
+
+    /// The config lines of these keys (every daemon of a devnet cluster gets them).
+    pub(crate) fn yaml(&self) -> TimingYaml {
+        let opt =
+            |key: &str, v: Option<f64>| v.map(|v| format!("  {key}: {v}\n")).unwrap_or_default();
+        TimingYaml {
+            story: format!(
+                "  state_sync_interval: {}\n  stop_timeout: {}\n  kill_timeout: {}\n  start_timeout: {}\n  verify_blocks: {}\n  witness_blocks: {}\n",
+                self.state_sync_interval,
+                self.stop_timeout,
+                self.kill_timeout,
+                self.start_timeout,
+                self.verify_blocks,
+                self.witness_blocks
+            ),
+            failover: format!(
+                "  health_check_interval: {}\n  retry_attempts: {}\n  fallback_grace_period: {}\n",
+                self.health_check_interval, self.retry_attempts, self.fallback_grace_period
+            ),
+            health: format!(
+                "{}  stall_threshold: {}\n  recovery_rounds: {}\n  min_free_disk_mb: 1\n",
+                opt("rpc_timeout", self.rpc_timeout),
+                self.stall_threshold,
+                self.recovery_rounds
+            ),
+            request_timeout: opt("request_timeout", self.request_timeout),
+        }
+    }
+}
+
+/// [`Timings::yaml`]: the lines of each section, indented for it.
+pub(crate) struct TimingYaml {
+    pub story: String,
+    pub failover: String,
+    pub health: String,
+    /// Under `communication:`.
+    pub request_timeout: String,
 }
 
 /// Options of [`Cluster::start`].
@@ -409,7 +473,7 @@ fn config_yaml(
 ) -> String {
     let id = NODE_IDS[i];
     let peer = NODE_IDS[1 - i];
-    let t = &opts.timings;
+    let t = opts.timings.yaml();
     let token = match &opts.admin_token {
         Some(t) => format!("  admin_token: {}\n", yaml_str(t)),
         None => String::new(),
@@ -430,7 +494,6 @@ server:
   is_primary_site: {primary}
   min_peers: 1
   block_interval: {block_ms}
-  state_sync_interval: {sync}
   validator_key_path: {live}
   validator_key_store: {store}
   placeholder_key_path: {placeholder}
@@ -439,21 +502,9 @@ server:
   stop_command: {stop}
   kill_command: {kill}
   status_command: {status}
-  stop_timeout: {stop_timeout}
-  verify_blocks: {verify}
-  witness_blocks: {witness}
-failover:
-  health_check_interval: {interval}
-  retry_attempts: {attempts}
-  self_fence_timeout: {fence}
-  handover_timeout: {handover}
-  fallback_grace_period: {grace}
-health:
-  rpc_timeout: {rpc_timeout}
-  stall_threshold: {stall}
-  recovery_rounds: {recovery}
-  min_free_disk_mb: 1
-communication:
+{story_timing}failover:
+{failover_timing}health:
+{health_timing}communication:
   peers:
     - id: "{peer}"
       address: "127.0.0.1:{peer_port}"
@@ -461,8 +512,7 @@ communication:
     ca_cert: {ca}
     cert: {cert}
     key: {key}
-  request_timeout: {request_timeout}
-logging:
+{request_timeout}logging:
   level: "{level}"
   file: {log}
 {alerts}"#,
@@ -489,18 +539,9 @@ logging:
         kill = yaml_str(&host.kill_command),
         status = yaml_str(&host.status_command),
         block_ms = block_time.as_millis().max(1),
-        sync = t.state_sync_interval,
-        stop_timeout = t.stop_timeout,
-        verify = t.verify_blocks,
-        witness = t.witness_blocks,
-        interval = t.health_check_interval,
-        attempts = t.retry_attempts,
-        fence = t.self_fence_timeout,
-        handover = t.handover_timeout,
-        grace = t.fallback_grace_period,
-        rpc_timeout = t.rpc_timeout,
-        stall = t.stall_threshold,
-        recovery = t.recovery_rounds,
+        story_timing = t.story,
+        failover_timing = t.failover,
+        health_timing = t.health,
         request_timeout = t.request_timeout,
         ca = p(&tls_dir.join("ca.pem")),
         cert = p(&tls_dir.join(format!("{id}.pem"))),

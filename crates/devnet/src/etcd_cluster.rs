@@ -276,7 +276,7 @@ fn config_yaml(
     block_time: Duration,
     opts: &EtcdClusterOptions,
 ) -> String {
-    let t = &opts.timings;
+    let t = opts.timings.yaml();
     let token = match &opts.admin_token {
         Some(t) => format!("  admin_token: {}\n", yaml_str(t)),
         None => String::new(),
@@ -298,7 +298,6 @@ server:
   is_primary_site: {primary}
   min_peers: 1
   block_interval: {block_ms}
-  state_sync_interval: {sync}
   validator_key_path: {live}
   validator_key_store: {store}
   placeholder_key_path: {placeholder}
@@ -307,21 +306,9 @@ server:
   stop_command: {stop}
   kill_command: {kill}
   status_command: {status}
-  stop_timeout: {stop_timeout}
-  verify_blocks: {verify}
-  witness_blocks: {witness}
-failover:
-  health_check_interval: {interval}
-  retry_attempts: {attempts}
-  self_fence_timeout: {fence}
-  handover_timeout: {handover}
-  fallback_grace_period: {grace}
-health:
-  rpc_timeout: {rpc_timeout}
-  stall_threshold: {stall}
-  recovery_rounds: {recovery}
-  min_free_disk_mb: 1
-coordination:
+{story_timing}failover:
+{failover_timing}health:
+{health_timing}coordination:
   backend: etcd
   failover_priority: {i}
   etcd:
@@ -348,18 +335,9 @@ logging:
         kill = yaml_str(&host.kill_command),
         status = yaml_str(&host.status_command),
         block_ms = block_time.as_millis().max(1),
-        sync = t.state_sync_interval,
-        stop_timeout = t.stop_timeout,
-        verify = t.verify_blocks,
-        witness = t.witness_blocks,
-        interval = t.health_check_interval,
-        attempts = t.retry_attempts,
-        fence = t.self_fence_timeout,
-        handover = t.handover_timeout,
-        grace = t.fallback_grace_period,
-        rpc_timeout = t.rpc_timeout,
-        stall = t.stall_threshold,
-        recovery = t.recovery_rounds,
+        story_timing = t.story,
+        failover_timing = t.failover,
+        health_timing = t.health,
         endpoints = endpoints.join(", "),
         ttl = opts.lease_ttl,
         margin = opts.safety_margin,

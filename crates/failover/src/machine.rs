@@ -810,7 +810,12 @@ impl Machine {
                 m.above = Some(self.chain.latest.max(self.chain.last_signed.unwrap_or(0)));
                 self.peer.may_start = Some(m);
             }
-            (Some(MayStart { above: Some(above), .. }), Some(signed)) if signed > above => {
+            (
+                Some(MayStart {
+                    above: Some(above), ..
+                }),
+                Some(signed),
+            ) if signed > above => {
                 let evidence = format!(
                     "the chain shows the validator signing at height {signed}, above every \
                      height known when the role moved ({above})"
@@ -860,9 +865,12 @@ impl Machine {
                     self.peer.passive_since = Some(self.peer.passive_since.unwrap_or(now));
                 }
                 if st.role == Role::Promoting {
-                    if self.peer.promoting_since.is_none_or(|(e, _, _)| e != st.epoch) {
-                        self.peer.promoting_since =
-                            Some((st.epoch, now, self.local.latest_height));
+                    if self
+                        .peer
+                        .promoting_since
+                        .is_none_or(|(e, _, _)| e != st.epoch)
+                    {
+                        self.peer.promoting_since = Some((st.epoch, now, self.local.latest_height));
                     }
                 } else {
                     self.peer.promoting_since = None;
@@ -2047,7 +2055,12 @@ impl Machine {
     ///
     /// Either, with the peer unreachable, is the case where the peer may take over: the
     /// timing model makes the stop confirmed before the peer's window and witness clear.
-    fn quiet(&self, now: Duration, since: Duration, signed_floor: u64) -> Option<(&'static str, String)> {
+    fn quiet(
+        &self,
+        now: Duration,
+        since: Duration,
+        signed_floor: u64,
+    ) -> Option<(&'static str, String)> {
         let t = &self.params.timing;
         let l = &self.local;
         if !self.local_fresh(now) {
@@ -2501,9 +2514,7 @@ impl Machine {
             Some(_) => format!(
                 "peer {peer} has been promoting for {}, longer than any activation takes ({}), \
                  so its activation is hung",
-                words_duration(
-                    now.saturating_sub(self.peer.promoting_since.map_or(now, |p| p.1))
-                ),
+                words_duration(now.saturating_sub(self.peer.promoting_since.map_or(now, |p| p.1))),
                 words_duration(self.params.timing.activation_bound)
             ),
             None => format!(
@@ -2827,7 +2838,8 @@ impl Machine {
             let seen = self
                 .highest_seen
                 .map_or(0, |h| u64::try_from(h.height).unwrap_or(0));
-            seen.max(self.chain.last_signed.unwrap_or(0)).saturating_add(n)
+            seen.max(self.chain.last_signed.unwrap_or(0))
+                .saturating_add(n)
         });
         let fence = self.highest_seen.map_or(base, |s| s.max(base));
         self.see_state(Some(fence));

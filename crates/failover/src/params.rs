@@ -56,11 +56,8 @@ impl Params {
     /// The seed's defaults (5 s × 3 rounds, 60 s grace) on Story's 2.4 s blocks, every other
     /// timing derived.
     pub fn with_defaults(node_id: NodeId, peer_id: NodeId, is_primary_site: bool) -> Self {
-        let inputs = syncguard_timing::Inputs::new(
-            Duration::from_secs(5),
-            3,
-            Duration::from_millis(2_400),
-        );
+        let inputs =
+            syncguard_timing::Inputs::new(Duration::from_secs(5), 3, Duration::from_millis(2_400));
         Params {
             node_id,
             peer_id,

@@ -48,11 +48,17 @@ fn double_sign_silent_active_fences_itself_when_its_peer_is_lost() {
     let signed = a.last_signed.expect("a signs");
     // Its node keeps following the chain; its signature stops reaching the commits.
     let acts = silent_rounds(&mut a, 3);
-    assert!(!has_deactivate(&acts), "three missed blocks are not silence yet");
+    assert!(
+        !has_deactivate(&acts),
+        "three missed blocks are not silence yet"
+    );
     let acts = silent_rounds(&mut a, 1);
     assert!(has_deactivate(&acts), "{:#?}", records(&acts));
     assert!(tagged(&acts, RecordTag::SelfFenced, "silent"));
-    assert!(any_said(&acts, "the validator's signature is missing from the last 4 commits"));
+    assert!(any_said(
+        &acts,
+        "the validator's signature is missing from the last 4 commits"
+    ));
     assert!(any_said(&acts, &format!("last at height {signed}")));
     a.feed(deactivated_ok(None));
     assert_eq!(a.m.held_role(), Role::Fenced);
@@ -144,7 +150,11 @@ fn double_sign_witness_counts_block_time_not_only_blocks() {
     r.block_times_ms = (lo..=latest).map(|h| (h, h * 50)).collect();
     let acts = b.feed(Event::Witness(r));
     assert!(!has_activate(&acts));
-    assert!(said(&acts, RecordKind::Refusal, "not yet evidence"), "{:#?}", records(&acts));
+    assert!(
+        said(&acts, RecordKind::Refusal, "not yet evidence"),
+        "{:#?}",
+        records(&acts)
+    );
     // The next question (a round later) reads further back.
     let acts = b.rounds(2, None);
     let (_, more) = witness_request_sized(&acts).expect("asked again");
@@ -177,7 +187,11 @@ fn switched_over() -> (Node, Node) {
     a.advance_ms(1_000);
     let acts = a.health(false, false);
     assert!(has_deactivate(&acts));
-    let acts = a.feed(deactivated_ok(Some(hrs(a.height as i64, 0, Step::Precommit))));
+    let acts = a.feed(deactivated_ok(Some(hrs(
+        a.height as i64,
+        0,
+        Step::Precommit,
+    ))));
     let acts_b = deliver(&mut b, &acts);
     assert!(has_activate(&acts_b));
     deliver(&mut a, &acts_b);
@@ -255,7 +269,11 @@ fn failover_peer_seen_active_ends_the_wait_too() {
     // ... and reports itself active: its activation is over and verified.
     b.advance_ms(1_000);
     let acts = b.sees(status("a", Role::Active, 2));
-    assert!(said(&acts, RecordKind::Info, "its activation verified"), "{:#?}", records(&acts));
+    assert!(
+        said(&acts, RecordKind::Info, "its activation verified"),
+        "{:#?}",
+        records(&acts)
+    );
 }
 
 #[test]
@@ -282,7 +300,11 @@ fn failover_a_promotion_that_never_ends_is_a_lost_peer() {
         };
         if has_activate(&acts) {
             promoted = true;
-            assert!(any_said(&acts, "its activation is hung"), "{:#?}", records(&acts));
+            assert!(
+                any_said(&acts, "its activation is hung"),
+                "{:#?}",
+                records(&acts)
+            );
             break;
         }
     }
@@ -314,7 +336,11 @@ fn double_sign_check_height_delays_the_targets_start() {
         } => Some(*start_after_height),
         _ => None,
     });
-    assert_eq!(start_after, Some(Some(153)), "N = 3 blocks past the last signature");
+    assert_eq!(
+        start_after,
+        Some(Some(153)),
+        "N = 3 blocks past the last signature"
+    );
 }
 
 #[test]

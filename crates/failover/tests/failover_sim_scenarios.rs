@@ -34,7 +34,11 @@ fn failover_sim_crash_failover_return_and_fallback() {
     // run in block time) + one round of the crash.
     let b_at = w.activations[1].0;
     let bound = sim::sim_timing().crash_decision().as_millis() as u64 + sim::ROUND_MS;
-    assert!(b_at - 30_000 < bound, "b took {} ms (bound {bound} ms)", b_at - 30_000);
+    assert!(
+        b_at - 30_000 < bound,
+        "b took {} ms (bound {bound} ms)",
+        b_at - 30_000
+    );
     assert_eq!(w.roles(), [Some(Role::Active), Some(Role::Passive)]);
     assert!(w.recently_signed(5));
 }

@@ -274,11 +274,20 @@ mod tests {
         let mut log = CommitLog::new(ME, 100);
         assert_eq!(log.missing(8, 10), vec![10, 9, 8]);
         assert!(log.record(9, &commit(9, true, true)));
-        assert!(!log.record(10, &commit(10, true, false)), "a seen commit is read again later");
-        assert!(!log.record(8, &commit(7, true, true)), "an answer for another height");
+        assert!(
+            !log.record(10, &commit(10, true, false)),
+            "a seen commit is read again later"
+        );
+        assert!(
+            !log.record(8, &commit(7, true, true)),
+            "an answer for another height"
+        );
         assert_eq!(log.missing(8, 10), vec![10, 8]);
         let w = log.window(10, 3);
-        assert_eq!(w.heights[0].seen, SignatureSeen::Unknown("commit not read".into()));
+        assert_eq!(
+            w.heights[0].seen,
+            SignatureSeen::Unknown("commit not read".into())
+        );
         assert_eq!(w.heights[1].seen, SignatureSeen::Signed);
         assert_eq!(
             w.heights[1].time,

@@ -1,20 +1,16 @@
-//! The chain's answers both drivers (peer mode and etcd mode) act on: the witness before an
-//! unplanned promotion and the verification after an activation, read from the local node.
+//! The chain's answer both drivers (peer mode and etcd mode) act on: the witness before an
+//! unplanned promotion, served from the daemon's commit log (only the commits not read yet
+//! are fetched).
 
-use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use syncguard_failover::{VerifyReport, WitnessReport};
-use syncguard_health::{fetch_witness, CometClient, SignatureSeen};
+use syncguard_failover::WitnessReport;
+use syncguard_health::{ChainReader, SignatureSeen};
 
 /// Answers a witness request. A failed `/status` gives a report with nothing read, which the
 /// machine never takes as evidence of absence.
-pub(crate) async fn witness(
-    comet: &CometClient,
-    address: &str,
-    id: u64,
-    blocks: u32,
-) -> WitnessReport {
-    match fetch_witness(comet, address, u64::from(blocks)).await {
+pub(crate) async fn witness(chain: &ChainReader, id: u64, blocks: u32) -> WitnessReport {
+    match chain.witness(u64::from(blocks)).await {
         Ok(report) => {
             let mut out = WitnessReport {
                 id,
@@ -22,6 +18,7 @@ pub(crate) async fn witness(
                 checked: Vec::new(),
                 signed: Vec::new(),
                 unknown: Vec::new(),
+                block_times_ms: Vec::new(),
             };
             for h in report.heights {
                 match h.seen {
@@ -31,6 +28,9 @@ pub(crate) async fn witness(
                     }
                     SignatureSeen::Absent => out.checked.push(h.height),
                     SignatureSeen::Unknown(_) => out.unknown.push(h.height),
+                }
+                if let Some(ms) = h.time.and_then(unix_ms) {
+                    out.block_times_ms.push((h.height, ms));
                 }
             }
             out
@@ -43,47 +43,14 @@ pub(crate) async fn witness(
                 checked: Vec::new(),
                 signed: Vec::new(),
                 unknown: vec![0],
+                block_times_ms: Vec::new(),
             }
         }
     }
 }
 
-/// Waits up to `blocks` (+2) block intervals for the validator's signature to show in the
-/// commits the local node sees.
-pub(crate) async fn verify(
-    comet: &CometClient,
-    address: &str,
-    epoch: u64,
-    blocks: u32,
-    block_interval: Duration,
-) -> VerifyReport {
-    let deadline = Instant::now() + block_interval * (blocks + 2) + Duration::from_secs(5);
-    let mut last = String::from("no commit read yet");
-    while Instant::now() < deadline {
-        match fetch_witness(comet, address, u64::from(blocks)).await {
-            Ok(report) if report.signed_recently() => {
-                return VerifyReport {
-                    epoch,
-                    signed: true,
-                    detail: format!(
-                        "signature of {address} seen at height {}",
-                        report.last_signed_height().unwrap_or_default()
-                    ),
-                }
-            }
-            Ok(report) => {
-                last = format!(
-                    "no signature of {address} in the last {blocks} commits up to height {}",
-                    report.latest_height
-                )
-            }
-            Err(e) => last = format!("the local node did not answer: {e}"),
-        }
-        tokio::time::sleep(block_interval.max(Duration::from_millis(100))).await;
-    }
-    VerifyReport {
-        epoch,
-        signed: false,
-        detail: last,
-    }
+fn unix_ms(t: SystemTime) -> Option<u64> {
+    t.duration_since(UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
 }

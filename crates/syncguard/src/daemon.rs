@@ -17,15 +17,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use syncguard_actuator::{Actuator, ActuatorError};
+use syncguard_actuator::{Actuator, ActuatorError, ActuatorOptions};
 use syncguard_config::{Backend, Config, NodeRole, PeerConfig};
 use syncguard_failover::{
-    Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, PeerObservation, Role,
-    Wish,
+    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage,
+    PeerObservation, Role, Wish,
 };
 use syncguard_health::{
-    evaluate, names, CheckStatus, HealthParams, HealthReport, HealthState, NodeProbe, SetupError,
-    StateSyncSeen, Verdict,
+    evaluate, names, ChainReader, CheckStatus, CometClient, HealthParams, HealthReport,
+    HealthState, NodeProbe, SetupError, StateSyncSeen, Verdict,
 };
 use syncguard_peer::{PeerClient, PeerSecurity, PeerServer};
 use syncguard_validator::{StateStore, StoreError, ValidatorKey};
@@ -34,7 +34,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::driver::{Deps, Driver, PeerSender};
 use crate::epoch_file::{EpochFile, EpochFileError};
-use crate::view::{NodeView, Shared};
+use crate::view::{NodeView, Shared, SigningSeen};
+
+/// Heights of commits kept in memory (the longest witness reads at most 2,000).
+const COMMITS_KEPT: u64 = 2_500;
+/// The most commits read after one round (a node far ahead catches up over rounds).
+const COMMITS_PER_ROUND: u64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -75,36 +80,27 @@ pub fn health_params(config: &Config) -> HealthParams {
     p
 }
 
-/// The failover machine's parameters from the config (two nodes: the peer is the other site).
-pub fn failover_params(config: &Config, peer: &PeerConfig) -> Params {
-    let fo = &config.failover;
+/// The failover machine's parameters from the config (two nodes: the peer is the other site)
+/// and the node's `double_sign_check_height`.
+pub fn failover_params(
+    config: &Config,
+    peer: &PeerConfig,
+    double_sign_check_height: u64,
+) -> Params {
     Params {
         node_id: NodeId::new(config.server.id.clone()),
         peer_id: NodeId::new(peer.id.clone()),
         is_primary_site: config.is_primary_site(),
         peer_is_primary_site: !config.is_primary_site(),
-        health_check_interval: fo.health_check_interval(),
-        retry_attempts: fo.retry_attempts,
-        self_fence_timeout: fo.self_fence_timeout(),
-        witness_blocks: config.story.witness_blocks,
-        verify_blocks: config.story.verify_blocks,
-        fallback_grace_period: fo.fallback_grace_period(),
-        handover_timeout: fo.handover_timeout(),
-        priority_margin: config.priority_margin(),
-        block_interval: config.story.block_interval(),
+        fallback_grace_period: config.failover.fallback_grace_period(),
+        timing: config.timing_with(double_sign_check_height),
     }
 }
 
-/// Warnings about timings that the machine's safety argument needs (S4 before promotion).
-pub fn timing_warnings(config: &Config) -> Vec<String> {
-    match config.communication.peers.first() {
-        Some(peer) => failover_params(config, peer).timing_warnings(
-            config.story.block_interval(),
-            config.story.stop_timeout(),
-            config.failover.handover_timeout(),
-        ),
-        None => Vec::new(),
-    }
+/// CometBFT's `double_sign_check_height` of the local node (0 when its `config.toml` cannot
+/// be read: the preflight has said why).
+pub fn node_double_sign_check_height(config: &Config) -> u64 {
+    crate::preflight::double_sign_check_height(&config.story.node_config()).unwrap_or(0)
 }
 
 /// Runs until `shutdown` completes.
@@ -115,10 +111,15 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let state_path = config.story.state_path();
+    // Every timing, with the node's own double_sign_check_height (docs/TIMING.md).
+    let timing = config.timing_with(node_double_sign_check_height(&config));
+    for g in timing.guarantees() {
+        tracing::info!("timing: {g}");
+    }
     let probe = NodeProbe::new(
         &config.story.comet_rpc_url,
         &config.story.evm_rpc_url,
-        config.health.rpc_timeout(),
+        timing.rpc_timeout,
     )?
     .with_state_dir(state_path.parent().unwrap_or(Path::new("/")))
     .with_state_file(&state_path);
@@ -137,6 +138,22 @@ pub async fn run(
         true => None,
         false => {
             Some(PeerSecurity::from_config(&config).map_err(|e| DaemonError::Peer(e.to_string()))?)
+        }
+    };
+
+    // The chain's commits, each read once: the machine's chain report every round, the
+    // witness, the signing view of `/status` and `/metrics`. Without a readable key store
+    // there is no address to look for; the preflight has already said why.
+    let chain = match ValidatorKey::load_public(&config.story.validator_key_store) {
+        Ok(key) => Some(Arc::new(ChainReader::new(
+            CometClient::new(&config.story.comet_rpc_url, timing.rpc_timeout)?,
+            &key.address_hex(),
+            COMMITS_KEPT,
+            COMMITS_PER_ROUND,
+        ))),
+        Err(e) => {
+            tracing::warn!("not watching the validator's signatures on chain: {e}");
+            None
         }
     };
 
@@ -183,6 +200,7 @@ pub async fn run(
                 wish,
                 shared.clone(),
                 alerter.clone(),
+                chain.clone(),
                 stop_rx.clone(),
             )
             .await?;
@@ -195,12 +213,14 @@ pub async fn run(
             let (op_tx, op_rx) = mpsc::channel(16);
             let failover = Failover::start(
                 &config,
+                &timing,
                 peer,
                 security,
                 wish,
                 shared.clone(),
                 tx.clone(),
                 alerter.clone(),
+                chain.clone(),
             )?;
             admin.operator = Some(op_tx);
             admin.peer = Some(failover.client.clone());
@@ -240,32 +260,13 @@ pub async fn run(
     };
     tasks.push(tokio::spawn(supervise_health(
         probe,
+        chain,
         health_params(&config),
         config.failover.health_check_interval(),
         shared.clone(),
         events.as_ref().map(|(tx, _)| tx.clone()),
         stop_rx.clone(),
     )));
-
-    // The chain's view of the validator's signing (last signed height, missed in a row), for
-    // `/status`, `/metrics` and the missed-blocks alert. Without a readable key store there is
-    // no address to look for; the preflight has already said why.
-    match ValidatorKey::load_public(&config.story.validator_key_store) {
-        Ok(key) => {
-            let client = syncguard_health::CometClient::new(
-                &config.story.comet_rpc_url,
-                config.health.rpc_timeout(),
-            )?;
-            tasks.push(crate::signing_monitor::spawn(
-                shared.clone(),
-                client,
-                key.address_hex(),
-                config.failover.health_check_interval(),
-                stop_rx.clone(),
-            ));
-        }
-        Err(e) => tracing::warn!("not watching the validator's signatures on chain: {e}"),
-    }
 
     let public = crate::api::router(shared.clone(), admin);
     match (&events, &security) {
@@ -303,22 +304,36 @@ struct Failover {
 }
 
 impl Failover {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         config: &Config,
+        timing: &syncguard_timing::Timing,
         peer: &PeerConfig,
         security: &PeerSecurity,
         wish: NodeRole,
         shared: Shared,
         tx: mpsc::Sender<Event>,
         alerts: syncguard_alerts::Alerter,
+        chain: Option<Arc<ChainReader>>,
     ) -> Result<Failover, DaemonError> {
         let store = Arc::new(StateStore::open(
             config.story.state_path(),
             Some(config.story.validator_state_backup.clone()),
         )?);
-        let actuator = Arc::new(Actuator::new(config, store.clone())?);
-        let validator_address =
-            ValidatorKey::load_public(&config.story.validator_key_store)?.address_hex();
+        let actuator = Arc::new(Actuator::with_options(
+            config,
+            store.clone(),
+            ActuatorOptions::from_timing(timing),
+        )?);
+        // The witness needs the validator's address: without a readable key store the daemon
+        // cannot decide anything.
+        let chain = match chain {
+            Some(chain) => chain,
+            None => {
+                ValidatorKey::load_public(&config.story.validator_key_store)?;
+                return Err(DaemonError::Peer("no chain reader".into()));
+            }
+        };
         let client = PeerClient::from_config(config, security)
             .map_err(|e| DaemonError::Peer(e.to_string()))?
             .into_iter()
@@ -327,14 +342,9 @@ impl Failover {
         let client = Arc::new(client);
         let epoch_file = EpochFile::beside(&config.story.validator_state_backup);
         let persisted = epoch_file.load()?;
-        let machine = Machine::new(failover_params(config, peer))?;
-        for w in timing_warnings(config) {
-            tracing::warn!("timing: {w}");
-        }
-        let comet = syncguard_health::CometClient::new(
-            &config.story.comet_rpc_url,
-            config.health.rpc_timeout(),
-        )?;
+        let mut params = failover_params(config, peer, 0);
+        params.timing = timing.clone();
+        let machine = Machine::new(params)?;
         let origin = Instant::now();
         shared.update(|v| v.started_at = SystemTime::now());
         let driver = Driver::new(
@@ -342,9 +352,8 @@ impl Failover {
             origin,
             Deps {
                 actuator,
-                comet,
-                validator_address,
-                block_interval: config.story.block_interval(),
+                chain,
+                dsc_wait: timing.dsc_wait,
                 epoch_file,
                 peer: client.clone(),
                 shared,
@@ -509,6 +518,7 @@ async fn tick(every: Duration, events: mpsc::Sender<Event>, mut stop: watch::Rec
 /// verdict (never the last good one), and restarted after one interval.
 async fn supervise_health(
     probe: NodeProbe,
+    chain: Option<Arc<ChainReader>>,
     params: HealthParams,
     interval: Duration,
     shared: Shared,
@@ -525,6 +535,7 @@ async fn supervise_health(
     loop {
         let task = tokio::spawn(health_loop(
             probe.clone(),
+            chain.clone(),
             params.clone(),
             interval,
             shared.clone(),
@@ -550,7 +561,14 @@ async fn supervise_health(
                     v.health = Some(report);
                 });
                 if let Some(tx) = &events {
-                    let _ = tx.send(Event::LocalHealth(LocalHealth { healthy: false, latest_height: None, stalled: true, why: Some(why) })).await;
+                    let down = LocalHealth {
+                        healthy: false,
+                        latest_height: None,
+                        stalled: true,
+                        why: Some(why),
+                        block_age: None,
+                    };
+                    let _ = tx.send(Event::LocalHealth(down)).await;
                 }
             }
         }
@@ -561,8 +579,12 @@ async fn supervise_health(
     }
 }
 
+/// One task for the node's whole view each round: the health probes, then the commits not
+/// read yet (so a round costs its probes plus the new blocks' commits), then the machine's
+/// events and the view.
 async fn health_loop(
     probe: Arc<NodeProbe>,
+    chain: Option<Arc<ChainReader>>,
     params: HealthParams,
     interval: Duration,
     shared: Shared,
@@ -576,14 +598,39 @@ async fn health_loop(
         ticker.tick().await;
         let sync = state_sync_seen(&shared);
         let obs = probe.observe(sync).await;
+        let now = SystemTime::now();
         let before = state.verdict();
-        let (next, report) = evaluate(&params, state, &obs, SystemTime::now());
+        let (next, report) = evaluate(&params, state, &obs, now);
         state = next;
         log_verdict_change(before, &report);
+        // How old the node's newest block is (the self-fence's "follows no chain").
+        let block_age = obs.status.as_ref().ok().and_then(|st| {
+            st.latest_block_time
+                .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
+        });
+        let latest = obs.status.as_ref().ok().map(|st| st.latest_block_height);
         if let Some(tx) = &events {
             let _ = tx
-                .send(Event::LocalHealth(local_health(&report, &state)))
+                .send(Event::LocalHealth(local_health(&report, &state, block_age)))
                 .await;
+        }
+        if let (Some(chain), Some(latest)) = (&chain, latest) {
+            let seen = chain.catch_up(latest).await;
+            shared.update(|v| {
+                v.signing = SigningSeen {
+                    validator_last_signed: seen.last_signed,
+                    validator_missed_in_row: seen.missed_in_row,
+                    checked_height: Some(seen.upto),
+                }
+            });
+            if let Some(tx) = &events {
+                let report = ChainReport {
+                    latest_height: seen.upto,
+                    last_signed: seen.last_signed,
+                    fastest_block: seen.fastest_block,
+                };
+                let _ = tx.send(Event::Chain(report)).await;
+            }
         }
         let status = format!("{}; {}", role_word(&shared), report.summary);
         shared.update(|v| v.health = Some(report));
@@ -623,7 +670,11 @@ fn state_sync_seen(shared: &Shared) -> StateSyncSeen {
 
 /// The machine's view of one round: the verdict, the height, and whether the node sees no
 /// new blocks (a stall or an unreachable node), with the failing checks as the reason.
-fn local_health(report: &HealthReport, state: &HealthState) -> LocalHealth {
+fn local_health(
+    report: &HealthReport,
+    state: &HealthState,
+    block_age: Option<Duration>,
+) -> LocalHealth {
     let failing = |name: &str| {
         report
             .check(name)
@@ -634,6 +685,7 @@ fn local_health(report: &HealthReport, state: &HealthState) -> LocalHealth {
         latest_height: state.last_comet_height(),
         stalled: failing(names::COMET_HEIGHT) || failing(names::COMET_REACHABLE),
         why: (!report.healthy).then(|| report.summary.clone()),
+        block_age,
     }
 }
 

@@ -14,7 +14,7 @@ use syncguard_actuator::{ActivationPlan, Actuator};
 use syncguard_failover::{
     Action, ActuatorResult, Event, HandedState, Machine, PeerMessage, Record, RecordKind,
 };
-use syncguard_health::CometClient;
+use syncguard_health::ChainReader;
 use syncguard_validator::SignState;
 use tokio::sync::{mpsc, watch};
 
@@ -66,9 +66,10 @@ pub trait PeerSender: Send + Sync + 'static {
 /// What the driver acts with.
 pub struct Deps {
     pub actuator: Arc<Actuator>,
-    pub comet: CometClient,
-    pub validator_address: String,
-    pub block_interval: Duration,
+    /// The commits of the local node, read once (the witness is served from them).
+    pub chain: Arc<ChainReader>,
+    /// The longest wait for CometBFT's double-sign check before a start (`Timing::dsc_wait`).
+    pub dsc_wait: Duration,
     pub epoch_file: EpochFile,
     pub peer: Arc<dyn PeerSender>,
     pub shared: Shared,
@@ -178,16 +179,24 @@ impl Driver {
                     fence,
                     handed_state,
                     cause,
+                    start_after_height,
                 } => {
-                    tracing::warn!(epoch, ?cause, fence = %fence, "activating: this node takes the validator role");
-                    let plan = activation_plan(fence, handed_state.as_ref());
+                    tracing::warn!(epoch, ?cause, fence = %fence, ?start_after_height, "activating: this node takes the validator role");
+                    let plan = activation_plan(fence, handed_state.as_ref()).map(|plan| {
+                        match start_after_height {
+                            Some(h) => plan.after_height(h, self.deps.dsc_wait),
+                            None => plan,
+                        }
+                    });
                     let actuator = self.deps.actuator.clone();
                     let events = self.events.clone();
                     let shared = self.deps.shared.clone();
                     tokio::spawn(async move {
+                        let mut signed_at = None;
                         let result = match plan {
                             Ok(plan) => match actuator.activate(plan).await {
                                 Ok(report) => {
+                                    signed_at = Some(report.signed_at_height);
                                     let t = table(
                                         report.format_steps(),
                                         report.total,
@@ -222,7 +231,11 @@ impl Driver {
                             Err(e) => Err(e),
                         };
                         let _ = events
-                            .send(Event::Actuator(ActuatorResult::Activated { epoch, result }))
+                            .send(Event::Actuator(ActuatorResult::Activated {
+                                epoch,
+                                result,
+                                signed_at,
+                            }))
                             .await;
                     });
                 }
@@ -274,32 +287,16 @@ impl Driver {
                     });
                 }
                 Action::RequestWitness { id, blocks } => {
-                    let comet = self.deps.comet.clone();
-                    let address = self.deps.validator_address.clone();
+                    let chain = self.deps.chain.clone();
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report =
-                            crate::chain_check::witness(&comet, &address, id, blocks).await;
+                        let report = crate::chain_check::witness(&chain, id, blocks).await;
                         let _ = events.send(Event::Witness(report)).await;
                     });
                 }
-                Action::Verify { epoch, blocks } => {
-                    let comet = self.deps.comet.clone();
-                    let address = self.deps.validator_address.clone();
-                    let block_interval = self.deps.block_interval;
-                    let events = self.events.clone();
-                    tokio::spawn(async move {
-                        let report = crate::chain_check::verify(
-                            &comet,
-                            &address,
-                            epoch,
-                            blocks,
-                            block_interval,
-                        )
-                        .await;
-                        let _ = events.send(Event::Verify(report)).await;
-                    });
-                }
+                // The actuator verifies every activation (or rolls it back): the peer core
+                // never asks for a separate verification.
+                Action::Verify { .. } => {}
             }
         }
     }

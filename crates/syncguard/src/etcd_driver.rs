@@ -20,7 +20,7 @@ use syncguard_coordination::{
 use syncguard_failover::{
     Action, ActuatorResult, Event, OperatorCommand, PeerStatus, Record, RecordKind, Status, Wish,
 };
-use syncguard_health::CometClient;
+use syncguard_health::ChainReader;
 use syncguard_validator::{SignState, StateStore, ValidatorKey};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -47,6 +47,8 @@ pub enum EtcdSetupError {
     Epoch(#[from] crate::epoch_file::EpochFileError),
     #[error("cannot set up the RPC client of the local node: {0}")]
     Setup(#[from] syncguard_health::SetupError),
+    #[error("the chain reader could not be set up (the validator key store is unreadable)")]
+    NoChainReader,
 }
 
 /// What [`start`] hands the daemon.
@@ -68,6 +70,7 @@ pub async fn start(
     wish: NodeRole,
     shared: Shared,
     alerts: syncguard_alerts::Alerter,
+    chain: Option<Arc<ChainReader>>,
     stop: watch::Receiver<bool>,
 ) -> Result<Started, EtcdSetupError> {
     let etcd = &config.coordination.etcd;
@@ -78,8 +81,15 @@ pub async fn start(
         Some(config.story.validator_state_backup.clone()),
     )?);
     let actuator = Arc::new(Actuator::new(config, store.clone())?);
-    let validator_address =
-        ValidatorKey::load_public(&config.story.validator_key_store)?.address_hex();
+    // The witness needs the validator's address: without a readable key store nothing can
+    // be decided (the daemon built no chain reader then).
+    let chain = match chain {
+        Some(chain) => chain,
+        None => {
+            ValidatorKey::load_public(&config.story.validator_key_store)?;
+            return Err(EtcdSetupError::NoChainReader);
+        }
+    };
     let epoch_file = EpochFile::beside(&config.story.validator_state_backup);
     let persisted = epoch_file.load()?;
     let interval = config.failover.health_check_interval();
@@ -94,7 +104,6 @@ pub async fn start(
         verify_blocks: config.story.verify_blocks,
         order: PromotionOrder::new(step, step / 2)?,
     };
-    let comet = CometClient::new(&config.story.comet_rpc_url, config.health.rpc_timeout())?;
     let origin = Instant::now();
     shared.update(|v| v.started_at = SystemTime::now());
 
@@ -118,9 +127,7 @@ pub async fn start(
         machine: EtcdMachine::new(params),
         origin,
         actuator,
-        comet,
-        validator_address,
-        block_interval: config.story.block_interval(),
+        chain,
         epoch_file,
         shared: shared.clone(),
         alerts,
@@ -173,9 +180,7 @@ struct EtcdDriver {
     machine: EtcdMachine,
     origin: Instant,
     actuator: Arc<Actuator>,
-    comet: CometClient,
-    validator_address: String,
-    block_interval: Duration,
+    chain: Arc<ChainReader>,
     epoch_file: EpochFile,
     shared: Shared,
     alerts: syncguard_alerts::Alerter,
@@ -289,11 +294,13 @@ impl EtcdDriver {
                     let actuator = self.actuator.clone();
                     let events = self.events.clone();
                     tokio::spawn(async move {
+                        let mut signed_at = None;
                         let result = match SignState::unsigned(fence) {
                             Ok(f) => actuator
                                 .activate(ActivationPlan::unplanned(f))
                                 .await
                                 .map(|report| {
+                                    signed_at = Some(report.signed_at_height);
                                     tracing::info!(
                                         epoch,
                                         "activation finished\n{}",
@@ -310,6 +317,7 @@ impl EtcdDriver {
                             .send(EtcdEvent::Actuator(ActuatorResult::Activated {
                                 epoch,
                                 result,
+                                signed_at,
                             }))
                             .await;
                     });
@@ -335,32 +343,15 @@ impl EtcdDriver {
                     });
                 }
                 EtcdAction::Failover(Action::RequestWitness { id, blocks }) => {
-                    let comet = self.comet.clone();
-                    let address = self.validator_address.clone();
+                    let chain = self.chain.clone();
                     let events = self.events.clone();
                     tokio::spawn(async move {
-                        let report =
-                            crate::chain_check::witness(&comet, &address, id, blocks).await;
+                        let report = crate::chain_check::witness(&chain, id, blocks).await;
                         let _ = events.send(EtcdEvent::Witness(report)).await;
                     });
                 }
-                EtcdAction::Failover(Action::Verify { epoch, blocks }) => {
-                    let comet = self.comet.clone();
-                    let address = self.validator_address.clone();
-                    let block_interval = self.block_interval;
-                    let events = self.events.clone();
-                    tokio::spawn(async move {
-                        let report = crate::chain_check::verify(
-                            &comet,
-                            &address,
-                            epoch,
-                            blocks,
-                            block_interval,
-                        )
-                        .await;
-                        let _ = events.send(EtcdEvent::Verify(report)).await;
-                    });
-                }
+                // The actuator verifies every activation (or rolls it back).
+                EtcdAction::Failover(Action::Verify { .. }) => {}
                 // Peer messages do not exist in etcd mode.
                 EtcdAction::Failover(Action::Send { .. }) => {}
                 EtcdAction::TryAcquire => self.try_acquire(),

@@ -12,8 +12,6 @@
 //!   gauges read from the view at scrape time by a pure mapping.
 //! - `status_page` — `GET /`: one self-contained HTML page refreshing from `/status`,
 //!   `/health` and `/events`.
-//! - `signing_monitor` — the validator's last signed height and missed blocks in a row, read
-//!   from the recent commits into the view.
 //! - `alerting` — what is alerted (pure): the machine's records, and edges of the view's
 //!   conditions (health, peer, state sync, missed blocks) found by a watcher task.
 //! - `sd_notify` — systemd readiness and watchdog keep-alives.
@@ -36,6 +34,5 @@ pub mod metrics;
 pub mod peer_api;
 pub mod preflight;
 pub mod sd_notify;
-pub mod signing_monitor;
 pub mod status_page;
 pub mod view;

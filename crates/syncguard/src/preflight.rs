@@ -196,39 +196,55 @@ fn live_key(f: &mut Findings, path: &Path, validator: Option<&str>, placeholder:
     }
 }
 
-/// CometBFT refuses to start when the key signed in the last `double_sign_check_height`
-/// blocks: a last line of defence worth having on every validator node.
-fn node_config(f: &mut Findings, path: &Path) {
-    let at = "story.node_config_path";
-    let Ok(text) = std::fs::read_to_string(path) else {
-        f.warn(
-            at,
-            format!(
-                "cannot read {}; could not check double_sign_check_height",
-                path.display()
-            ),
-        );
-        return;
-    };
+/// CometBFT's `double_sign_check_height` from the node's `config.toml` (`[consensus]`):
+/// 0 when the key is absent. `Err` names the file when it cannot be read.
+pub fn double_sign_check_height(path: &Path) -> Result<u64, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let value = text.lines().find_map(|line| {
         let (key, value) = line.split_once('=')?;
-        (key.trim() == "double_sign_check_height")
-            .then(|| {
-                value
-                    .split('#')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .parse::<i64>()
-                    .ok()
-            })
-            .flatten()
+        (key.trim() == "double_sign_check_height").then(|| {
+            value
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .parse::<i64>()
+                .ok()
+        })
     });
     match value {
-        Some(n) if n > 0 => {}
-        _ => f.warn(
+        None => Ok(0),
+        Some(Some(n)) => Ok(u64::try_from(n).unwrap_or(0)),
+        Some(None) => Err(format!(
+            "double_sign_check_height in {} is not a whole number",
+            path.display()
+        )),
+    }
+}
+
+/// CometBFT refuses to start when the key signed in its last `double_sign_check_height`
+/// commits: a last line of defence (against a start SyncGuard did not make) worth having on
+/// every validator node. SyncGuard waits for that many blocks without the validator's
+/// signature before it starts a node, so the guard never fires on its own starts.
+fn node_config(f: &mut Findings, path: &Path) {
+    let at = "story.node_config_path";
+    match double_sign_check_height(path) {
+        Err(why) => f.warn(
             at,
-            format!("double_sign_check_height is not set above 0 in {}; set it (e.g. 10) so CometBFT refuses to start a key that signed recently", path.display()),
+            format!("{why}; could not check double_sign_check_height"),
         ),
+        Ok(0) => f.warn(
+            at,
+            format!(
+                "double_sign_check_height is not set above 0 in {}; set it (e.g. 10) so \
+                 CometBFT itself refuses to start a key that signed in its last blocks. \
+                 SyncGuard then waits for that many blocks without the validator's signature \
+                 before it starts a node, so each planned switchover misses that many more \
+                 blocks (`syncguard config check` says how long)",
+                path.display()
+            ),
+        ),
+        Ok(_) => {}
     }
 }

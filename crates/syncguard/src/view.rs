@@ -52,12 +52,12 @@ pub struct NodeView {
     /// The step table of the last deactivation on this node.
     #[serde(skip)]
     pub last_deactivation: Option<StepTable>,
-    /// What the chain says about the validator's signing (kept by `signing_monitor`).
+    /// What the chain says about the validator's signing (from the commit log, each round).
     pub signing: SigningSeen,
 }
 
 /// The validator's signing as the recent commits show it (from the chain, not from the
-/// local node): filled by [`crate::signing_monitor`]; all `None` until its first look.
+/// local node): filled by the health loop from the commit log; all `None` until its first look.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SigningSeen {
     /// The newest committed height whose commit carries the validator's signature.

@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::{options, start, OrPanic};
 use syncguard::metrics::{Metrics, CHECKS, CHECK_STATUSES, ROLES};
-use syncguard::view::{NodeView, Shared};
+use syncguard::view::{NodeView, Shared, SigningSeen};
 use syncguard_config::{NodeRole, SiteRole};
 use syncguard_devnet::Cluster;
-use syncguard_health::CometClient;
-use tokio::sync::watch;
+use syncguard_health::{ChainReader, CometClient};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -256,42 +255,47 @@ async fn validator_signing_monitor_reads_the_devnet_chain_into_the_view_and_metr
         .unwrap_or_else(|e| panic!("devnet host 0: {e}"));
     let client = CometClient::new(&host.comet_rpc_url, Duration::from_secs(1))
         .unwrap_or_else(|e| panic!("comet client for {}: {e}", host.comet_rpc_url));
+    // The daemon's commit reader, as its health loop runs it after each round.
+    let reader = ChainReader::new(client.clone(), c.devnet.validator_address(), 100, 50);
+    let start = Instant::now();
+    let seen = loop {
+        let latest = match client.status().await {
+            Ok(st) => st.latest_block_height,
+            Err(e) => panic!("status of the devnet node: {e}"),
+        };
+        let s = reader.catch_up(latest).await;
+        if s.last_signed.is_some() || start.elapsed() > SETTLE {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let Some(last) = seen.last_signed else {
+        panic!(
+            "the reader never saw a signature: {seen:?}\n{}",
+            c.describe().await
+        );
+    };
+    assert!(last > 0 && last <= seen.upto, "{seen:?}");
+    // node-a signs every block: at most the newest few are not yet carrying its vote.
+    let missed = seen.missed_in_row.unwrap_or(u64::MAX);
+    assert!(
+        missed <= 2,
+        "missed {missed} in a row while signing: {seen:?}"
+    );
+    assert!(seen.fastest_block.is_some(), "block times read: {seen:?}");
+
     let shared = Shared::new(NodeView::new(
         "probe".into(),
         SiteRole::Primary,
         NodeRole::Active,
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let task = syncguard::signing_monitor::spawn(
-        shared.clone(),
-        client,
-        c.devnet.validator_address().to_string(),
-        Duration::from_millis(200),
-        stop_rx,
-    );
-    let start = Instant::now();
-    let seen = loop {
-        let s = shared.read(|v| v.signing);
-        if s.validator_last_signed.is_some() || start.elapsed() > SETTLE {
-            break s;
+    shared.update(|v| {
+        v.signing = SigningSeen {
+            validator_last_signed: seen.last_signed,
+            validator_missed_in_row: seen.missed_in_row,
+            checked_height: Some(seen.upto),
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let Some(last) = seen.validator_last_signed else {
-        panic!(
-            "the monitor never saw a signature: {seen:?}\n{}",
-            c.describe().await
-        );
-    };
-    let checked = seen.checked_height.unwrap_or(0);
-    assert!(last > 0 && last <= checked, "{seen:?}");
-    // node-a signs every block: at most the newest few are not yet carrying its vote.
-    let missed = seen.validator_missed_in_row.unwrap_or(u64::MAX);
-    assert!(
-        missed <= 2,
-        "missed {missed} in a row while signing: {seen:?}"
-    );
-
+    });
     let body = Metrics::new().render(&shared.snapshot(), None, std::time::SystemTime::now());
     assert!(
         body.contains(&format!("syncguard_validator_last_signed_height {last}\n")),
@@ -301,10 +305,4 @@ async fn validator_signing_monitor_reads_the_devnet_chain_into_the_view_and_metr
         body.contains("syncguard_validator_missed_blocks "),
         "{body}"
     );
-
-    let _ = stop_tx.send(true);
-    tokio::time::timeout(Duration::from_secs(3), task)
-        .await
-        .unwrap_or_else(|_| panic!("the signing monitor did not stop when told"))
-        .unwrap_or_else(|e| panic!("the signing monitor task failed: {e}"));
 }

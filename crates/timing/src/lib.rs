@@ -316,7 +316,11 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
     let round = i.health_check_interval.max(Duration::from_millis(1));
     let block = i.block_interval.max(Duration::from_millis(1));
     let retries = i.retry_attempts.max(1);
-    let slack = clamp(round / 5, Duration::from_millis(100), Duration::from_secs(1));
+    let slack = clamp(
+        round / 5,
+        Duration::from_millis(100),
+        Duration::from_secs(1),
+    );
     let derived_timeout = (round * 2 / 5).min(Duration::from_secs(2));
     let mut timeout = |key: &'static str, explicit: Option<Duration>| match explicit {
         Some(v) if v.is_zero() => {

@@ -75,7 +75,10 @@ fn timing_explicit_margins_below_the_activation_are_errors_with_the_value_that_w
     );
     let t = derive(&seed()).unwrap_or_else(|e| panic!("{e:?}"));
     let text = errors[1].to_string();
-    assert!(text.contains(&Secs(ms_up(t.handover_timeout)).to_string()), "{text}");
+    assert!(
+        text.contains(&Secs(ms_up(t.handover_timeout)).to_string()),
+        "{text}"
+    );
 }
 
 #[test]
@@ -117,8 +120,16 @@ fn timing_guarantees_are_sentences_with_numbers() {
     let t = derive(&seed()).unwrap_or_else(|e| panic!("{e:?}"));
     let g = t.guarantees();
     assert_eq!(g.len(), 5);
-    assert!(g[0].starts_with("a crashed active is replaced within "), "{}", g[0]);
-    assert!(g[1].contains("always before its peer may start"), "{}", g[1]);
+    assert!(
+        g[0].starts_with("a crashed active is replaced within "),
+        "{}",
+        g[0]
+    );
+    assert!(
+        g[1].contains("always before its peer may start"),
+        "{}",
+        g[1]
+    );
     assert!(g[2].starts_with("a planned switchover misses"), "{}", g[2]);
     assert_eq!(t.rows().len(), 22);
 }

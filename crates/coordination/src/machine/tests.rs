@@ -27,6 +27,7 @@ fn health(height: u64) -> EtcdEvent {
         latest_height: Some(height),
         stalled: false,
         why: None,
+        block_age: None,
     })
 }
 
@@ -105,6 +106,7 @@ fn clean_witness(id: u64, latest: u64) -> EtcdEvent {
         checked: (latest - 3..=latest).collect(),
         signed: vec![],
         unknown: vec![],
+        block_times_ms: Vec::new(),
     })
 }
 
@@ -153,6 +155,7 @@ fn coordination_machine_free_lock_clean_witness_acquires_then_activates_with_the
         EtcdEvent::Actuator(ActuatorResult::Activated {
             epoch: 42,
             result: Ok(()),
+            signed_at: None,
         }),
         now + ms(900),
     );
@@ -183,6 +186,7 @@ fn coordination_machine_witness_with_a_signature_or_a_gap_never_acquires() {
             checked: vec![117, 118, 119, 120],
             signed: vec![119],
             unknown: vec![],
+            block_times_ms: Vec::new(),
         }),
         now + ms(10),
     );
@@ -196,6 +200,7 @@ fn coordination_machine_witness_with_a_signature_or_a_gap_never_acquires() {
             checked: vec![127, 128, 130],
             signed: vec![],
             unknown: vec![129],
+            block_times_ms: Vec::new(),
         }),
         now + ms(10),
     );
@@ -257,6 +262,7 @@ fn active(id: &str, epoch: u64) -> (EtcdMachine, Duration) {
         EtcdEvent::Actuator(ActuatorResult::Activated {
             epoch,
             result: Ok(()),
+            signed_at: None,
         }),
         now + ms(500),
     );
@@ -519,6 +525,7 @@ impl World {
                         checked: (from..=latest).collect(),
                         signed,
                         unknown: vec![],
+                        block_times_ms: Vec::new(),
                     }));
                 }
                 EtcdAction::TryAcquire => {
@@ -601,6 +608,7 @@ impl World {
                         EtcdEvent::Actuator(ActuatorResult::Activated {
                             epoch,
                             result: Ok(()),
+                            signed_at: None,
                         }),
                     );
                 } else {
@@ -649,6 +657,7 @@ impl World {
                         latest_height: Some(h),
                         stalled: false,
                         why: None,
+                        block_age: None,
                     }),
                 );
                 let view = self.view(i);

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use syncguard_failover::{
-    Action, ActivationCause, ActuatorResult, ChainReport, Event, HandedState, LocalHealth, Machine, MessageBody,
-    NodeId, OperatorCommand, Params, PeerMessage, PeerObservation, PeerStatus, Record, RecordKind,
-    Role, Wish, WitnessReport,
+    Action, ActivationCause, ActuatorResult, ChainReport, Event, HandedState, LocalHealth, Machine,
+    MessageBody, NodeId, OperatorCommand, Params, PeerMessage, PeerObservation, PeerStatus, Record,
+    RecordKind, Role, Wish, WitnessReport,
 };
 use syncguard_validator::{Hrs, Step};
 
@@ -17,11 +17,8 @@ use syncguard_validator::{Hrs, Step};
 /// 20 s post-handover wait, fallback grace 10 s.
 pub fn params(me: &str, peer: &str, primary: bool) -> Params {
     let mut p = Params::with_defaults(NodeId::new(me), NodeId::new(peer), primary);
-    let inputs = syncguard_timing::Inputs::new(
-        Duration::from_secs(1),
-        3,
-        Duration::from_millis(2_400),
-    );
+    let inputs =
+        syncguard_timing::Inputs::new(Duration::from_secs(1), 3, Duration::from_millis(2_400));
     p.timing = syncguard_timing::derive(&inputs).expect("test timing derives");
     p.timing.activation_bound = Duration::from_secs(5);
     p.timing.handover_timeout = Duration::from_secs(6);

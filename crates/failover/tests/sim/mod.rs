@@ -38,7 +38,11 @@ pub const START_MS: u64 = 2_500;
 /// The sim's timing: 1 s rounds × 4, 1 s blocks, a 1 s stop + 0.5 s kill, `story` signing up
 /// to 2.5 s after its start, 3 verify blocks; everything else derived by the timing model.
 pub fn sim_timing() -> Timing {
-    let mut i = Inputs::new(Duration::from_millis(ROUND_MS), 4, Duration::from_millis(BLOCK_MS));
+    let mut i = Inputs::new(
+        Duration::from_millis(ROUND_MS),
+        4,
+        Duration::from_millis(BLOCK_MS),
+    );
     i.stop_timeout = Some(Duration::from_millis(STOP_MS));
     i.kill_timeout = Some(Duration::from_millis(KILL_MS));
     i.start_timeout = Some(Duration::from_millis(START_MS));
@@ -977,7 +981,9 @@ impl World {
                 fail: false,
             },
         };
-        self.nodes[n].act_queue.push_back(ActOp { id, action, stage });
+        self.nodes[n]
+            .act_queue
+            .push_back(ActOp { id, action, stage });
         self.next_act(n);
     }
 
@@ -1003,10 +1009,24 @@ impl World {
             if let Some(op) = self.nodes[n].act_queue.front_mut() {
                 op.stage = Stage::Stopping { stop_at, fail };
             }
-            self.at(stop_at, Ev::Act { node: n, inc: self.nodes[n].inc, op: id });
+            self.at(
+                stop_at,
+                Ev::Act {
+                    node: n,
+                    inc: self.nodes[n].inc,
+                    op: id,
+                },
+            );
         } else {
             let inc = self.nodes[n].inc;
-            self.at(self.now + 1, Ev::Act { node: n, inc, op: id });
+            self.at(
+                self.now + 1,
+                Ev::Act {
+                    node: n,
+                    inc,
+                    op: id,
+                },
+            );
         }
     }
 
@@ -1067,7 +1087,9 @@ impl World {
                 // Stop the full node, write max(local, replica, fence), install, start.
                 let Some(fence) = fence else { return };
                 let fail = !self.quiet && self.rng.chance(self.cfg.act_fail);
-                let delay = self.rng.range(100, self.cfg.max_start_delay_ms.clamp(100, START_MS));
+                let delay = self
+                    .rng
+                    .range(100, self.cfg.max_start_delay_ms.clamp(100, START_MS));
                 let node = &mut self.nodes[n];
                 node.story_down_until = node.story_down_until.min(self.now);
                 let from = first_signable(fence)

@@ -16,11 +16,6 @@ pub fn run(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
         }
     };
     let mut warnings = loaded.warnings;
-    warnings.extend(
-        syncguard::daemon::timing_warnings(&loaded.config)
-            .into_iter()
-            .map(|w| syncguard_config::Problem::new("failover", w)),
-    );
     let mut errors = Vec::new();
     if !offline {
         let files = preflight::check_files(&loaded.config);
@@ -40,6 +35,18 @@ pub fn run(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
                 ""
             }
         );
+        // What these settings guarantee, from the timing model (docs/TIMING.md), with the
+        // node's own double_sign_check_height when its config.toml can be read.
+        let n = if offline {
+            0
+        } else {
+            syncguard::daemon::node_double_sign_check_height(&loaded.config)
+        };
+        let timing = loaded.config.timing_with(n);
+        println!("With these settings:");
+        for g in timing.guarantees() {
+            println!("  - {g}");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(

@@ -28,7 +28,7 @@ pub fn run(args: &WitnessArgs) -> anyhow::Result<ExitCode> {
     let blocks = args
         .blocks
         .unwrap_or(u64::from(config.story.witness_blocks));
-    let client = CometClient::new(&config.story.comet_rpc_url, config.health.rpc_timeout())
+    let client = CometClient::new(&config.story.comet_rpc_url, config.timing().rpc_timeout)
         .context("setting up the CometBFT client")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
