@@ -132,6 +132,10 @@ pub struct PeerStatus {
     /// Whether it holds the standby right for its epoch (may fail over alone). Two nodes
     /// reporting it for the same epoch is repaired at once by the tie-break.
     pub standby_right: bool,
+    /// Whether it was started with `--role active` and has not been answered yet: it will
+    /// ask for the role as soon as the chain is clean, so a passive peer leaves it the claim.
+    #[serde(default)]
+    pub wants_role: bool,
 }
 
 impl PeerStatus {

@@ -412,6 +412,7 @@ impl Machine {
             is_primary_site: self.params.is_primary_site,
             last_state: self.highest_seen,
             standby_right: self.has_standby_right(),
+            wants_role: self.boot_claim_pending,
         }
     }
 
@@ -2467,7 +2468,10 @@ impl Machine {
             }
             let both_since = max_opt(self.peer.passive_since, self.passive_since).unwrap_or(now);
             let not_before = both_since + w;
-            let winner = self.params.outranks_peer() || !st.healthy || st.paused;
+            // A peer started with `--role active` asks for the role itself (its wish counts
+            // before the tie-break); otherwise the preferred node asks.
+            let winner =
+                (self.params.outranks_peer() && !st.wants_role) || !st.healthy || st.paused;
             if !winner {
                 return Err(Some(Hold::PeerWillClaim { peer }));
             }

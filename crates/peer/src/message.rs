@@ -577,6 +577,7 @@ mod tests {
             is_primary_site: true,
             last_state: Some(Hrs::new(119, 0, Step::Precommit)),
             standby_right: false,
+            wants_role: false,
         }
     }
 

@@ -82,6 +82,7 @@ fn routers(me: &str, inbox: Inbox) -> (Router, Router) {
                             is_primary_site: true,
                             last_state: Some(Hrs::new(99, 0, Step::Precommit)),
                             standby_right: false,
+                            wants_role: false,
                         };
                         Json(Envelope::new(me, 7, status).unwrap())
                     }

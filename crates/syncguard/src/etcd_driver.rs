@@ -504,6 +504,7 @@ impl EtcdDriver {
             is_primary_site: self.is_primary_site,
             last_state: m.highest_seen(),
             standby_right: false,
+            wants_role: false,
         };
         self.shared.set_failover(status, own);
     }

@@ -678,6 +678,7 @@ mod tests {
                 is_primary_site: false,
                 last_state: None,
                 standby_right: true,
+                wants_role: false,
             }),
             peer_unreachable_for_ms: unreachable,
             standby_right: false,

@@ -147,7 +147,8 @@ pub struct Timing {
     /// I × R: the seed's failover window.
     pub detection_window: Duration,
     /// How long a passive waits after losing its peer: max(I × R, contact_lag + stop_bound +
-    /// slack), so a cut-off active has stopped by then.
+    /// slack, watchdog + stop_timeout + slack), so a cut-off active has stopped by then, and a
+    /// hung one has been killed by systemd with story stopped after it.
     pub window: Duration,
     /// The age of the node's newest block at which it counts as not following the chain for
     /// the self-fence: 3 B + slack (explicit: `failover.self_fence_timeout`, at least 2 B).
@@ -187,8 +188,9 @@ pub struct Timing {
     /// request_timeout + activation_bound + observe_lag + slack. By then the holder is signing
     /// (visibly) or has rolled back.
     pub settle: Duration,
-    /// Recommended systemd `WatchdogSec` of syncguard.service: the daemon pings every round,
-    /// so I + rpc_timeout + slack.
+    /// Recommended systemd `WatchdogSec` of syncguard.service: the daemon pings once a round,
+    /// a round is its probes then the new commits (each under the RPC timeout), so
+    /// I + 2 × rpc_timeout + slack.
     pub watchdog: Duration,
     /// Recommended systemd `TimeoutStopSec` of story.service (what `BindsTo=` waits before
     /// systemd kills story): the stop timeout.
@@ -348,11 +350,14 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
         .kill_timeout
         .unwrap_or_else(|| ms_up(clamp(round / 2, MIN_KILL, MAX_KILL)));
     let detection_window = round.saturating_mul(retries);
+    // The daemon pings systemd once a round; a round is its probes and then the new commits,
+    // each under the RPC timeout.
+    let watchdog = ms_up(round + rpc_timeout * 2 + slack);
     let stop_timeout = i.stop_timeout.unwrap_or_else(|| {
-        let room = detection_window
-            .saturating_sub(contact_lag + kill_timeout + ACTUATOR_OVERRUN * 2 + slack)
-            .max(MIN_STOP);
-        ms_up(room.min(MAX_DEFAULT_STOP))
+        let cut_off = detection_window
+            .saturating_sub(contact_lag + kill_timeout + ACTUATOR_OVERRUN * 2 + slack);
+        let hung = detection_window.saturating_sub(watchdog + slack);
+        ms_up(cut_off.min(hung).max(MIN_STOP).min(MAX_DEFAULT_STOP))
     });
     for (key, v) in [
         ("story.stop_timeout", i.stop_timeout),
@@ -364,7 +369,12 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
         }
     }
     let stop_bound = stop_timeout + kill_timeout + ACTUATOR_OVERRUN * 2;
-    let window = detection_window.max(contact_lag + stop_bound + slack);
+    // A cut-off active has confirmed its stop, and a hung one has been killed by systemd with
+    // story stopped after it (BindsTo=, TimeoutStopSec = stop_timeout, then SIGKILL), before
+    // its peer may start.
+    let window = detection_window
+        .max(contact_lag + stop_bound + slack)
+        .max(watchdog + stop_timeout + slack);
     let min_stall = block * 2;
     let stall_age = match i.self_fence_timeout {
         Some(v) if v < min_stall => {
@@ -424,7 +434,6 @@ fn derive_reporting(i: &Inputs) -> (Timing, Vec<TimingError>) {
         Some(v) => v,
         None => settle_needed,
     };
-    let watchdog = ms_up(round + rpc_timeout + slack);
     let timing = Timing {
         round,
         retry_attempts: retries,
@@ -638,10 +647,10 @@ impl Timing {
             r("news_max_age", self.news_max_age, "2 I + request_timeout", "an observation older than this is no news (a slow but answered look is still news)"),
             r("contact_lag", self.contact_lag, "I + request_timeout", "a cut of the link reaches the active's rules within this"),
             r("observe_lag", self.observe_lag, "I + rpc_timeout", "a new commit reaches the rules within this"),
-            r("stop_timeout", self.stop_timeout, "story.stop_timeout, or I × R − contact_lag − kill − 2 × 150 ms − slack within [200 ms, 30 s]", "the graceful stop fits in the window"),
+            r("stop_timeout", self.stop_timeout, "story.stop_timeout, or min(I × R − contact_lag − kill − 2 × 150 ms, I × R − watchdog) − slack within [200 ms, 30 s]", "the graceful stop fits in the window"),
             r("kill_timeout", self.kill_timeout, "I/2 within [200 ms, 3 s]", "a stop that does not confirm is escalated (SIGKILL)"),
             r("stop_bound", self.stop_bound, "stop + kill + 2 × 150 ms (a cut command is reaped, one last probe)", "the longest a confirmed stop takes"),
-            r("window", self.window, "max(I × R, contact_lag + stop_bound + slack)", "a cut-off active has confirmed its stop before its peer may start"),
+            r("window", self.window, "max(I × R, contact_lag + stop_bound + slack, watchdog + stop + slack)", "a cut-off active has confirmed its stop (a hung one was killed by systemd, story with it) before its peer may start"),
             r("stall_age", self.stall_age, "3 B + slack (failover.self_fence_timeout, ≥ 2 B)", "a node this far behind the chain's time follows no chain (self-fence)"),
             r("witness_span_stall", self.witness_span_stall, "observe_lag + stall_age + stop + kill + slack", "a node that stopped following the chain has stopped before the witness may clear"),
             r("witness_span_silent", self.witness_span_silent, "observe_lag + stop + kill + slack (after 3 + 2 clean blocks)", "a node whose votes miss the commits has stopped before the witness may clear"),
@@ -651,7 +660,7 @@ impl Timing {
             r("activation_bound", self.activation_bound, "dsc_wait + stop + kill + write + verify_deadline + stop + kill", "the longest promotion, roll-back included"),
             r("handover_timeout", self.handover_timeout, "request_timeout + activation_bound + slack", "an old holder waits for the target's whole activation"),
             r("settle", self.settle, "request_timeout + activation_bound + observe_lag + slack", "the longest post-handover wait (ends earlier at the new holder's first signature)"),
-            r("watchdog", self.watchdog, "I + rpc_timeout + slack", "systemd kills a hung SyncGuard (WatchdogSec), BindsTo stops story"),
+            r("watchdog", self.watchdog, "I + 2 × rpc_timeout + slack", "systemd kills a hung SyncGuard (WatchdogSec), BindsTo stops story (TimeoutStopSec = stop_timeout)"),
         ]
     }
 }

@@ -20,8 +20,9 @@ fn timing_seed_config_derives_without_errors_and_keeps_the_seed_window() {
     assert_eq!(t.rpc_timeout, ms(2_000));
     assert_eq!(t.request_timeout, ms(2_000));
     assert_eq!(t.kill_timeout, ms(2_500));
-    // 15 − (5 + 2) − 2.5 − 2 × 0.15 − 1
-    assert_eq!(t.stop_timeout, ms(4_200));
+    // min(15 − (5 + 2) − 2.5 − 2 × 0.15, 15 − watchdog (5 + 2 × 2 + 1)) − 1
+    assert_eq!(t.watchdog, ms(10_000));
+    assert_eq!(t.stop_timeout, ms(4_000));
     assert!(t.contact_lag + t.stop_bound + t.slack <= t.window);
 }
 
@@ -53,7 +54,7 @@ fn timing_a_long_explicit_stop_stretches_the_window_instead_of_failing() {
     let mut i = seed();
     i.stop_timeout = Some(ms(30_000));
     let t = derive(&i).expect("a stop timeout is the operator's to set");
-    assert_eq!(t.window, t.contact_lag + t.stop_bound + t.slack);
+    assert_eq!(t.window, t.watchdog + t.stop_timeout + t.slack);
     assert!(t.window > ms(15_000));
 }
 
@@ -184,7 +185,8 @@ proptest! {
         prop_assert!(t.request_timeout + t.activation_bound < t.settle);
         prop_assert!(t.activation_bound < t.handover_timeout);
         // A hung daemon is killed and story stopped before a peer may start.
-        prop_assert!(t.watchdog + t.story_timeout_stop <= t.window);
+        prop_assert!(t.watchdog + t.story_timeout_stop + t.slack <= t.window);
+        prop_assert!(t.watchdog > t.round + t.rpc_timeout * 2);
         prop_assert!(t.witness_blocks as u64 >= i.double_sign_check_height);
     }
 }

@@ -222,6 +222,7 @@ pub fn status(id: &str, role: Role, epoch: u64) -> PeerStatus {
         is_primary_site: id == "a",
         last_state: None,
         standby_right: false,
+        wants_role: false,
     }
 }
 

@@ -113,17 +113,15 @@ story:
   start_command: "systemctl start story"
   stop_command: "systemctl stop story"
   status_command: "systemctl is-active --quiet story"
-  stop_timeout: 5           # s; with the self-fence timeout, must fit in the failover window
-  witness_blocks: 10        # commits that must lack the validator's signature before an unplanned promotion
+  stop_timeout: 5           # s for story to stop (then the kill step)
+  start_timeout: 30         # s from the start command until story signs (its restart)
 
 failover:
-  # Failover window = health_check_interval × retry_attempts (15 s). The timings below keep
-  # `config check` free of safety warnings; change them together (it says why if not).
+  # Failover window = health_check_interval × retry_attempts (15 s). Every other timing is
+  # derived from these and the story.* timeouts so the safety inequalities hold
+  # (docs/TIMING.md); `syncguard config check` prints what they guarantee.
   health_check_interval: 3
   retry_attempts: 5
-  self_fence_timeout: 4
-  handover_timeout: 45
-  priority_margin: 120
   # The primary takes the role back after being healthy this long, without a break.
   fallback_grace_period: 60
 
