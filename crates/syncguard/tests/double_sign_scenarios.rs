@@ -282,7 +282,6 @@ async fn double_sign_scenario_disk_full_on_the_passive_blocks_promotion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the silent-active fence"]
 async fn double_sign_scenario_muted_active_with_the_peer_link_cut_fences_itself_silent() {
     let c = steady(options()).await;
     let epoch_before = c.epoch(0).await.unwrap_or(0);
@@ -303,7 +302,7 @@ async fn double_sign_scenario_muted_active_with_the_peer_link_cut_fences_itself_
     c.wait_signing_by(1, SETTLE).await.or_panic();
     let a_role = c.role(0).await;
     // Heal the link; node-a is still muted, so whatever it signs from here is in the
-    // ledger only. Today's core has both active now: the older epoch must stand down.
+    // ledger only (it must have fenced itself long before node-b started).
     c.set_link_cut(false);
     let a_stood_down = c
         .wait_until("node-a not active", SETTLE, || async {

@@ -83,6 +83,42 @@ async fn failover_operator_switchover_there_and_back_carries_the_state() {
     assert_no_double_sign(&c).await;
 }
 
+/// CometBFT's `double_sign_check_height` on every node (the devnet's node refuses to start
+/// while its key signed in its last N commits, as story does): the target of a switchover
+/// waits for N blocks without the validator's signature before it starts, so a switchover
+/// there and back works, a little slower, and nothing is signed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_operator_switchover_there_and_back_with_double_sign_check_height() {
+    let mut opts = options();
+    opts.devnet.double_sign_check_height = 3;
+    let c = steady(opts).await;
+    for (from, to, to_id) in [(0usize, 1usize, "node-b"), (1, 0, "node-a")] {
+        let epoch = c.epoch(from).await.expect("epoch");
+        let (code, out) = c
+            .cli(from, &["switchover", "--to", to_id, "--yes"])
+            .await
+            .or_panic();
+        assert_eq!(
+            code,
+            0,
+            "switchover to {to_id}: {out}\n{}",
+            c.describe().await
+        );
+        println!("{out}");
+        // The target waited for the blocks CometBFT's check needs before it started.
+        assert!(
+            out.contains("double_sign_check_height"),
+            "the wait is a step of its own: {out}"
+        );
+        let mut want = ["passive", "passive"];
+        want[to] = "active";
+        c.wait_roles(want, SETTLE).await.or_panic();
+        assert_eq!(c.epoch(to).await, Some(epoch + 1), "{}", c.describe().await);
+        c.wait_signing_by(to, SETTLE).await.or_panic();
+    }
+    assert_no_double_sign(&c).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_operator_switchover_to_an_unhealthy_target_is_refused_before_anything_stops() {
     let mut c = steady(options()).await;

@@ -611,9 +611,10 @@ impl Timing {
             String::new()
         };
         out.push(format!(
-            "a planned switchover misses at most about {blocks} blocks ({}: the target's \
-             restart{dsc})",
-            Secs(secs)
+            "a planned switchover misses the blocks of the target's restart and one more{dsc}: \
+             at most {blocks} blocks ({}) with story.start_timeout = {}",
+            Secs(secs),
+            Secs(self.start_timeout)
         ));
         out.push(format!(
             "after a change of holder, a crash is recovered as fast as above once the new \
@@ -627,6 +628,20 @@ impl Timing {
             Secs(self.watchdog),
             Secs(self.story_timeout_stop)
         ));
+        out
+    }
+
+    /// [`Timing::rows`] as a Markdown table (`docs/TIMING.md` embeds the seed's and the
+    /// deploy kit's; a test keeps them true).
+    pub fn markdown_table(&self) -> String {
+        let mut out =
+            String::from("| timing | value | derived from | serves |\n|---|---|---|---|\n");
+        for r in self.rows() {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.name, r.value, r.from, r.serves
+            ));
+        }
         out
     }
 

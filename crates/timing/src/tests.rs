@@ -131,7 +131,11 @@ fn timing_guarantees_are_sentences_with_numbers() {
         "{}",
         g[1]
     );
-    assert!(g[2].starts_with("a planned switchover misses"), "{}", g[2]);
+    assert!(
+        g[2].starts_with("a planned switchover misses the blocks of the target's restart"),
+        "{}",
+        g[2]
+    );
     assert_eq!(t.rows().len(), 22);
 }
 

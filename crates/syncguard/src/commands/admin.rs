@@ -383,6 +383,23 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
          handed) state, installs the key and starts. Nothing is signed twice: the target only \
          starts after the old holder's stop is confirmed."
     );
+    // What the switchover costs, from the timing model (this host's config and node).
+    let n = syncguard::daemon::node_double_sign_check_height(&c.config);
+    let timing = c.config.timing_with(n);
+    let (blocks, secs) = timing.switchover_cost();
+    if n > 0 {
+        println!(
+            "  double_sign_check_height = {n}: {target} waits for {n} blocks without the \
+             validator's signature before it starts (about {}), or CometBFT would refuse to \
+             start",
+            syncguard_timing::words(timing.block * u32::try_from(n).unwrap_or(u32::MAX))
+        );
+    }
+    println!(
+        "  expected cost: at most about {blocks} missed blocks ({}: {target}'s restart{})",
+        syncguard_timing::words(secs),
+        if n > 0 { " and that wait" } else { "" }
+    );
     let (code, check) = c
         .post("/switchover", &json!({"to": target, "dry_run": true}))
         .await?;
