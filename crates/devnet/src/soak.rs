@@ -9,7 +9,10 @@
 //!   signs again within the recovery bound.
 //!
 //! The schedule ([`schedule`]) is a pure function of the seed, so a failing run is replayed
-//! with `--runs 1 --seed S`. Run `k` of `--runs N --seed S` uses seed `S + k`.
+//! with `--runs 1 --seed S`. Run `k` of `--runs N --seed S` uses seed `S + k`. A failed run's
+//! report ends with the daemons' views and log tails, and says where its files are kept
+//! (`--keep DIR`: configs, full logs, ledger) or how to replay it keeping them;
+//! `--log-filter info,syncguard=debug` puts the daemons' debug lines in those logs.
 //!
 //! Faults ([`FaultKind`]): kill a node; kill a SyncGuard (SIGKILL); pause a node or a
 //! SyncGuard (SIGSTOP/SIGCONT); cut a host off (its node off the network and the peer link);
@@ -419,6 +422,8 @@ pub struct SoakOptions {
     pub out: Progress,
     /// Keep each run's files in `<dir>/seed-<seed>`.
     pub keep: Option<PathBuf>,
+    /// `RUST_LOG` of the daemons' stderr log (`<host>/syncguard.stderr.log`).
+    pub log_filter: String,
 }
 
 impl std::fmt::Debug for SoakOptions {
@@ -448,6 +453,7 @@ impl SoakOptions {
             json: false,
             out: stdout_progress(),
             keep: None,
+            log_filter: "info".into(),
         }
     }
 }
@@ -479,6 +485,10 @@ pub struct SoakArgs {
     /// Keep each run's files (configs, logs, ledger) under this directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+    /// `RUST_LOG` of the daemons' stderr logs (`<host>/syncguard.stderr.log`, kept with
+    /// `--keep`), e.g. `info,syncguard=debug` to see every peer look that outlasts a round.
+    #[arg(long, value_name = "FILTER", default_value = "info")]
+    pub log_filter: String,
     /// The syncguard binary running the daemons (default: this program, or
     /// $SYNCGUARD_BIN / target/<profile>/syncguard for syncguard-devnet).
     #[arg(long)]
@@ -596,6 +606,7 @@ pub async fn run_args(args: SoakArgs, devnet_prefix: &[&str]) -> Result<ExitCode
     opts.block_time = Duration::from_millis(args.block_time_ms);
     opts.json = args.json;
     opts.keep = args.keep;
+    opts.log_filter = args.log_filter;
     let (summary, _) = run(opts).await?;
     Ok(if summary.ok {
         ExitCode::SUCCESS
@@ -675,7 +686,8 @@ async fn run_one(opts: &mut SoakOptions, seed: u64) -> RunReport {
     let mut copts = ClusterOptions::new(opts.syncguard_bin.clone(), opts.launcher.clone());
     copts.devnet.block_time = opts.block_time;
     copts.devnet.dir = opts.keep.as_ref().map(|d| d.join(format!("seed-{seed}")));
-    copts.log_filter = "info".into();
+    let copts_dir = copts.devnet.dir.clone();
+    copts.log_filter.clone_from(&opts.log_filter);
     copts.log_level = "info".into();
     let mut cluster = match Cluster::start(copts).await {
         Ok(c) => c,
@@ -778,7 +790,24 @@ async fn run_one(opts: &mut SoakOptions, seed: u64) -> RunReport {
         Verdict::Pass
     };
     if report.verdict != Verdict::Pass {
-        report.details = Some(cluster.describe().await);
+        let mut details = cluster.describe().await;
+        match &copts_dir {
+            Some(dir) => {
+                let _ = writeln!(
+                    details,
+                    "--- every file of this run (configs, full logs, ledger) is kept in {}",
+                    dir.display()
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    details,
+                    "--- the full logs are gone with the run's temp dir: replay it with \
+                     `--runs 1 --seed {seed} --keep DIR` to keep them"
+                );
+            }
+        }
+        report.details = Some(details);
     }
     report.safety = std::mem::take(&mut play.safety);
     report.samples = play.samples;
@@ -1342,6 +1371,22 @@ mod tests {
             (3, Some(9), vec![FaultKind::CutLink, FaultKind::Mute])
         );
         assert_eq!((a.fault_seconds, a.recovery_seconds), (60, 60));
+        assert_eq!((a.keep, a.log_filter.as_str()), (None, "info"));
+        let c = Cli::parse_from([
+            "x",
+            "soak",
+            "--keep",
+            "/tmp/k",
+            "--log-filter",
+            "info,syncguard=debug",
+        ]);
+        let DevnetCommand::Soak(a) = c.command else {
+            panic!("not soak");
+        };
+        assert_eq!(
+            (a.keep, a.log_filter.as_str()),
+            (Some(PathBuf::from("/tmp/k")), "info,syncguard=debug")
+        );
         let c = Cli::parse_from(["x", "bench", "--json"]);
         let DevnetCommand::Bench(b) = c.command else {
             panic!("not bench");

@@ -3,7 +3,8 @@
 //! Tasks, each a thin shell that only observes or acts:
 //! - health loop: one observation round per `health_check_interval` → pure verdict →
 //!   `/health`, and `Event::LocalHealth` for the failover machine;
-//! - peer poller: the peer's `/peer/status` → `Event::Peer`;
+//! - peer poller (`peer_poll.rs`): the peer's `/peer/status` → `Event::Peer`, and a look
+//!   still unanswered when the last news would age out (two rounds) → `Unreachable`;
 //! - state sync: on a passive, the active's state file → the backup (never lower) →
 //!   `Event::StateSeen`;
 //! - ticker: `Event::Tick`, so the machine's deadlines fire;
@@ -20,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use syncguard_actuator::{Actuator, ActuatorError, ActuatorOptions};
 use syncguard_config::{Backend, Config, NodeRole, PeerConfig};
 use syncguard_failover::{
-    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage,
-    PeerObservation, Role, Wish,
+    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, Role,
+    Wish,
 };
 use syncguard_health::{
     evaluate, names, ChainReader, CheckStatus, CometClient, HealthParams, HealthReport,
@@ -229,8 +230,19 @@ pub async fn run(
                 op_rx,
                 stop_rx.clone(),
             )));
-            tasks.push(tokio::spawn(poll_peer(
-                failover.client.clone(),
+            let client = failover.client.clone();
+            let look = move |epoch| {
+                let client = client.clone();
+                async move {
+                    client
+                        .status(epoch)
+                        .await
+                        .map(|envelope| envelope.body)
+                        .map_err(|e| e.to_string())
+                }
+            };
+            tasks.push(tokio::spawn(crate::peer_poll::poll_peer(
+                look,
                 config.failover.health_check_interval(),
                 shared.clone(),
                 tx.clone(),
@@ -427,31 +439,6 @@ pub(crate) async fn next_tick(
     tokio::select! {
         _ = stop.changed() => false,
         _ = ticker.tick() => true,
-    }
-}
-
-/// Looks at the peer once per health round.
-async fn poll_peer(
-    client: Arc<PeerClient>,
-    interval: Duration,
-    shared: Shared,
-    events: mpsc::Sender<Event>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = ticker(interval);
-    while next_tick(&mut ticker, &mut stop).await {
-        let observation = match client.status(current_epoch(&shared)).await {
-            Ok(envelope) => {
-                shared.update(|v| v.peer_last_contact = Some(SystemTime::now()));
-                PeerObservation::Reachable(envelope.body)
-            }
-            Err(e) => PeerObservation::Unreachable {
-                reason: e.to_string(),
-            },
-        };
-        if events.send(Event::Peer(observation)).await.is_err() {
-            return;
-        }
     }
 }
 

@@ -16,6 +16,9 @@
 //!   conditions (health, peer, state sync, missed blocks) found by a watcher task.
 //! - `sd_notify` — systemd readiness and watchdog keep-alives.
 //! - `peer_api` — `/peer/...` routes, served to authenticated peers only.
+//! - `peer_poll` — one look at the peer per health round; a look still unanswered when the
+//!   last news would age out is reported unreachable, so the machine never goes two rounds
+//!   without news.
 //! - `preflight` — checks of the files a config names (used by `config check` and at start).
 //! - `logging` — tracing set up from the `logging:` section.
 //!
@@ -32,6 +35,7 @@ pub mod etcd_driver;
 pub mod logging;
 pub mod metrics;
 pub mod peer_api;
+mod peer_poll;
 pub mod preflight;
 pub mod sd_notify;
 pub mod status_page;
