@@ -2558,6 +2558,24 @@ impl Machine {
         })
     }
 
+    /// The present state of a passive with nothing to decide, in words (for `/status`).
+    fn standing_by(&self, now: Duration) -> String {
+        match self.fresh_peer(now) {
+            Some(st) => format!(
+                "standing by: peer {} is {} at epoch {}{}",
+                st.node_id,
+                st.role,
+                st.epoch,
+                if st.healthy {
+                    ""
+                } else {
+                    " (its node is unhealthy)"
+                }
+            ),
+            None => "standing by".to_string(),
+        }
+    }
+
     /// When a peer seen promoting under one epoch for longer than an activation can take
     /// must be taken as lost: `Some(the moment its activation had to be over)`.
     fn stuck_promoting_since(&self, now: Duration) -> Option<Duration> {
@@ -2685,7 +2703,10 @@ impl Machine {
         let cand = match self.candidacy(now) {
             Ok(c) => c,
             Err(None) => {
-                self.last_hold = None;
+                // A refusal that no longer holds must not stay on `/status` as the reason.
+                if self.last_hold.take().is_some() {
+                    self.last_why = self.standing_by(now);
+                }
                 return;
             }
             Err(Some(hold)) => {

@@ -355,3 +355,21 @@ fn double_sign_chain_report_is_read_per_round_not_per_witness() {
     }));
     assert!(!has_activate(&acts));
 }
+
+#[test]
+fn failover_a_refusal_that_no_longer_holds_leaves_the_status() {
+    // The field report: "no recent news of peer" shown for minutes while the peer answered.
+    let mut b = standby_of_active(1);
+    b.advance_ms(5_000);
+    b.healthy();
+    assert!(
+        b.m.last_why().contains("no recent news"),
+        "{}",
+        b.m.last_why()
+    );
+    b.sees(status("a", Role::Promoting, 2));
+    assert_eq!(
+        b.m.last_why(),
+        "standing by: peer a is promoting at epoch 2"
+    );
+}

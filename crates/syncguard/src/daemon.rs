@@ -21,8 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use syncguard_actuator::{Actuator, ActuatorError, ActuatorOptions};
 use syncguard_config::{Backend, Config, NodeRole, PeerConfig};
 use syncguard_failover::{
-    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, Role,
-    Wish,
+    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, Role, Wish,
 };
 use syncguard_health::{
     evaluate, names, ChainReader, CheckStatus, CometClient, HealthParams, HealthReport,
