@@ -231,6 +231,9 @@ pub struct DemoEvent {
     pub signing_gap_ms: Option<u64>,
     /// Part of the wait that is by design (`fallback_grace_period` for a fallback).
     pub designed_wait_ms: Option<u64>,
+    /// For a crash: the timing model's bound (`docs/TIMING.md`: the decision + the node's
+    /// restart + 2 blocks), ms.
+    pub bound_ms: Option<u64>,
     /// Committed heights without the validator's signature from the fault to the first new
     /// signature.
     pub missed_blocks: u64,
@@ -306,6 +309,14 @@ impl DemoSummary {
                     ms as f64 / 1e3
                 )
             });
+            let designed = match (e.bound_ms, e.first_signature_after_ms) {
+                (Some(b), Some(t)) => format!(
+                    "{designed} (bound {:.1} s: {:.2} × the bound)",
+                    b as f64 / 1e3,
+                    t as f64 / b.max(1) as f64
+                ),
+                _ => designed,
+            };
             let _ = writeln!(
                 s,
                 "event {:<11} first signature by {} after {first}{designed}{gap}, {} block(s) missed",
@@ -415,6 +426,8 @@ struct Demo {
     out: Progress,
     dir: Option<PathBuf>,
     t0: Instant,
+    /// The timing model's crash bound for the cluster being played.
+    crash_bound: Duration,
     last: Obs,
     last_line: Option<(Instant, String)>,
     /// Records of each daemon already shown (reset when a daemon restarts).
@@ -438,6 +451,7 @@ impl Demo {
             out: opts.out,
             dir: opts.dir,
             t0: Instant::now(),
+            crash_bound: Duration::ZERO,
             last: Obs::default(),
             last_line: None,
             records_seen: [0, 0],
@@ -485,6 +499,10 @@ impl Demo {
             copts.roles[0].as_str(),
             copts.roles[1].as_str(),
         ));
+        self.crash_bound = copts
+            .timings
+            .model(self.block_time, copts.devnet.double_sign_check_height)
+            .crash_bound(copts.devnet.node_restart);
         let mut cluster = Cluster::start(copts).await?;
         let dir = self
             .dir
@@ -560,6 +578,7 @@ impl Demo {
             "host-a (active) crashed: its SyncGuard and node SIGKILLed",
             Some(1),
         );
+        ev.event.bound_ms = Some(ms(self.crash_bound));
         c.crash_host(0)
             .await
             .map_err(|e| format!("crash host-a: {e}"))?;
@@ -673,6 +692,7 @@ impl Demo {
                 first_signature_after_ms: None,
                 signing_gap_ms: None,
                 designed_wait_ms: None,
+                bound_ms: None,
                 missed_blocks: 0,
                 epochs_after: [None, None],
             },
