@@ -75,6 +75,48 @@ pub enum Action {
         /// How many blocks to wait.
         blocks: u32,
     },
+    /// etcd mode: try to take the lock (one transaction; a handover naming this node is
+    /// consumed by it), first removing the lock of the gone holder at `force_release` (the
+    /// operator's takeover; only if it is still that epoch). Answer with `Event::Acquire`;
+    /// on success keep the lease from then on (report its end as `Event::LeaseEnded`).
+    TryAcquire {
+        /// The operator's takeover: the epoch of the holder to remove first.
+        force_release: Option<u64>,
+    },
+    /// etcd mode: raise the watermark stored with the lock to `hrs` (only while holding it).
+    PutWatermark {
+        /// The state.
+        #[serde(with = "hrs_serde")]
+        hrs: Hrs,
+    },
+    /// etcd mode: stop keeping the lease and give the lock up (the key is confirmed off, or
+    /// was never put on). Nothing to do when no lease is held.
+    Release,
+    /// etcd mode: hand the lock to `to` (after this node's confirmed stop): raise the
+    /// watermark to `final_state`, leave a handover key naming `to`, delete the leader key.
+    /// Answer with `Event::HandedOver`.
+    HandOver {
+        /// The target.
+        to: NodeId,
+        /// The state this node's signer stopped at, if read.
+        #[serde(default, with = "crate::types::opt_hrs_serde")]
+        final_state: Option<Hrs>,
+    },
+    /// etcd mode: ask the holder for the role (a switchover to this node, a fallback).
+    PutRequest {
+        /// What is asked.
+        kind: crate::message::RequestKind,
+    },
+    /// etcd mode: withdraw this node's request, or refuse `from`'s (the holder's answer).
+    ClearRequest {
+        /// Whose request.
+        from: NodeId,
+    },
+    /// etcd mode: pause or resume every node of the cluster.
+    SetPaused {
+        /// Paused or not.
+        paused: bool,
+    },
     /// Keep this for `/events` and log it.
     Record(Record),
 }

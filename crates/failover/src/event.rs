@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use syncguard_validator::Hrs;
 
+use crate::lock::{AcquireReport, LeaseEnd, LockView};
 use crate::message::PeerMessage;
 use crate::types::{opt_hrs_serde, HandedState, NodeId, Role, Wish};
 
@@ -50,6 +51,29 @@ pub enum Event {
     },
     /// Answer to an `Action::Verify`.
     Verify(VerifyReport),
+    /// etcd mode: one look at the lock, asked at `asked_at` (the machine's clock: a look
+    /// asked before an acquisition or a stop says nothing about it).
+    Lock {
+        /// When the read was sent.
+        asked_at: Duration,
+        /// What it showed.
+        view: LockView,
+    },
+    /// etcd mode: the answer to `Action::TryAcquire`.
+    Acquire(AcquireReport),
+    /// etcd mode: the driver's lease keeper stopped (the holder must stop signing).
+    LeaseEnded {
+        /// Why.
+        why: LeaseEnd,
+    },
+    /// etcd mode: the answer to `Action::HandOver`. `Ok(true)`: the lock is handed to `to`;
+    /// `Ok(false)`: this node's lease no longer held it, nothing changed; `Err`: unknown.
+    HandedOver {
+        /// The target.
+        to: NodeId,
+        /// The backend's answer.
+        result: Result<bool, String>,
+    },
     /// A `PersistEpoch` action failed. The driver must then skip the rest of that batch
     /// (except records): acting under an epoch that would not survive a restart is refused.
     EpochPersistFailed {

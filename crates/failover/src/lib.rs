@@ -108,20 +108,58 @@
 //!   by the service manager at boot with the validator key: every start goes through here.
 
 pub mod action;
+mod actuation;
+pub mod arbiter;
+mod chain;
+mod common;
+mod core;
 pub mod event;
-pub mod machine;
+mod fence;
+mod gate;
+mod hold;
+mod local;
+pub mod lock;
 pub mod message;
+mod operator;
 pub mod params;
+mod phase;
 pub mod record;
+pub mod timers;
 pub mod types;
+mod witness;
 
+pub use crate::core::{step, Core, Status};
 pub use action::{Action, ActivationCause};
+pub use arbiter::lease::{Lease, LeaseParams, PromotionOrder};
+pub use arbiter::pair::Pair;
+pub use arbiter::Arbiter;
 pub use event::{
     ActuatorResult, ChainReport, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus,
     VerifyReport, WitnessReport,
 };
-pub use machine::{step, Machine, Status};
+pub use lock::{AcquireReport, LeaseEnd, LockHandover, LockHolder, LockRequest, LockState, LockView};
 pub use message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};
 pub use params::{Params, ParamsError};
 pub use record::{Record, RecordKind, RecordTag};
+pub use timers::{Timer, Timers};
 pub use types::{HandedState, NodeId, Role, Wish};
+
+/// The two-node machine (`coordination.backend: peer`): the core over the [`Pair`] arbiter.
+pub type Machine = Core<Pair>;
+
+impl Core<Pair> {
+    /// A two-node machine that has not started: it orders nothing until `Event::Start`.
+    pub fn new(params: Params) -> Result<Self, ParamsError> {
+        Core::with_arbiter(params, Pair::default())
+    }
+}
+
+/// The etcd machine (`coordination.backend: etcd`): the core over the [`Lease`] arbiter.
+pub type EtcdMachine = Core<Lease>;
+
+impl Core<Lease> {
+    /// An etcd-mode machine that has not started: it orders nothing until `Event::Start`.
+    pub fn etcd(params: Params, lease: LeaseParams) -> Result<Self, ParamsError> {
+        Core::with_arbiter(params, Lease::new(lease))
+    }
+}

@@ -12,7 +12,9 @@ use crate::types::NodeId;
 
 /// Everything the machine needs to know about its cluster and its clocks.
 ///
-/// Two-node clusters only (the `peer` backend): one peer.
+/// `peer_id` and `peer_is_primary_site` describe the one peer of the `peer` backend; the etcd
+/// backend leaves `peer_id` empty and `peer_is_primary_site` false (its other nodes publish
+/// their own status).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Params {
     /// This node's id.
@@ -88,14 +90,21 @@ impl Params {
     /// Checks what the machine relies on and the model cannot know (ids), and the model's
     /// own inequalities (a hand-built `Timing` may break them).
     pub fn validate(&self) -> Result<(), ParamsError> {
-        if self.node_id.as_str().trim().is_empty() {
-            return Err(ParamsError::EmptyNodeId);
-        }
+        self.validate_own()?;
         if self.peer_id.as_str().trim().is_empty() {
             return Err(ParamsError::EmptyPeerId);
         }
         if self.node_id == self.peer_id {
             return Err(ParamsError::SameIds(self.node_id.0.clone()));
+        }
+        Ok(())
+    }
+
+    /// What every backend needs: a node id, and timings that keep the model's inequalities
+    /// (the etcd backend has no peer: `peer_id` is unused there).
+    pub fn validate_own(&self) -> Result<(), ParamsError> {
+        if self.node_id.as_str().trim().is_empty() {
+            return Err(ParamsError::EmptyNodeId);
         }
         let t = &self.timing;
         if t.round.is_zero() {

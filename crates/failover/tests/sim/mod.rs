@@ -949,6 +949,14 @@ impl World {
                 }
                 // The peer machine verifies through the actuator; nothing else asks.
                 Action::Verify { .. } => {}
+                // etcd mode only.
+                Action::TryAcquire { .. }
+                | Action::PutWatermark { .. }
+                | Action::Release
+                | Action::HandOver { .. }
+                | Action::PutRequest { .. }
+                | Action::ClearRequest { .. }
+                | Action::SetPaused { .. } => {}
                 Action::Record(r) => {
                     if r.tag != RecordTag::Other {
                         self.tags.push((n, r.tag, r.reason.clone()));

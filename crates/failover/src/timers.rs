@@ -1,0 +1,121 @@
+//! Named timers: every instant at which the core must look again although nothing
+//! happened — a deadline, a wait that ends, news that ages out. The driver sleeps until
+//! [`Timers::next`] (`Core::poll_timeout`) and calls `Core::handle_timeout`; no fixed-rate
+//! tick.
+//!
+//! The table is derived from the core's state after every input (`Core::timers`), so a timer
+//! can never be left armed for a state that is gone, nor forgotten when a state begins. Safety
+//! never rests on a timer: health rounds and looks at the peer or the lock arrive every round
+//! anyway; the timers make time-driven decisions happen on time instead of a round late.
+
+use std::time::Duration;
+
+/// The core's timers, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Timer {
+    /// A handover offered, a claim, a request or an acquisition waits for its answer.
+    AnswerDeadline,
+    /// A failed stop is retried.
+    RetryStop,
+    /// A witness asked for ages out (asked again).
+    WitnessExpires,
+    /// The operator's takeover stops being valid.
+    TakeoverExpires,
+    /// A wait of an unplanned promotion ends (window, late start, turn in the promotion order).
+    WaitEnds,
+    /// The last look at the peer or the lock stops being news.
+    ContactAgesOut,
+    /// The last health round stops being news.
+    HealthAgesOut,
+    /// The last chain report stops being news.
+    ChainAgesOut,
+    /// A peer seen promoting has taken longer than any activation can.
+    PromotionOverdue,
+    /// The primary site's grace period ends (fallback).
+    GraceEnds,
+}
+
+impl Timer {
+    /// Every timer.
+    pub const ALL: [Timer; 10] = [
+        Timer::AnswerDeadline,
+        Timer::RetryStop,
+        Timer::WitnessExpires,
+        Timer::TakeoverExpires,
+        Timer::WaitEnds,
+        Timer::ContactAgesOut,
+        Timer::HealthAgesOut,
+        Timer::ChainAgesOut,
+        Timer::PromotionOverdue,
+        Timer::GraceEnds,
+    ];
+}
+
+/// When each timer fires (`None`: not armed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Timers {
+    at: [Option<Duration>; Timer::ALL.len()],
+}
+
+impl Timers {
+    /// Arms `timer` at `at` (the earliest wins when armed twice).
+    pub fn set(&mut self, timer: Timer, at: Duration) {
+        let slot = &mut self.at[timer as usize];
+        *slot = Some(slot.map_or(at, |t| t.min(at)));
+    }
+
+    /// Arms `timer` at `at` when `at` is `Some`.
+    pub fn set_opt(&mut self, timer: Timer, at: Option<Duration>) {
+        if let Some(at) = at {
+            self.set(timer, at);
+        }
+    }
+
+    /// When `timer` fires, if armed.
+    pub fn get(&self, timer: Timer) -> Option<Duration> {
+        self.at[timer as usize]
+    }
+
+    /// The earliest armed timer strictly after `now` (an instant already passed has been
+    /// handled by the input that derived the table), and its name.
+    pub fn next_after(&self, now: Duration) -> Option<(Timer, Duration)> {
+        Timer::ALL
+            .iter()
+            .filter_map(|&t| self.get(t).filter(|&at| at > now).map(|at| (t, at)))
+            .min_by_key(|&(_, at)| at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn failover_timers_next_is_the_earliest_future_instant() {
+        let mut t = Timers::default();
+        assert_eq!(t.next_after(s(0)), None);
+        t.set(Timer::WaitEnds, s(10));
+        t.set(Timer::HealthAgesOut, s(4));
+        t.set(Timer::AnswerDeadline, s(2));
+        assert_eq!(t.next_after(s(0)), Some((Timer::AnswerDeadline, s(2))));
+        // An instant already reached is not "next": the input that saw it handled it.
+        assert_eq!(t.next_after(s(2)), Some((Timer::HealthAgesOut, s(4))));
+        assert_eq!(t.next_after(s(10)), None);
+    }
+
+    #[test]
+    fn failover_timers_armed_twice_keep_the_earliest() {
+        let mut t = Timers::default();
+        t.set(Timer::WaitEnds, s(10));
+        t.set(Timer::WaitEnds, s(7));
+        t.set(Timer::WaitEnds, s(9));
+        assert_eq!(t.get(Timer::WaitEnds), Some(s(7)));
+        t.set_opt(Timer::GraceEnds, None);
+        assert_eq!(t.get(Timer::GraceEnds), None);
+    }
+}
