@@ -1407,7 +1407,17 @@ impl Machine {
             accepted: true,
         });
         let (base, words) = match &final_state {
-            Some(fs) => (fs.hrs, format!("its final state is {}", fs.hrs)),
+            Some(fs) => {
+                let fence = handover_fence(fs.hrs);
+                (
+                    fence,
+                    format!(
+                        "its final state is {}, so fencing at height {} round 0 step 0 (the \
+                         rest of its last height stays its own)",
+                        fs.hrs, fence.height
+                    ),
+                )
+            }
             None => {
                 let h = self.local.latest_height.unwrap_or(0);
                 (
@@ -2915,4 +2925,13 @@ fn promotion_started_tag(cause: &ActivationCause) -> (RecordTag, &'static str) {
         ActivationCause::Claim => (RecordTag::Other, "claim"),
         ActivationCause::Takeover => (RecordTag::FailoverStarted, "operator_takeover"),
     }
+}
+
+/// S3 after a planned handover: the height after the old holder's final state. Its last
+/// height may still be in flight (the chain stalled, rounds went on); a second signer in a
+/// later round of it would not know the lock the old holder's consensus took there (CometBFT
+/// keeps it in memory and its WAL, not in the state file) and could prevote against it. So
+/// one height has one signer: the new holder starts at the next.
+pub(crate) fn handover_fence(final_state: Hrs) -> Hrs {
+    Hrs::new(final_state.height.saturating_add(1), 0, Step::None)
 }
