@@ -61,7 +61,7 @@ fn timing(c: &Config, f: &mut Findings) {
         for e in errors {
             // A value already refused as a number (zero, negative) is not reported twice.
             if !f.errors.iter().any(|p| p.path == e.key()) {
-                f.error(e.key(), e.to_string());
+                f.error(e.key(), e.problem());
             }
         }
     }

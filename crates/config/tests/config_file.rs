@@ -177,7 +177,7 @@ fn config_self_fence_timeout_must_exceed_two_blocks() {
         "server:\n  id: a\nstory:\n  block_interval: 2400\nfailover:\n  self_fence_timeout: 4\n",
     );
     assert!(
-        found.iter().any(|p| p.starts_with("failover.self_fence_timeout: failover.self_fence_timeout = 4 s is less than two blocks (story.block_interval = 2.4 s)") && p.contains("use at least 8.2 s")),
+        found.iter().any(|p| p.starts_with("failover.self_fence_timeout: 4 s is less than two blocks (story.block_interval = 2.4 s)") && p.contains("use at least 8.2 s")),
         "{found:#?}"
     );
     // Longer than the window is fine now: it lengthens the witness span, never the risk.
@@ -191,7 +191,12 @@ fn config_timing_only_an_interval_set_gives_no_error_about_keys_never_written() 
         "server:\n  id: a\nfailover:\n  health_check_interval: 1\nhealth:\n  rpc_timeout: 2\n",
     );
     assert_eq!(found.len(), 1, "{found:#?}");
-    assert!(found[0].starts_with("health.rpc_timeout: health.rpc_timeout = 2 s must be shorter than failover.health_check_interval (1 s)") && found[0].contains("use at most 400 ms"), "{found:#?}");
+    assert!(
+        found[0].starts_with(
+            "health.rpc_timeout: 2 s must be shorter than failover.health_check_interval (1 s)"
+        ) && found[0].contains("use at most 400 ms"),
+        "{found:#?}"
+    );
 }
 
 #[test]

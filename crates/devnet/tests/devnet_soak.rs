@@ -19,7 +19,7 @@ const DEVNET_BIN: &str = env!("CARGO_BIN_EXE_syncguard-devnet");
 /// Fixed so a CI failure is replayed exactly: `syncguard devnet soak --runs 4 --seed 836
 /// --fault-seconds 18`, every fault kind (mute included).
 const SEED: u64 = 836;
-const RUNS: u64 = 4;
+const RUNS: u32 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_sign_soak_seeded_runs_of_random_faults_stay_safe_and_recover() {
@@ -30,11 +30,14 @@ async fn double_sign_soak_seeded_runs_of_random_faults_stay_safe_and_recover() {
     opts.fault_time = Duration::from_secs(18);
     opts.recovery_bound = Duration::from_secs(45);
     opts.out = Box::new(|l: &str| eprintln!("{l}"));
-    println!("soak seeds: {SEED}..{}", SEED + RUNS);
+    println!("soak seeds: {SEED}..{}", SEED + u64::from(RUNS));
     let start = Instant::now();
     let (summary, reports) = run(opts).await.expect("the soak runs");
     println!("soak took {:.1} s", start.elapsed().as_secs_f64());
-    assert_eq!(summary.seeds, (SEED..SEED + RUNS).collect::<Vec<_>>());
+    assert_eq!(
+        summary.seeds,
+        (SEED..SEED + u64::from(RUNS)).collect::<Vec<_>>()
+    );
     for r in &reports {
         assert!(
             r.safety.is_empty(),

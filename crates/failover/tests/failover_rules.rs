@@ -44,12 +44,13 @@ fn failover_handover_on_local_failure_full_sequence() {
     assert_eq!(offer.len(), 1);
     assert_eq!(offer[0].epoch, 3);
     assert_eq!(offer[0].from, NodeId::new("a"));
-    // b writes max(own, handed), installs the key, starts.
+    // b writes max(own, handed, fence), installs the key, starts.
     let acts_b = deliver(&mut b, &acts);
     let (epoch, cause, fence, handed) = activation(&acts_b).expect("b activates");
     assert_eq!(epoch, 3);
     assert_eq!(cause, ActivationCause::Handover { from: "a".into() });
-    assert_eq!(fence, final_state);
+    // One height, one signer: b starts at the height after a's final state.
+    assert_eq!(fence, hrs(501, 0, Step::None));
     assert_eq!(handed.map(|h| h.hrs), Some(final_state));
     assert!(matches!(
         sent(&acts_b)[0].body,

@@ -2,7 +2,10 @@
 //!
 //! - `daemon` — the long-running process: wires health, peer polling, state sync, ticks, the
 //!   failover driver and the HTTP server together.
-//! - `driver` — owns the pure failover machine, feeds it events, performs its actions.
+//! - `driver` — owns the pure failover machine (peer mode), feeds it events, performs its
+//!   actions; `etcd_driver` does the same for etcd mode.
+//! - `chain_check` — the witness: reads the last commits for the validator's signature
+//!   (through the health crate's commit log) when the machine asks.
 //! - `epoch_file` — the epoch and standby right, persisted before they are acted on.
 //! - `view` — what the daemon knows, shared by its tasks and its API.
 //! - `api` — public routes (`/health`, `/status`, `/validator_state`, `/events`,
@@ -22,8 +25,9 @@
 //! - `preflight` — checks of the files a config names (used by `config check` and at start).
 //! - `logging` — tracing set up from the `logging:` section.
 //!
-//! The decisions themselves live in the pure crates: `syncguard-config`,
-//! `syncguard-validator`, `syncguard-health`.
+//! The decisions themselves live in the pure crates: `syncguard-failover` (roles),
+//! `syncguard-timing` (every timeout, derived), `syncguard-config`, `syncguard-validator`,
+//! `syncguard-health`, `syncguard-coordination` (etcd mode).
 
 pub mod alerting;
 pub mod api;

@@ -128,6 +128,7 @@ mod tests {
             standby_right: false,
             latest_height: Some(87),
             last_state: None,
+            wants_role: false,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn check_files(config: &Config) -> Findings {
         validator.as_deref(),
         placeholder.as_deref(),
     );
-    node_config(&mut f, &story.node_config());
+    node_config(&mut f, config, &story.node_config());
 
     for (at, tls) in [
         ("communication.tls", config.communication.tls.as_ref()),
@@ -227,7 +227,7 @@ pub fn double_sign_check_height(path: &Path) -> Result<u64, String> {
 /// commits: a last line of defence (against a start SyncGuard did not make) worth having on
 /// every validator node. SyncGuard waits for that many blocks without the validator's
 /// signature before it starts a node, so the guard never fires on its own starts.
-fn node_config(f: &mut Findings, path: &Path) {
+fn node_config(f: &mut Findings, config: &Config, path: &Path) {
     let at = "story.node_config_path";
     match double_sign_check_height(path) {
         Err(why) => f.warn(
@@ -245,6 +245,80 @@ fn node_config(f: &mut Findings, path: &Path) {
                 path.display()
             ),
         ),
-        Ok(_) => {}
+        Ok(n) => {
+            // The post-handover wait grows with N: explicit handover_timeout and
+            // priority_margin were checked without it (validation cannot read config.toml).
+            let without = syncguard_timing::derive(&config.timing_inputs(0)).err();
+            if let Err(errors) = syncguard_timing::derive(&config.timing_inputs(n)) {
+                let known = without.unwrap_or_default();
+                for e in errors.into_iter().filter(|e| !known.contains(e)) {
+                    f.error(
+                        e.key(),
+                        format!(
+                            "{} (with double_sign_check_height = {n} in {})",
+                            e.problem(),
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Config {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/config-story.yaml"
+        ));
+        let text = text.unwrap_or_else(|e| panic!("seed config: {e}"));
+        syncguard_config::from_yaml_str(&text, "seed")
+            .unwrap_or_else(|e| panic!("seed config: {e}"))
+            .config
+    }
+
+    fn errors_at(f: &Findings, key: &str) -> Vec<String> {
+        f.errors
+            .iter()
+            .filter(|p| p.path == key)
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// An explicit priority_margin that fits a node without CometBFT's double-sign check is
+    /// refused once the node's config.toml turns it on: the post-handover wait grows by N
+    /// blocks, so the margin would end while a new holder may still start.
+    #[test]
+    fn double_sign_check_height_is_checked_against_an_explicit_priority_margin() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("config.toml");
+        let mut config = seed();
+        let margin = config.timing_with(0).settle;
+        config.failover.priority_margin = Some(margin.as_secs_f64() + 0.5);
+
+        std::fs::write(&path, "[consensus]\ndouble_sign_check_height = 0\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut f = Findings::default();
+        node_config(&mut f, &config, &path);
+        assert!(
+            errors_at(&f, "failover.priority_margin").is_empty(),
+            "{f:?}"
+        );
+
+        std::fs::write(&path, "[consensus]\ndouble_sign_check_height = 10\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut f = Findings::default();
+        node_config(&mut f, &config, &path);
+        let found = errors_at(&f, "failover.priority_margin");
+        assert_eq!(found.len(), 1, "{f:?}");
+        assert!(
+            found[0].contains("is shorter than a new holder's whole activation")
+                && found[0].contains("double_sign_check_height = 10"),
+            "{found:?}"
+        );
     }
 }

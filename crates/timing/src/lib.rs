@@ -241,6 +241,15 @@ pub enum TimingError {
 }
 
 impl TimingError {
+    /// The message without its leading key, for a report that already names the key
+    /// ("failover.priority_margin: 5 s is shorter than ...").
+    pub fn problem(&self) -> String {
+        let text = self.to_string();
+        text.strip_prefix(self.key())
+            .map(|rest| rest.trim_start().trim_start_matches("= ").to_string())
+            .unwrap_or(text)
+    }
+
     /// The config key this error is about.
     pub fn key(&self) -> &'static str {
         match self {

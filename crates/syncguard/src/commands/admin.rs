@@ -429,7 +429,7 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
         return Ok(ExitCode::FAILURE);
     }
     println!("accepted; waiting for {target} to become active at epoch > {epoch_before} ...");
-    let bound = c.config.timing().handover_timeout * 2 + Duration::from_secs(30);
+    let bound = timing.handover_timeout * 2 + Duration::from_secs(30);
     let done = loop {
         if let Ok(now) = rows(c).await {
             let t = now.iter().find(|r| r.id == target);
