@@ -3,6 +3,7 @@
 // The leader value and the codecs are used by the etcd backend only.
 #![cfg_attr(not(feature = "etcd"), allow(dead_code))]
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use syncguard_validator::{Hrs, Step};
 
@@ -21,18 +22,20 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     serde_json::to_vec(v).unwrap_or_default()
 }
 
-pub(crate) fn decode_leader(key: &str, bytes: &[u8]) -> Result<LeaderValue, CoordError> {
+/// Any stored value; `key` names it in the error.
+pub(crate) fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, CoordError> {
     serde_json::from_slice(bytes).map_err(|e| CoordError::Corrupt {
         key: key.to_string(),
         reason: e.to_string(),
     })
 }
 
+pub(crate) fn decode_leader(key: &str, bytes: &[u8]) -> Result<LeaderValue, CoordError> {
+    decode(key, bytes)
+}
+
 pub(crate) fn decode_watermark(key: &str, bytes: &[u8]) -> Result<Watermark, CoordError> {
-    serde_json::from_slice(bytes).map_err(|e| CoordError::Corrupt {
-        key: key.to_string(),
-        reason: e.to_string(),
-    })
+    decode(key, bytes)
 }
 
 /// `{"height":..,"round":..,"step":..}` with the step as CometBFT's number.
@@ -61,5 +64,22 @@ pub(crate) mod hrs_serde {
         let step = Step::from_u8(raw.step)
             .ok_or_else(|| serde::de::Error::custom(format!("step {} is not 0..=3", raw.step)))?;
         Ok(Hrs::new(raw.height, raw.round, step))
+    }
+}
+
+/// [`hrs_serde`] for an optional state: `null` (or absent, with `#[serde(default)]`) is `None`.
+pub(crate) mod hrs_opt_serde {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Wrap(#[serde(with = "super::hrs_serde")] Hrs);
+
+    pub fn serialize<S: Serializer>(h: &Option<Hrs>, s: S) -> Result<S::Ok, S::Error> {
+        h.map(Wrap).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hrs>, D::Error> {
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
     }
 }

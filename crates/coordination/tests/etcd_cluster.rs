@@ -1,8 +1,11 @@
 //! The etcd backend against a real three-member etcd cluster on loopback (Debian
 //! etcd-server; installed by `scripts/etcd.sh install` when missing, skipped with a message
 //! when it cannot be, a failure under `CI`). Each test starts its own cluster and kills it on
-//! drop. Run: `cargo test -p syncguard-coordination --features etcd`.
+//! drop. Run: `cargo test -p syncguard-coordination --features etcd`. The operator features
+//! (handover, requests, pause, takeover) run the cases of `cases/`, shared with the memory
+//! backend's tests.
 
+mod cases;
 mod support;
 
 use std::sync::Arc;
@@ -11,10 +14,9 @@ use std::time::{Duration, Instant};
 use support::{Cluster, Proxy};
 use syncguard_config::EtcdConfig;
 use syncguard_coordination::{
-    keep_lease, AcquireOutcome, CoordError, EtcdBackend, EtcdOptions, FenceReason, Lease,
-    LeaseKeeper, LeaseTiming, LockBackend,
+    keep_lease, AcquireOutcome, CoordError, EtcdBackend, EtcdOptions, FenceReason, LeaseKeeper,
+    LeaseTiming, LockBackend,
 };
-use syncguard_validator::{Hrs, Step};
 
 fn config(endpoints: Vec<String>, ttl: f64, margin: f64) -> EtcdConfig {
     EtcdConfig {
@@ -33,15 +35,60 @@ async fn backend(cfg: &EtcdConfig) -> EtcdBackend {
         .expect("etcd backend")
 }
 
-fn acquired(o: AcquireOutcome) -> Lease {
-    match o {
-        AcquireOutcome::Acquired(l) => l,
-        AcquireOutcome::Held(h) => panic!("expected to acquire, held by {h:?}"),
+use cases::{acquired, h};
+
+/// Three nodes on `cluster`, each listing the members in its own order (so they talk to
+/// different members).
+async fn nodes(cluster: &Cluster) -> cases::Nodes {
+    let eps = cluster.endpoints();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut e = eps.clone();
+        e.rotate_left(i);
+        nodes.push(Arc::new(backend(&config(e, 5.0, 1.5)).await) as Arc<dyn LockBackend>);
+    }
+    match nodes.try_into() {
+        Ok(n) => n,
+        Err(_) => unreachable!("three nodes"),
     }
 }
 
-fn h(height: i64) -> Hrs {
-    Hrs::new(height, 0, Step::Precommit)
+/// etcd's smallest lease (1.5 s with the default election timeout, rounded up).
+const SHORT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn coordination_etcd_handover_only_the_target_acquires_at_the_final_state() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::handover(&nodes(&cluster).await, SHORT).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_handover_race_only_the_target_wins() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::handover_race(&nodes(&cluster).await, SHORT).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_requests_replace_each_other_and_expire() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::requests(&nodes(&cluster).await, SHORT, Duration::from_secs(6)).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_pause_is_seen_by_every_node() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::pause(&nodes(&cluster).await).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_force_release_removes_only_the_named_epoch() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::force_release(&nodes(&cluster).await).await;
 }
 
 #[tokio::test]
@@ -259,6 +306,7 @@ async fn coordination_etcd_three_racers_one_acquires() {
             match t.await.unwrap() {
                 AcquireOutcome::Acquired(l) => leases.push(l),
                 AcquireOutcome::Held(hd) => held.push(hd),
+                AcquireOutcome::HandoverPending(p) => panic!("no handover was made: {p:?}"),
             }
         }
         assert_eq!(leases.len(), 1, "round {round}: {leases:?}");
