@@ -126,6 +126,22 @@ pub struct Paused {
     pub at_unix_ms: u64,
 }
 
+/// The most a member status may take, as JSON ([`LockBackend::put_member`]): a status is a
+/// handful of fields, and every node reads every member's at each [`LockBackend::view`].
+pub const MAX_MEMBER_STATUS_BYTES: usize = 8 * 1024;
+
+/// One node's published status ([`LockBackend::put_member`]): `<prefix>/members/<node_id>`,
+/// under a lease of that node, so that a node that stops publishing disappears by itself.
+/// The status is opaque here (a JSON object: role, health, height, ... as the failover core
+/// writes it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// The node's id (the last part of its key).
+    pub node_id: String,
+    /// What it published: always a JSON object of at most [`MAX_MEMBER_STATUS_BYTES`].
+    pub status: serde_json::Value,
+}
+
 /// Everything under the prefix, read at one revision ([`LockBackend::view`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterView {
@@ -142,6 +158,10 @@ pub struct ClusterView {
     pub paused: Option<Paused>,
     /// The watermark.
     pub watermark: Option<Watermark>,
+    /// The nodes' published statuses, sorted by node id. A value that cannot be read is
+    /// left out (and logged with its key): one bad entry does not hide the others.
+    #[serde(default)]
+    pub members: Vec<Member>,
 }
 
 /// Milliseconds since the Unix epoch by this machine's clock (0 before 1970).
@@ -211,8 +231,8 @@ pub trait LockBackend: Send + Sync {
     /// Who holds the lock now.
     fn current_holder(&self) -> BoxFuture<'_, Result<Option<Holder>, CoordError>>;
 
-    /// The holder, a pending handover, a request, the pause and the watermark, all read at
-    /// one revision (one range read of the prefix).
+    /// The holder, a pending handover, a request, the pause, the watermark and the members'
+    /// statuses, all read at one revision (one range read of the prefix).
     fn view(&self) -> BoxFuture<'_, Result<ClusterView, CoordError>>;
 
     /// Hands the role to `to` — call only after this holder's stop is confirmed. One
@@ -255,4 +275,25 @@ pub trait LockBackend: Send + Sync {
     /// newer holder is never removed). `Ok(false)` otherwise (including when nobody holds
     /// the lock any more).
     fn force_release(&self, holder_epoch: u64) -> BoxFuture<'_, Result<bool, CoordError>>;
+
+    /// Publishes node `node_id`'s status at `<prefix>/members/<node_id>` (replacing its
+    /// previous one), under a lease of `ttl`: an entry nobody refreshes disappears by itself.
+    /// One lease per backend instance carries every member key it puts: each call refreshes
+    /// it (a keep-alive) and grants a new one only when it is gone or `ttl` changed, so a put
+    /// is normally two round trips (keep-alive, put). Meant for a node's own status, once
+    /// per health round, with `ttl` a few rounds long. `Err(Invalid)` (nothing sent) when
+    /// `node_id` is empty or contains `/`, or `status` is not a JSON object or is more than
+    /// [`MAX_MEMBER_STATUS_BYTES`] as JSON. etcd leases are whole seconds (`ttl` is rounded
+    /// up, and no less than etcd's minimum).
+    fn put_member<'a>(
+        &'a self,
+        node_id: &'a str,
+        status: &'a serde_json::Value,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CoordError>>;
+
+    /// A clean shutdown's goodbye: deletes `<prefix>/members/<node_id>` and revokes this
+    /// instance's member lease (with every member key still attached to it). Removing an
+    /// entry that does not exist is no error.
+    fn remove_member<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<(), CoordError>>;
 }

@@ -9,6 +9,9 @@
 //! - `<prefix>/request`: `{"from":..,"kind":"switchover"|"fallback","at_unix_ms":..}`, under
 //!   its own short lease: a node asking the holder for the role.
 //! - `<prefix>/paused`: `{"by":..,"at_unix_ms":..}`, no lease: the cluster-wide pause.
+//! - `<prefix>/members/<node_id>`: the node's status (a JSON object, at most
+//!   [`crate::MAX_MEMBER_STATUS_BYTES`]), under the lease its backend instance keeps for its
+//!   member keys: a node that stops publishing disappears by itself.
 //!
 //! Every change of the leader key is one transaction with compares on the keys it depends
 //! on; a transaction whose answer was lost may be sent again to the next member, so each
@@ -35,11 +38,14 @@ use zeroize::Zeroizing;
 
 use crate::backend::{
     unix_ms_now, AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend,
-    Paused, Renewed, Request, RequestKind, Watermark,
+    Member, Paused, Renewed, Request, RequestKind, Watermark,
 };
 use crate::error::CoordError;
 use crate::etcd_tls::{Preflight, Verdict};
-use crate::record::{decode, decode_leader, decode_watermark, encode, LeaderValue};
+use crate::record::{
+    check_node_id, decode, decode_leader, decode_member, decode_watermark, encode, encode_member,
+    node_id_fault, LeaderValue,
+};
 
 /// How often a transaction is tried again when a key it compares moved in between (the
 /// watermark under a holder, a handover replaced): rare, so a few tries are plenty.
@@ -62,14 +68,22 @@ impl EtcdOptions {
     }
 }
 
-struct Member {
+struct Endpoint {
     url: String,
     client: Client,
 }
 
+/// The lease this instance's member keys go under ([`LockBackend::put_member`]).
+#[derive(Debug, Clone, Copy)]
+struct MemberLease {
+    id: i64,
+    /// The ttl it was asked with (whole seconds): another ttl gets a new lease.
+    ttl_secs: i64,
+}
+
 /// The etcd backend. See the module docs.
 pub struct EtcdBackend {
-    members: Vec<Member>,
+    members: Vec<Endpoint>,
     current: AtomicUsize,
     /// `<prefix>/`: the range [`LockBackend::view`] reads.
     dir: String,
@@ -78,6 +92,10 @@ pub struct EtcdBackend {
     handover_key: String,
     request_key: String,
     paused_key: String,
+    /// `<prefix>/members/`: each node's status under it.
+    members_dir: String,
+    /// Held across a whole put (or remove), so that concurrent puts share one lease.
+    member_lease: tokio::sync::Mutex<Option<MemberLease>>,
     ttl_secs: i64,
     options: EtcdOptions,
 }
@@ -158,6 +176,8 @@ struct Snapshot {
     handover: Option<KeyValue>,
     request: Option<KeyValue>,
     paused: Option<KeyValue>,
+    /// Under `<prefix>/members/`, in key order.
+    members: Vec<KeyValue>,
 }
 
 /// A lease ttl in whole seconds, rounded up, at least 1 (etcd's unit).
@@ -278,7 +298,7 @@ impl EtcdBackend {
                     key: "coordination.etcd.endpoints",
                     reason: format!("{url}: {e}"),
                 })?;
-            members.push(Member {
+            members.push(Endpoint {
                 url: url.clone(),
                 client,
             });
@@ -296,6 +316,8 @@ impl EtcdBackend {
             handover_key: format!("{prefix}/handover"),
             request_key: format!("{prefix}/request"),
             paused_key: format!("{prefix}/paused"),
+            members_dir: format!("{prefix}/members/"),
+            member_lease: tokio::sync::Mutex::new(None),
             // Whole seconds, rounded up: the holder's proof uses min(config, granted) anyway.
             ttl_secs: cfg.lease_ttl.ceil() as i64,
             options,
@@ -375,6 +397,10 @@ impl EtcdBackend {
             ..Snapshot::default()
         };
         for kv in r.take_kvs() {
+            if kv.key().starts_with(self.members_dir.as_bytes()) {
+                snap.members.push(kv);
+                continue;
+            }
             let slot = match kv.key() {
                 k if k == self.leader_key.as_bytes() => &mut snap.leader,
                 k if k == self.watermark_key.as_bytes() => &mut snap.watermark,
@@ -406,7 +432,60 @@ impl EtcdBackend {
                 .watermark
                 .map(|kv| decode_watermark(&self.watermark_key, kv.value()))
                 .transpose()?,
+            members: self.members_of(snap.members),
         })
+    }
+
+    /// The member statuses that can be read, sorted by node id; the others are logged (with
+    /// their key) and left out: one bad entry does not hide the other nodes.
+    fn members_of(&self, kvs: Vec<KeyValue>) -> Vec<Member> {
+        let mut out = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let corrupt = |reason: String| CoordError::Corrupt {
+                key: key.clone(),
+                reason,
+            };
+            let node_id = kv
+                .key()
+                .strip_prefix(self.members_dir.as_bytes())
+                .ok_or_else(|| corrupt("not under the members' prefix".into()))
+                .and_then(|rest| {
+                    std::str::from_utf8(rest)
+                        .map_err(|_| corrupt("the node id is not UTF-8".into()))
+                })
+                .and_then(|id| match node_id_fault(id) {
+                    Some(reason) => Err(corrupt(reason)),
+                    None => Ok(id.to_string()),
+                });
+            let member = node_id.and_then(|node_id| {
+                Ok(Member {
+                    status: decode_member(&key, kv.value())?,
+                    node_id,
+                })
+            });
+            match member {
+                Ok(m) => out.push(m),
+                Err(e) => tracing::warn!(%key, error = %e, "member status left out of the view"),
+            }
+        }
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        out
+    }
+
+    /// One keep-alive of lease `id`: `Ok(false)` when etcd no longer knows it.
+    async fn keep_alive(&self, op: &'static str, id: i64) -> Result<bool, CoordError> {
+        self.call(op, |mut c| async move {
+            match c.lease_keep_alive(id).await {
+                // `keep_alive` waits for the first answer and fails when its TTL is 0.
+                Ok(_) => Ok(true),
+                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
+                    Ok(false)
+                }
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
     }
 
     /// A new lease of `ttl_secs`: (id, granted ttl in seconds).
@@ -553,21 +632,14 @@ impl EtcdBackend {
     }
 
     async fn renew_impl(&self, lease: &Lease) -> Result<Renewed, CoordError> {
-        let (id, epoch, ttl) = (lease.lease_id, lease.epoch, lease.ttl);
-        self.call("renew", |mut c| async move {
-            match c.lease_keep_alive(id).await {
-                // `keep_alive` waits for the first answer and fails when its TTL is 0.
-                Ok(_) => Ok(Renewed { ttl }),
-                Err(etcd_client::Error::LeaseKeepAliveError(m)) if m.contains("not found") => {
-                    Err(Attempt::Stop(CoordError::LeaseLost {
-                        epoch,
-                        lease_id: id,
-                    }))
-                }
-                Err(e) => Err(e.into()),
-            }
-        })
-        .await
+        if self.keep_alive("renew", lease.lease_id).await? {
+            Ok(Renewed { ttl: lease.ttl })
+        } else {
+            Err(CoordError::LeaseLost {
+                epoch: lease.epoch,
+                lease_id: lease.lease_id,
+            })
+        }
     }
 
     async fn release_impl(&self, lease: &Lease) -> Result<(), CoordError> {
@@ -864,6 +936,88 @@ impl EtcdBackend {
         }
     }
 
+    async fn put_member_impl(
+        &self,
+        node_id: &str,
+        status: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let value = encode_member("put_member", node_id, status)?;
+        let key = format!("{}{node_id}", self.members_dir);
+        let ttl_secs = whole_secs(ttl);
+        let mut cached = self.member_lease.lock().await;
+        // The second try is for a lease that vanished between its keep-alive (or grant) and
+        // the put (revoked by somebody else): a new one then.
+        for _ in 0..2 {
+            let reused = match *cached {
+                Some(l) if l.ttl_secs == ttl_secs => {
+                    self.keep_alive("put_member", l.id).await?.then_some(l.id)
+                }
+                // A lease of another ttl is left to expire (it may still carry a key this
+                // instance put).
+                _ => None,
+            };
+            let id = match reused {
+                Some(id) => id,
+                None => {
+                    *cached = None;
+                    let (id, _) = self.grant("put_member", ttl_secs).await?;
+                    *cached = Some(MemberLease { id, ttl_secs });
+                    id
+                }
+            };
+            if self.put_leased("put_member", &key, &value, id).await? {
+                return Ok(());
+            }
+            *cached = None;
+        }
+        Err(CoordError::Unavailable {
+            op: "put_member",
+            detail: format!("the lease for {key} was gone at the put, twice in a row"),
+        })
+    }
+
+    /// Puts `key` under lease `id`: `Ok(false)` when etcd no longer knows the lease.
+    async fn put_leased(
+        &self,
+        op: &'static str,
+        key: &str,
+        value: &[u8],
+        id: i64,
+    ) -> Result<bool, CoordError> {
+        self.call(op, |mut c| {
+            let (key, value) = (key.to_string(), value.to_vec());
+            async move {
+                match c
+                    .put(key, value, Some(PutOptions::new().with_lease(id)))
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if lease_not_found(&e) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn remove_member_impl(&self, node_id: &str) -> Result<(), CoordError> {
+        check_node_id("remove_member", node_id)?;
+        let key = format!("{}{node_id}", self.members_dir);
+        let mut cached = self.member_lease.lock().await;
+        self.call("remove_member", |mut c| {
+            let key = key.clone();
+            async move { Ok(c.delete(key, None).await.map(|_| ())?) }
+        })
+        .await?;
+        if let Some(l) = cached.take() {
+            if let Err(e) = self.revoke("remove_member", l.id).await {
+                tracing::warn!(%key, lease_id = l.id, error = %e, "member removed; its lease was not revoked (it expires)");
+            }
+        }
+        Ok(())
+    }
+
     async fn key_kv(&self, op: &'static str, key: &str) -> Result<Option<KeyValue>, CoordError> {
         let key = key.to_string();
         self.call(op, |mut c| {
@@ -958,5 +1112,18 @@ impl LockBackend for EtcdBackend {
 
     fn force_release(&self, holder_epoch: u64) -> BoxFuture<'_, Result<bool, CoordError>> {
         Box::pin(self.force_release_impl(holder_epoch))
+    }
+
+    fn put_member<'a>(
+        &'a self,
+        node_id: &'a str,
+        status: &'a serde_json::Value,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(self.put_member_impl(node_id, status, ttl))
+    }
+
+    fn remove_member<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(self.remove_member_impl(node_id))
     }
 }

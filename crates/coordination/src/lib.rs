@@ -33,8 +33,8 @@ pub mod etcd;
 mod etcd_tls;
 
 pub use backend::{
-    AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend, Paused, Renewed,
-    Request, RequestKind, Watermark,
+    AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend, Member, Paused,
+    Renewed, Request, RequestKind, Watermark, MAX_MEMBER_STATUS_BYTES,
 };
 pub use connect::{connect, ETCD_SUPPORT, NO_ETCD_SUPPORT};
 pub use error::CoordError;

@@ -1,12 +1,12 @@
 //! [`MemoryBackend`]: the lock in process memory, with etcd's semantics — a revision that
 //! grows at every write (once per transaction), the epoch = the leader key's create
 //! revision, leases that expire on tokio's clock (so `tokio::time::pause` drives them) and
-//! take the keys attached to them along (leader, handover, request), the watermark only from
-//! the current holder and never lower, acquisition only for the target of a pending
-//! handover. For unit tests of callers; several handles on one [`MemoryStore`] are several
-//! nodes, each of which can be cut off.
+//! take the keys attached to them along (leader, handover, request, members), the watermark
+//! only from the current holder and never lower, acquisition only for the target of a
+//! pending handover. For unit tests of callers; several handles on one [`MemoryStore`] are
+//! several nodes, each of which can be cut off.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -16,9 +16,10 @@ use tokio::time::Instant;
 
 use crate::backend::{
     unix_ms_now, AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend,
-    Paused, Renewed, Request, RequestKind, Watermark,
+    Member, Paused, Renewed, Request, RequestKind, Watermark,
 };
 use crate::error::CoordError;
+use crate::record::{check_node_id, decode_member, encode_member, node_id_fault};
 
 #[derive(Debug, Default)]
 struct State {
@@ -34,6 +35,9 @@ struct State {
     /// (request, lease id)
     request: Option<(Request, i64)>,
     paused: Option<Paused>,
+    /// `members/<key>` → (the value as stored, its lease id if any). Stored as bytes and
+    /// decoded by [`State::view`], as etcd's are, so that a test can store a bad one.
+    members: BTreeMap<String, (Vec<u8>, Option<i64>)>,
 }
 
 impl State {
@@ -68,6 +72,9 @@ impl State {
             self.request = None;
             deleted = true;
         }
+        let members = self.members.len();
+        self.members.retain(|_, (_, lease)| *lease != Some(id));
+        deleted |= self.members.len() != members;
         if deleted {
             self.revision += 1;
         }
@@ -92,7 +99,32 @@ impl State {
             request: self.request.as_ref().map(|(r, _)| r.clone()),
             paused: self.paused.clone(),
             watermark: self.watermark,
+            members: self.members(),
         }
+    }
+
+    /// The members' statuses that can be read, in key order (= node id order); the others
+    /// are logged and left out, as the etcd backend does.
+    fn members(&self) -> Vec<Member> {
+        let mut out = Vec::with_capacity(self.members.len());
+        for (node_id, (bytes, _)) in &self.members {
+            let key = format!("members/{node_id}");
+            let status = match node_id_fault(node_id) {
+                Some(reason) => Err(CoordError::Corrupt {
+                    key: key.clone(),
+                    reason,
+                }),
+                None => decode_member(&key, bytes),
+            };
+            match status {
+                Ok(status) => out.push(Member {
+                    node_id: node_id.clone(),
+                    status,
+                }),
+                Err(e) => tracing::warn!(%key, error = %e, "member status left out of the view"),
+            }
+        }
+        out
     }
 }
 
@@ -117,6 +149,14 @@ impl MemoryStore {
     pub fn revision(&self) -> u64 {
         self.lock().revision
     }
+
+    /// Stores `value` as-is at `members/<key>`, without a lease or any check (tests: what a
+    /// foreign writer could leave there; `key` may be anything, `/` included).
+    pub fn put_raw_member(&self, key: &str, value: &[u8]) {
+        let mut s = self.lock();
+        s.members.insert(key.to_string(), (value.to_vec(), None));
+        s.revision += 1;
+    }
 }
 
 /// One node's handle on a [`MemoryStore`].
@@ -125,6 +165,8 @@ pub struct MemoryBackend {
     store: MemoryStore,
     ttl: Duration,
     reachable: Arc<AtomicBool>,
+    /// The lease every member key this handle puts goes under: (id, ttl asked).
+    member_lease: Arc<Mutex<Option<(i64, Duration)>>>,
 }
 
 impl MemoryBackend {
@@ -134,6 +176,7 @@ impl MemoryBackend {
             store: store.clone(),
             ttl,
             reachable: Arc::new(AtomicBool::new(true)),
+            member_lease: Arc::default(),
         }
     }
 
@@ -321,6 +364,56 @@ impl MemoryBackend {
     }
 }
 
+impl MemoryBackend {
+    fn member_lease(&self) -> MutexGuard<'_, Option<(i64, Duration)>> {
+        self.member_lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_member_now(
+        &self,
+        node_id: &str,
+        status: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let value = encode_member("put_member", node_id, status)?;
+        let mut s = self.state("put_member")?;
+        let mut cached = self.member_lease();
+        // The keep-alive of the lease this handle reuses (a lease of another ttl is left to
+        // expire: it may still carry a key this handle put), or a new one.
+        let now = Instant::now();
+        let kept = (*cached)
+            .filter(|&(_, asked)| asked == ttl)
+            .and_then(|(id, _)| {
+                let (expiry, granted) = s.leases.get_mut(&id)?;
+                *expiry = now + *granted;
+                Some(id)
+            });
+        let id = match kept {
+            Some(id) => id,
+            None => {
+                let id = s.grant(ttl);
+                *cached = Some((id, ttl));
+                id
+            }
+        };
+        s.members.insert(node_id.to_string(), (value, Some(id)));
+        s.revision += 1;
+        Ok(())
+    }
+
+    fn remove_member_now(&self, node_id: &str) -> Result<(), CoordError> {
+        check_node_id("remove_member", node_id)?;
+        let mut s = self.state("remove_member")?;
+        if s.members.remove(node_id).is_some() {
+            s.revision += 1;
+        }
+        if let Some((id, _)) = self.member_lease().take() {
+            s.revoke(id);
+        }
+        Ok(())
+    }
+}
+
 /// Raises the watermark to `hrs` (never lowers it); the stored one afterwards, and whether
 /// it changed.
 fn raise(s: &mut State, epoch: u64, hrs: Hrs) -> (Watermark, bool) {
@@ -404,5 +497,18 @@ impl LockBackend for MemoryBackend {
 
     fn force_release(&self, holder_epoch: u64) -> BoxFuture<'_, Result<bool, CoordError>> {
         Box::pin(async move { self.force_release_now(holder_epoch) })
+    }
+
+    fn put_member<'a>(
+        &'a self,
+        node_id: &'a str,
+        status: &'a serde_json::Value,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.put_member_now(node_id, status, ttl) })
+    }
+
+    fn remove_member<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.remove_member_now(node_id) })
     }
 }

@@ -20,8 +20,11 @@ use cases::acquired;
 
 /// Three nodes on one store.
 fn nodes() -> cases::Nodes {
-    let store = MemoryStore::new();
-    [(); 3].map(|_| Arc::new(MemoryBackend::new(&store, TTL)) as Arc<dyn LockBackend>)
+    nodes_on(&MemoryStore::new())
+}
+
+fn nodes_on(store: &MemoryStore) -> cases::Nodes {
+    [(); 3].map(|_| Arc::new(MemoryBackend::new(store, TTL)) as Arc<dyn LockBackend>)
 }
 
 #[tokio::test(start_paused = true)]
@@ -47,6 +50,23 @@ async fn coordination_memory_pause_is_seen_by_every_node() {
 #[tokio::test(start_paused = true)]
 async fn coordination_memory_force_release_removes_only_the_named_epoch() {
     cases::force_release(&nodes()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_members_seen_sorted_expire_and_bad_values_skipped() {
+    let store = MemoryStore::new();
+    let raw = store.clone();
+    let write_raw: cases::RawMemberWriter = Box::new(move |key, value| {
+        raw.put_raw_member(key, &value);
+        Box::pin(async {})
+    });
+    cases::members(
+        &nodes_on(&store),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+        write_raw,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

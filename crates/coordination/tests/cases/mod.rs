@@ -6,11 +6,14 @@
 #![allow(dead_code)] // each test binary uses the cases it runs
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::{json, Value};
 use syncguard_coordination::{
-    AcquireOutcome, CoordError, Handover, Lease, LockBackend, RequestKind,
+    AcquireOutcome, ClusterView, CoordError, Handover, Lease, LockBackend, RequestKind,
+    MAX_MEMBER_STATUS_BYTES,
 };
 use syncguard_validator::{Hrs, Step};
 use tokio::time::Instant;
@@ -290,4 +293,161 @@ pub async fn force_release(n: &Nodes) {
     assert!(!c.force_release(la.epoch).await.unwrap());
     assert_eq!(a.view().await.unwrap().holder, Some(lb.holder()));
     b.renew(&lb).await.unwrap();
+}
+
+/// Writes a value as-is at `<prefix>/members/<key>`, past every check (what a foreign writer
+/// could leave there): `(key, value)`.
+pub type RawMemberWriter =
+    Box<dyn Fn(&'static str, Vec<u8>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// `(node id, status)` of each member in `v`, in the order given.
+fn member_list(v: &ClusterView) -> Vec<(&str, &Value)> {
+    v.members
+        .iter()
+        .map(|m| (m.node_id.as_str(), &m.status))
+        .collect()
+}
+
+fn status(role: &str, height: i64) -> Value {
+    json!({"role": role, "healthy": true, "height": height, "paused": false, "primary_site": "eu"})
+}
+
+/// Member statuses: published in any order, seen sorted by every node; a re-put replaces; bad
+/// node ids, non-objects and oversize statuses refused (nothing sent); values nobody could
+/// have put under `members/` left out of the view, the rest still read; an entry refreshed
+/// within its ttl stays, one that is not expires by itself (the others stay), a put after
+/// that brings it back; a removed one is gone at once. `short` < `long`, whole seconds.
+pub async fn members(n: &Nodes, short: Duration, long: Duration, write_raw: RawMemberWriter) {
+    let [a, b, c] = n;
+    assert_eq!(a.view().await.unwrap().members, vec![]);
+    // In any order; a's second put replaces its first.
+    for (node, id, role, height) in [
+        (c, "c", "passive", 9),
+        (a, "a", "active", 10),
+        (b, "b", "passive", 8),
+        (a, "a", "active", 11),
+    ] {
+        node.put_member(id, &status(role, height), long)
+            .await
+            .unwrap();
+    }
+    let (sa, sb, sc) = (
+        status("active", 11),
+        status("passive", 8),
+        status("passive", 9),
+    );
+    let all = vec![("a", &sa), ("b", &sb), ("c", &sc)];
+    for node in n {
+        assert_eq!(member_list(&node.view().await.unwrap()), all);
+    }
+
+    // Refused before anything is sent: the view (revision included) does not move.
+    let before = c.view().await.unwrap();
+    let refused = |r: Result<(), CoordError>, op: &str, words: &[&str]| match r {
+        Err(e @ CoordError::Invalid { .. }) => {
+            let text = e.to_string();
+            assert!(text.starts_with(&format!("{op} refused: ")), "{text}");
+            for w in words {
+                assert!(text.contains(w), "{text:?} does not say {w:?}");
+            }
+        }
+        other => panic!("{op} {words:?}: {other:?}"),
+    };
+    for (bad, words) in [
+        ("", "node id is empty"),
+        ("a/b", "node id \"a/b\" contains '/'"),
+    ] {
+        refused(a.put_member(bad, &sa, long).await, "put_member", &[words]);
+        refused(a.remove_member(bad).await, "remove_member", &[words]);
+    }
+    for not_object in [json!(null), json!(7), json!("up"), json!([1, 2])] {
+        refused(
+            a.put_member("a", &not_object, long).await,
+            "put_member",
+            &["status of node \"a\"", "not an object"],
+        );
+    }
+    let oversize = json!({"pad": "x".repeat(MAX_MEMBER_STATUS_BYTES)});
+    refused(
+        a.put_member("a", &oversize, long).await,
+        "put_member",
+        &["status of node \"a\"", "more than 8192"],
+    );
+    assert_eq!(c.view().await.unwrap(), before);
+
+    // Values nobody could have put: left out, the rest of the view still read.
+    write_raw("x", b"not json".to_vec()).await;
+    write_raw("y", b"[1,2]".to_vec()).await;
+    write_raw("z", oversize.to_string().into_bytes()).await;
+    write_raw("q/r", b"{}".to_vec()).await;
+    write_raw("", b"{}".to_vec()).await;
+    for node in n {
+        let v = node.view().await.unwrap();
+        assert!(v.revision > before.revision);
+        assert_eq!(member_list(&v), all);
+        assert_eq!(
+            (v.holder, v.watermark, v.paused),
+            (None, None, None),
+            "the rest of the view"
+        );
+    }
+
+    // b publishes with a short ttl every quarter ttl: refreshed, it stays past the ttl.
+    let start = Instant::now();
+    let mut last = start;
+    for height in 20..26 {
+        last = Instant::now();
+        b.put_member("b", &status("passive", height), short)
+            .await
+            .unwrap();
+        tokio::time::sleep(short / 4).await;
+    }
+    assert!(start.elapsed() > short, "{:?}", start.elapsed());
+    let sb = status("passive", 25);
+    assert_eq!(
+        member_list(&c.view().await.unwrap()),
+        vec![("a", &sa), ("b", &sb), ("c", &sc)]
+    );
+    // Then it stops: gone by itself, a and c stay.
+    let c2 = c.clone();
+    let (v, _) = poll_until("b's entry expires", limit_for(short), || {
+        let c2 = c2.clone();
+        async move {
+            let v = c2.view().await.unwrap();
+            v.members.iter().all(|m| m.node_id != "b").then_some(v)
+        }
+    })
+    .await;
+    let after = last.elapsed();
+    assert!(after >= short, "expired {after:?} after a ttl of {short:?}");
+    assert_eq!(member_list(&v), vec![("a", &sa), ("c", &sc)]);
+
+    // A put after the expiry brings it back (a new lease), and the next one keeps it.
+    b.put_member("b", &status("passive", 30), short)
+        .await
+        .unwrap();
+    b.put_member("b", &status("passive", 31), short)
+        .await
+        .unwrap();
+    let sb = status("passive", 31);
+    for node in n {
+        assert_eq!(
+            member_list(&node.view().await.unwrap()),
+            vec![("a", &sa), ("b", &sb), ("c", &sc)]
+        );
+    }
+
+    // A clean shutdown: gone at once (twice is no error), the others stay.
+    b.remove_member("b").await.unwrap();
+    b.remove_member("b").await.unwrap();
+    a.remove_member("a").await.unwrap();
+    for node in n {
+        assert_eq!(member_list(&node.view().await.unwrap()), vec![("c", &sc)]);
+    }
+    // And a removed node may publish again.
+    a.put_member("a", &sa, long).await.unwrap();
+    assert_eq!(
+        member_list(&b.view().await.unwrap()),
+        vec![("a", &sa), ("c", &sc)]
+    );
 }

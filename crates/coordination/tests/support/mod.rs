@@ -259,6 +259,65 @@ async fn healthy(port: u16) -> bool {
     )
 }
 
+/// The gRPC requests the members received so far, by method (`Put`, `LeaseKeepAlive`, ...),
+/// summed over the members: etcd's `grpc_server_msg_received_total` (a keep-alive on a
+/// stream counts once per message, like a unary call).
+pub async fn grpc_requests(cluster: &Cluster) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in &cluster.members {
+        let body = http_get(m.health, "/metrics")
+            .await
+            .unwrap_or_else(|| panic!("no /metrics from etcd member {}", m.name));
+        for line in body.lines() {
+            let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+                continue;
+            };
+            let method = rest
+                .split("grpc_method=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("no grpc_method in {line:?}"));
+            let count: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {line:?}"));
+            *out.entry(method.to_string()).or_insert(0) += count as u64;
+        }
+    }
+    out
+}
+
+/// What grew from `before` to `after` (methods that did not are left out).
+pub fn requests_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(m, n)| {
+            let d = n - before.get(m).copied().unwrap_or(0);
+            (d > 0).then(|| (m.clone(), d))
+        })
+        .collect()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let get = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        Some(body)
+    };
+    tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// A TCP proxy in front of one etcd member. `cut()` turns it into a black hole: open
 /// connections stop moving bytes and new ones are accepted and never answered, so the client
 /// sees timeouts, the worst case for a holder.
