@@ -40,6 +40,16 @@ pub enum CoordError {
         /// What was wrong with it.
         reason: String,
     },
+    /// The caller asked to store something the backend does not take (a node id that cannot
+    /// be part of a key, a member status that is not a JSON object or too large). Nothing was
+    /// sent; trying again with the same arguments fails the same way.
+    #[error("{op} refused: {reason}")]
+    Invalid {
+        /// The operation (`put_member`, ...).
+        op: &'static str,
+        /// What was wrong, naming the argument.
+        reason: String,
+    },
     /// The backend's configuration cannot be used.
     #[error("coordination config {key}: {reason}")]
     Config {

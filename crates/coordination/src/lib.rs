@@ -29,8 +29,13 @@ mod record;
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_tls;
 
-pub use backend::{AcquireOutcome, BoxFuture, Holder, Lease, LockBackend, Renewed, Watermark};
+pub use backend::{
+    AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend, Member, Paused,
+    Renewed, Request, RequestKind, Watermark, MAX_MEMBER_STATUS_BYTES,
+};
 pub use connect::{connect, ETCD_SUPPORT, NO_ETCD_SUPPORT};
 pub use error::CoordError;
 pub use holder::keep_lease;

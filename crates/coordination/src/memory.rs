@@ -1,10 +1,12 @@
 //! [`MemoryBackend`]: the lock in process memory, with etcd's semantics — a revision that
-//! grows at every write, the epoch = the leader key's create revision, leases that expire on
-//! tokio's clock (so `tokio::time::pause` drives them), the watermark only from the current
-//! holder and never lower. For unit tests of callers; several handles on one
-//! [`MemoryStore`] are several nodes, each of which can be cut off.
+//! grows at every write (once per transaction), the epoch = the leader key's create
+//! revision, leases that expire on tokio's clock (so `tokio::time::pause` drives them) and
+//! take the keys attached to them along (leader, handover, request, members), the watermark
+//! only from the current holder and never lower, acquisition only for the target of a
+//! pending handover. For unit tests of callers; several handles on one [`MemoryStore`] are
+//! several nodes, each of which can be cut off.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -12,8 +14,12 @@ use std::time::Duration;
 use syncguard_validator::Hrs;
 use tokio::time::Instant;
 
-use crate::backend::{AcquireOutcome, BoxFuture, Holder, Lease, LockBackend, Renewed, Watermark};
+use crate::backend::{
+    unix_ms_now, AcquireOutcome, BoxFuture, ClusterView, Handover, Holder, Lease, LockBackend,
+    Member, Paused, Renewed, Request, RequestKind, Watermark,
+};
 use crate::error::CoordError;
+use crate::record::{check_node_id, decode_member, encode_member, node_id_fault};
 
 #[derive(Debug, Default)]
 struct State {
@@ -24,6 +30,14 @@ struct State {
     /// (holder, lease id)
     leader: Option<(Holder, i64)>,
     watermark: Option<Watermark>,
+    /// (handover, lease id)
+    handover: Option<(Handover, i64)>,
+    /// (request, lease id)
+    request: Option<(Request, i64)>,
+    paused: Option<Paused>,
+    /// `members/<key>` → (the value as stored, its lease id if any). Stored as bytes and
+    /// decoded by [`State::view`], as etcd's are, so that a test can store a bad one.
+    members: BTreeMap<String, (Vec<u8>, Option<i64>)>,
 }
 
 impl State {
@@ -40,15 +54,77 @@ impl State {
         }
     }
 
+    /// Revokes a lease and deletes the keys attached to it (one revision, as etcd does).
     fn revoke(&mut self, id: i64) {
-        if self.leases.remove(&id).is_some() && self.leader.as_ref().map(|l| l.1) == Some(id) {
+        if self.leases.remove(&id).is_none() {
+            return;
+        }
+        let mut deleted = false;
+        if self.leader.as_ref().map(|l| l.1) == Some(id) {
             self.leader = None;
+            deleted = true;
+        }
+        if self.handover.as_ref().map(|l| l.1) == Some(id) {
+            self.handover = None;
+            deleted = true;
+        }
+        if self.request.as_ref().map(|l| l.1) == Some(id) {
+            self.request = None;
+            deleted = true;
+        }
+        let members = self.members.len();
+        self.members.retain(|_, (_, lease)| *lease != Some(id));
+        deleted |= self.members.len() != members;
+        if deleted {
             self.revision += 1;
         }
     }
 
+    fn grant(&mut self, ttl: Duration) -> i64 {
+        self.next_lease += 1;
+        self.leases
+            .insert(self.next_lease, (Instant::now() + ttl, ttl));
+        self.next_lease
+    }
+
     fn holder(&self) -> Option<Holder> {
         self.leader.as_ref().map(|(h, _)| h.clone())
+    }
+
+    fn view(&self) -> ClusterView {
+        ClusterView {
+            revision: self.revision,
+            holder: self.holder(),
+            handover: self.handover.as_ref().map(|(h, _)| h.clone()),
+            request: self.request.as_ref().map(|(r, _)| r.clone()),
+            paused: self.paused.clone(),
+            watermark: self.watermark,
+            members: self.members(),
+        }
+    }
+
+    /// The members' statuses that can be read, in key order (= node id order); the others
+    /// are logged and left out, as the etcd backend does.
+    fn members(&self) -> Vec<Member> {
+        let mut out = Vec::with_capacity(self.members.len());
+        for (node_id, (bytes, _)) in &self.members {
+            let key = format!("members/{node_id}");
+            let status = match node_id_fault(node_id) {
+                Some(reason) => Err(CoordError::Corrupt {
+                    key: key.clone(),
+                    reason,
+                }),
+                None => decode_member(&key, bytes),
+            };
+            match status {
+                Ok(status) => out.push(Member {
+                    node_id: node_id.clone(),
+                    status,
+                }),
+                Err(e) => tracing::warn!(%key, error = %e, "member status left out of the view"),
+            }
+        }
+        out
     }
 }
 
@@ -73,6 +149,14 @@ impl MemoryStore {
     pub fn revision(&self) -> u64 {
         self.lock().revision
     }
+
+    /// Stores `value` as-is at `members/<key>`, without a lease or any check (tests: what a
+    /// foreign writer could leave there; `key` may be anything, `/` included).
+    pub fn put_raw_member(&self, key: &str, value: &[u8]) {
+        let mut s = self.lock();
+        s.members.insert(key.to_string(), (value.to_vec(), None));
+        s.revision += 1;
+    }
 }
 
 /// One node's handle on a [`MemoryStore`].
@@ -81,6 +165,8 @@ pub struct MemoryBackend {
     store: MemoryStore,
     ttl: Duration,
     reachable: Arc<AtomicBool>,
+    /// The lease every member key this handle puts goes under: (id, ttl asked).
+    member_lease: Arc<Mutex<Option<(i64, Duration)>>>,
 }
 
 impl MemoryBackend {
@@ -90,6 +176,7 @@ impl MemoryBackend {
             store: store.clone(),
             ttl,
             reachable: Arc::new(AtomicBool::new(true)),
+            member_lease: Arc::default(),
         }
     }
 
@@ -116,10 +203,18 @@ impl MemoryBackend {
         if let Some(h) = s.holder() {
             return Ok(AcquireOutcome::Held(h));
         }
-        s.next_lease += 1;
-        let lease_id = s.next_lease;
-        s.leases
-            .insert(lease_id, (Instant::now() + self.ttl, self.ttl));
+        if let Some((h, _)) = &s.handover {
+            if h.to != node_id {
+                return Ok(AcquireOutcome::HandoverPending(h.clone()));
+            }
+        }
+        // The handover for this node is consumed by the same transaction (its lease, which
+        // now carries nothing, is given back).
+        let consumed = s.handover.take().map(|(h, id)| {
+            s.leases.remove(&id);
+            h
+        });
+        let lease_id = s.grant(self.ttl);
         s.revision += 1;
         let epoch = s.revision;
         let lease = Lease {
@@ -128,6 +223,7 @@ impl MemoryBackend {
             epoch,
             lease_id,
             ttl: self.ttl,
+            handover: consumed,
         };
         s.leader = Some((lease.holder(), lease_id));
         Ok(AcquireOutcome::Acquired(lease))
@@ -167,17 +263,166 @@ impl MemoryBackend {
                 holder,
             });
         }
-        match s.watermark {
-            Some(w) if w.hrs >= hrs => Ok(w),
-            _ => {
-                let w = Watermark {
-                    hrs,
-                    epoch: lease.epoch,
-                };
-                s.watermark = Some(w);
-                s.revision += 1;
-                Ok(w)
+        let (w, raised) = raise(&mut s, lease.epoch, hrs);
+        if raised {
+            s.revision += 1;
+        }
+        Ok(w)
+    }
+
+    fn hand_over_now(
+        &self,
+        lease: &Lease,
+        to: &str,
+        final_state: Option<Hrs>,
+        ttl: Duration,
+    ) -> Result<bool, CoordError> {
+        let mut s = self.state("hand_over")?;
+        if s.leader.as_ref().map(|(h, id)| (h.epoch, *id)) != Some((lease.epoch, lease.lease_id)) {
+            return Ok(false);
+        }
+        // One transaction: watermark, handover key under its own lease, leader key gone.
+        if let Some(hrs) = final_state {
+            raise(&mut s, lease.epoch, hrs);
+        }
+        let handover_lease = s.grant(ttl);
+        s.handover = Some((
+            Handover {
+                from: lease.node_id.clone(),
+                to: to.to_string(),
+                from_epoch: lease.epoch,
+                final_state,
+            },
+            handover_lease,
+        ));
+        s.leader = None;
+        s.revision += 1;
+        // Then the old lease (it carries nothing any more).
+        s.revoke(lease.lease_id);
+        Ok(true)
+    }
+
+    fn put_request_now(
+        &self,
+        from: &str,
+        kind: RequestKind,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let mut s = self.state("put_request")?;
+        let id = s.grant(ttl);
+        let request = Request {
+            from: from.to_string(),
+            kind,
+            at_unix_ms: unix_ms_now(),
+        };
+        let old = s.request.replace((request, id));
+        s.revision += 1;
+        if let Some((_, old_id)) = old {
+            s.revoke(old_id);
+        }
+        Ok(())
+    }
+
+    fn clear_request_now(&self, from: &str) -> Result<bool, CoordError> {
+        let mut s = self.state("clear_request")?;
+        match &s.request {
+            Some((r, id)) if r.from == from => {
+                let id = *id;
+                s.revoke(id);
+                Ok(true)
             }
+            _ => Ok(false),
+        }
+    }
+
+    fn set_paused_now(&self, by: &str, paused: bool) -> Result<(), CoordError> {
+        let mut s = self.state("set_paused")?;
+        let before = s.paused.is_some();
+        s.paused = paused.then(|| Paused {
+            by: by.to_string(),
+            at_unix_ms: unix_ms_now(),
+        });
+        // A put always writes; a delete of nothing does not.
+        if paused || before {
+            s.revision += 1;
+        }
+        Ok(())
+    }
+
+    fn force_release_now(&self, holder_epoch: u64) -> Result<bool, CoordError> {
+        let mut s = self.state("force_release")?;
+        match &s.leader {
+            Some((h, id)) if h.epoch == holder_epoch => {
+                let id = *id;
+                s.leader = None;
+                s.revision += 1;
+                s.revoke(id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl MemoryBackend {
+    fn member_lease(&self) -> MutexGuard<'_, Option<(i64, Duration)>> {
+        self.member_lease.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put_member_now(
+        &self,
+        node_id: &str,
+        status: &serde_json::Value,
+        ttl: Duration,
+    ) -> Result<(), CoordError> {
+        let value = encode_member("put_member", node_id, status)?;
+        let mut s = self.state("put_member")?;
+        let mut cached = self.member_lease();
+        // The keep-alive of the lease this handle reuses (a lease of another ttl is left to
+        // expire: it may still carry a key this handle put), or a new one.
+        let now = Instant::now();
+        let kept = (*cached)
+            .filter(|&(_, asked)| asked == ttl)
+            .and_then(|(id, _)| {
+                let (expiry, granted) = s.leases.get_mut(&id)?;
+                *expiry = now + *granted;
+                Some(id)
+            });
+        let id = match kept {
+            Some(id) => id,
+            None => {
+                let id = s.grant(ttl);
+                *cached = Some((id, ttl));
+                id
+            }
+        };
+        s.members.insert(node_id.to_string(), (value, Some(id)));
+        s.revision += 1;
+        Ok(())
+    }
+
+    fn remove_member_now(&self, node_id: &str) -> Result<(), CoordError> {
+        check_node_id("remove_member", node_id)?;
+        let mut s = self.state("remove_member")?;
+        if s.members.remove(node_id).is_some() {
+            s.revision += 1;
+        }
+        if let Some((id, _)) = self.member_lease().take() {
+            s.revoke(id);
+        }
+        Ok(())
+    }
+}
+
+/// Raises the watermark to `hrs` (never lowers it); the stored one afterwards, and whether
+/// it changed.
+fn raise(s: &mut State, epoch: u64, hrs: Hrs) -> (Watermark, bool) {
+    match s.watermark {
+        Some(w) if w.hrs >= hrs => (w, false),
+        _ => {
+            let w = Watermark { hrs, epoch };
+            s.watermark = Some(w);
+            (w, true)
         }
     }
 }
@@ -213,5 +458,57 @@ impl LockBackend for MemoryBackend {
 
     fn current_holder(&self) -> BoxFuture<'_, Result<Option<Holder>, CoordError>> {
         Box::pin(async move { Ok(self.state("current_holder")?.holder()) })
+    }
+
+    fn view(&self) -> BoxFuture<'_, Result<ClusterView, CoordError>> {
+        Box::pin(async move { Ok(self.state("view")?.view()) })
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        lease: &'a Lease,
+        to: &'a str,
+        final_state: Option<Hrs>,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<bool, CoordError>> {
+        Box::pin(async move { self.hand_over_now(lease, to, final_state, ttl) })
+    }
+
+    fn put_request<'a>(
+        &'a self,
+        from: &'a str,
+        kind: RequestKind,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.put_request_now(from, kind, ttl) })
+    }
+
+    fn clear_request<'a>(&'a self, from: &'a str) -> BoxFuture<'a, Result<bool, CoordError>> {
+        Box::pin(async move { self.clear_request_now(from) })
+    }
+
+    fn set_paused<'a>(
+        &'a self,
+        by: &'a str,
+        paused: bool,
+    ) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.set_paused_now(by, paused) })
+    }
+
+    fn force_release(&self, holder_epoch: u64) -> BoxFuture<'_, Result<bool, CoordError>> {
+        Box::pin(async move { self.force_release_now(holder_epoch) })
+    }
+
+    fn put_member<'a>(
+        &'a self,
+        node_id: &'a str,
+        status: &'a serde_json::Value,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.put_member_now(node_id, status, ttl) })
+    }
+
+    fn remove_member<'a>(&'a self, node_id: &'a str) -> BoxFuture<'a, Result<(), CoordError>> {
+        Box::pin(async move { self.remove_member_now(node_id) })
     }
 }

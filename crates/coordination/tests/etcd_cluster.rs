@@ -1,8 +1,11 @@
 //! The etcd backend against a real three-member etcd cluster on loopback (Debian
 //! etcd-server; installed by `scripts/etcd.sh install` when missing, skipped with a message
 //! when it cannot be, a failure under `CI`). Each test starts its own cluster and kills it on
-//! drop. Run: `cargo test -p syncguard-coordination --features etcd`.
+//! drop. Run: `cargo test -p syncguard-coordination --features etcd`. The operator features
+//! (handover, requests, pause, takeover) run the cases of `cases/`, shared with the memory
+//! backend's tests.
 
+mod cases;
 mod support;
 
 use std::sync::Arc;
@@ -11,15 +14,14 @@ use std::time::{Duration, Instant};
 use support::{Cluster, Proxy};
 use syncguard_config::EtcdConfig;
 use syncguard_coordination::{
-    keep_lease, AcquireOutcome, CoordError, EtcdBackend, EtcdOptions, FenceReason, Lease,
-    LeaseKeeper, LeaseTiming, LockBackend,
+    keep_lease, AcquireOutcome, CoordError, EtcdBackend, EtcdOptions, FenceReason, LeaseKeeper,
+    LeaseTiming, LockBackend,
 };
-use syncguard_validator::{Hrs, Step};
 
 fn config(endpoints: Vec<String>, ttl: f64, margin: f64) -> EtcdConfig {
     EtcdConfig {
         endpoints,
-        prefix: "/syncguard-test".into(),
+        prefix: PREFIX.into(),
         lease_ttl: ttl,
         safety_margin: margin,
         tls: None,
@@ -33,15 +35,170 @@ async fn backend(cfg: &EtcdConfig) -> EtcdBackend {
         .expect("etcd backend")
 }
 
-fn acquired(o: AcquireOutcome) -> Lease {
-    match o {
-        AcquireOutcome::Acquired(l) => l,
-        AcquireOutcome::Held(h) => panic!("expected to acquire, held by {h:?}"),
+use cases::{acquired, h};
+
+/// Three nodes on `cluster`, each listing the members in its own order (so they talk to
+/// different members).
+async fn nodes(cluster: &Cluster) -> cases::Nodes {
+    let eps = cluster.endpoints();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let mut e = eps.clone();
+        e.rotate_left(i);
+        nodes.push(Arc::new(backend(&config(e, 5.0, 1.5)).await) as Arc<dyn LockBackend>);
+    }
+    match nodes.try_into() {
+        Ok(n) => n,
+        Err(_) => unreachable!("three nodes"),
     }
 }
 
-fn h(height: i64) -> Hrs {
-    Hrs::new(height, 0, Step::Precommit)
+/// etcd's smallest lease (1.5 s with the default election timeout, rounded up).
+const SHORT: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn coordination_etcd_handover_only_the_target_acquires_at_the_final_state() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::handover(&nodes(&cluster).await, SHORT).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_handover_race_only_the_target_wins() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::handover_race(&nodes(&cluster).await, SHORT).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_requests_replace_each_other_and_expire() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::requests(&nodes(&cluster).await, SHORT, Duration::from_secs(6)).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_pause_is_seen_by_every_node() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::pause(&nodes(&cluster).await).await;
+}
+
+#[tokio::test]
+async fn coordination_etcd_force_release_removes_only_the_named_epoch() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    cases::force_release(&nodes(&cluster).await).await;
+}
+
+const PREFIX: &str = "/syncguard-test";
+
+#[tokio::test]
+async fn coordination_etcd_members_seen_sorted_expire_and_bad_values_skipped() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    let raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .expect("a plain etcd client");
+    let write_raw: cases::RawMemberWriter = Box::new(move |key, value| {
+        let mut raw = raw.clone();
+        Box::pin(async move {
+            raw.put(format!("{PREFIX}/members/{key}"), value, None)
+                .await
+                .expect("raw put");
+        })
+    });
+    cases::members(
+        &nodes(&cluster).await,
+        SHORT,
+        Duration::from_secs(30),
+        write_raw,
+    )
+    .await;
+}
+
+type Requests = std::collections::BTreeMap<String, u64>;
+
+/// Asserts that the cluster received exactly `expected` gRPC requests since `seen` (then
+/// `seen` is now).
+async fn expect_requests(
+    cluster: &Cluster,
+    seen: &mut Requests,
+    expected: &[(&str, u64)],
+    what: &str,
+) {
+    let now = support::grpc_requests(cluster).await;
+    let got = support::requests_between(seen, &now);
+    println!("{what}: {got:?}");
+    let expected: Requests = expected.iter().map(|(m, n)| (m.to_string(), *n)).collect();
+    assert_eq!(got, expected, "{what}");
+    *seen = now;
+}
+
+/// The round trips of a member put, counted by etcd itself (its gRPC request counters):
+/// the first put grants and puts, every later one keeps the lease alive and puts, one after
+/// the lease expired finds it gone and grants a new one; a view is one range read.
+#[tokio::test]
+async fn coordination_etcd_member_put_is_two_requests() {
+    let bin = etcd_or_skip!();
+    let cluster = Cluster::start(&bin).await;
+    let a = backend(&config(cluster.endpoints(), 5.0, 1.5)).await;
+    let status = serde_json::json!({"role": "passive", "height": 1});
+    let mut seen = support::grpc_requests(&cluster).await;
+
+    a.put_member("a", &status, SHORT).await.unwrap();
+    expect_requests(
+        &cluster,
+        &mut seen,
+        &[("LeaseGrant", 1), ("Put", 1)],
+        "first put",
+    )
+    .await;
+    for _ in 0..5 {
+        a.put_member("a", &status, SHORT).await.unwrap();
+    }
+    expect_requests(
+        &cluster,
+        &mut seen,
+        &[("LeaseKeepAlive", 5), ("Put", 5)],
+        "five puts on the live lease",
+    )
+    .await;
+    a.view().await.unwrap();
+    expect_requests(&cluster, &mut seen, &[("Range", 1)], "a view").await;
+    // Nobody refreshes it: the lease (and the entry) expire.
+    cases::poll_until("the entry expires", SHORT * 4, || async {
+        a.view().await.unwrap().members.is_empty().then_some(())
+    })
+    .await;
+    seen = support::grpc_requests(&cluster).await;
+    a.put_member("a", &status, SHORT).await.unwrap();
+    expect_requests(
+        &cluster,
+        &mut seen,
+        &[("LeaseKeepAlive", 1), ("LeaseGrant", 1), ("Put", 1)],
+        "a put after the expiry",
+    )
+    .await;
+    a.put_member("a", &status, Duration::from_secs(6))
+        .await
+        .unwrap();
+    expect_requests(
+        &cluster,
+        &mut seen,
+        &[("LeaseGrant", 1), ("Put", 1)],
+        "a put with another ttl",
+    )
+    .await;
+    a.remove_member("a").await.unwrap();
+    expect_requests(
+        &cluster,
+        &mut seen,
+        &[("DeleteRange", 1), ("LeaseRevoke", 1)],
+        "a clean removal",
+    )
+    .await;
+    assert!(a.view().await.unwrap().members.is_empty());
 }
 
 #[tokio::test]
@@ -259,6 +416,7 @@ async fn coordination_etcd_three_racers_one_acquires() {
             match t.await.unwrap() {
                 AcquireOutcome::Acquired(l) => leases.push(l),
                 AcquireOutcome::Held(hd) => held.push(hd),
+                AcquireOutcome::HandoverPending(p) => panic!("no handover was made: {p:?}"),
             }
         }
         assert_eq!(leases.len(), 1, "round {round}: {leases:?}");

@@ -1,23 +1,72 @@
 //! The in-memory backend keeps etcd's semantics: only-when-absent acquisition, strictly
 //! increasing epochs, lease expiry, a watermark only the holder moves and only upwards.
-//! Time is tokio's paused clock.
+//! Time is tokio's paused clock. The operator features (handover, requests, pause,
+//! takeover) run the cases of `cases/`, shared with the real-etcd tests.
+
+mod cases;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use syncguard_coordination::{
-    AcquireOutcome, CoordError, KeeperAction, Lease, LeaseKeeper, LeaseTiming, LockBackend,
-    MemoryBackend, MemoryStore,
+    AcquireOutcome, CoordError, KeeperAction, LeaseKeeper, LeaseTiming, LockBackend, MemoryBackend,
+    MemoryStore,
 };
 use syncguard_validator::{Hrs, Step};
 
 const TTL: Duration = Duration::from_secs(10);
 
-fn acquired(o: AcquireOutcome) -> Lease {
-    match o {
-        AcquireOutcome::Acquired(l) => l,
-        AcquireOutcome::Held(h) => panic!("expected to acquire, held by {h:?}"),
-    }
+use cases::acquired;
+
+/// Three nodes on one store.
+fn nodes() -> cases::Nodes {
+    nodes_on(&MemoryStore::new())
+}
+
+fn nodes_on(store: &MemoryStore) -> cases::Nodes {
+    [(); 3].map(|_| Arc::new(MemoryBackend::new(store, TTL)) as Arc<dyn LockBackend>)
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_handover_only_the_target_acquires_at_the_final_state() {
+    cases::handover(&nodes(), Duration::from_secs(2)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_handover_race_only_the_target_wins() {
+    cases::handover_race(&nodes(), Duration::from_secs(2)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_requests_replace_each_other_and_expire() {
+    cases::requests(&nodes(), Duration::from_secs(2), Duration::from_secs(6)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_pause_is_seen_by_every_node() {
+    cases::pause(&nodes()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_force_release_removes_only_the_named_epoch() {
+    cases::force_release(&nodes()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn coordination_memory_members_seen_sorted_expire_and_bad_values_skipped() {
+    let store = MemoryStore::new();
+    let raw = store.clone();
+    let write_raw: cases::RawMemberWriter = Box::new(move |key, value| {
+        raw.put_raw_member(key, &value);
+        Box::pin(async {})
+    });
+    cases::members(
+        &nodes_on(&store),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+        write_raw,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,8 @@
-//! Test support for the real-etcd tests: a three-member etcd cluster on loopback (killed on
-//! drop), and a TCP proxy the test can cut.
+//! Test support for the real-etcd tests: a three-member etcd cluster on loopback, or one
+//! member serving clients over TLS with client-certificate authentication (killed on drop),
+//! and a TCP proxy the test can cut.
+
+#![allow(dead_code)] // each test binary uses part of it
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
@@ -79,20 +82,44 @@ fn free_port() -> u16 {
 struct Member {
     name: String,
     client: u16,
+    /// The port `/health` answers on over plain HTTP (the client port, or the metrics port
+    /// of a TLS member).
+    health: u16,
     child: Option<Child>,
 }
 
-/// Three etcd members on loopback, each in its own data dir; killed when dropped.
+/// The files of a member serving clients over TLS: its certificate and key (for
+/// 127.0.0.1/localhost), and the CA whose client certificates it accepts (and only those).
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// etcd members on loopback, each in its own data dir; killed when dropped.
 pub struct Cluster {
     members: Vec<Member>,
+    scheme: &'static str,
     _dir: tempfile::TempDir,
 }
 
 impl Cluster {
     /// Starts three members and waits until each answers `/health` true.
     pub async fn start(bin: &Path) -> Cluster {
+        Self::start_members(bin, 3, None).await
+    }
+
+    /// Starts one member whose clients must come over TLS with a certificate from
+    /// `tls.ca` (`--client-cert-auth`), and waits until it answers `/health` true (on a plain
+    /// HTTP metrics port).
+    pub async fn start_tls(bin: &Path, tls: &ServerTls) -> Cluster {
+        Self::start_members(bin, 1, Some(tls)).await
+    }
+
+    async fn start_members(bin: &Path, n: usize, tls: Option<&ServerTls>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()
@@ -102,18 +129,13 @@ impl Cluster {
         for (i, (client, peer)) in ports.iter().enumerate() {
             let name = format!("m{i}");
             let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
-            let child = Command::new(bin)
-                .args(["--name", &name])
+            let client_url = format!("{scheme}://127.0.0.1:{client}");
+            let mut cmd = Command::new(bin);
+            cmd.args(["--name", &name])
                 .arg("--data-dir")
                 .arg(dir.path().join(&name))
-                .args([
-                    "--listen-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                ])
-                .args([
-                    "--advertise-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                ])
+                .args(["--listen-client-urls", &client_url])
+                .args(["--advertise-client-urls", &client_url])
                 .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
                 .args([
                     "--initial-advertise-peer-urls",
@@ -121,7 +143,23 @@ impl Cluster {
                 ])
                 .args(["--initial-cluster", &initial.join(",")])
                 .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", &format!("sg-{}", ports[0].0)])
+                .args(["--initial-cluster-token", &format!("sg-{}", ports[0].0)]);
+            let mut health = *client;
+            if let Some(tls) = tls {
+                health = free_port();
+                cmd.arg("--cert-file")
+                    .arg(&tls.cert)
+                    .arg("--key-file")
+                    .arg(&tls.key)
+                    .arg("--trusted-ca-file")
+                    .arg(&tls.ca)
+                    .arg("--client-cert-auth")
+                    .args([
+                        "--listen-metrics-urls",
+                        &format!("http://127.0.0.1:{health}"),
+                    ]);
+            }
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
@@ -130,23 +168,23 @@ impl Cluster {
             members.push(Member {
                 name,
                 client: *client,
+                health,
                 child: Some(child),
             });
         }
-        let cluster = Cluster { members, _dir: dir };
+        let cluster = Cluster {
+            members,
+            scheme,
+            _dir: dir,
+        };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         for m in &cluster.members {
-            while !healthy(m.client).await {
+            while !healthy(m.health).await {
                 if tokio::time::Instant::now() >= deadline {
-                    let log = std::fs::read_to_string(
-                        cluster._dir.path().join(format!("{}.log", m.name)),
-                    )
-                    .unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
                     panic!(
                         "etcd member {} not healthy within 30 s; its log ends:\n{}",
                         m.name,
-                        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        cluster.log_tail(&m.name, 15)
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -155,13 +193,26 @@ impl Cluster {
         cluster
     }
 
+    /// The last `n` lines of member `name`'s log.
+    fn log_tail(&self, name: &str, n: usize) -> String {
+        let log = std::fs::read_to_string(self._dir.path().join(format!("{name}.log")))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(n).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The last `n` lines of the first member's log (what it said about a refused client).
+    pub fn first_log_tail(&self, n: usize) -> String {
+        self.log_tail(&self.members[0].name, n)
+    }
+
     /// The client URLs.
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| self.url_of(m)).collect()
     }
 
     fn url_of(&self, m: &Member) -> String {
-        format!("http://127.0.0.1:{}", m.client)
+        format!("{}://127.0.0.1:{}", self.scheme, m.client)
     }
 
     /// The client address of member `i`.
@@ -206,6 +257,65 @@ async fn healthy(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(2), get).await,
         Ok(Some(true))
     )
+}
+
+/// The gRPC requests the members received so far, by method (`Put`, `LeaseKeepAlive`, ...),
+/// summed over the members: etcd's `grpc_server_msg_received_total` (a keep-alive on a
+/// stream counts once per message, like a unary call).
+pub async fn grpc_requests(cluster: &Cluster) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for m in &cluster.members {
+        let body = http_get(m.health, "/metrics")
+            .await
+            .unwrap_or_else(|| panic!("no /metrics from etcd member {}", m.name));
+        for line in body.lines() {
+            let Some(rest) = line.strip_prefix("grpc_server_msg_received_total{") else {
+                continue;
+            };
+            let method = rest
+                .split("grpc_method=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or_else(|| panic!("no grpc_method in {line:?}"));
+            let count: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no count in {line:?}"));
+            *out.entry(method.to_string()).or_insert(0) += count as u64;
+        }
+    }
+    out
+}
+
+/// What grew from `before` to `after` (methods that did not are left out).
+pub fn requests_between(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter_map(|(m, n)| {
+            let d = n - before.get(m).copied().unwrap_or(0);
+            (d > 0).then(|| (m.clone(), d))
+        })
+        .collect()
+}
+
+async fn http_get(port: u16, path: &str) -> Option<String> {
+    let get = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.ok()?;
+        Some(body)
+    };
+    tokio::time::timeout(Duration::from_secs(5), get)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A TCP proxy in front of one etcd member. `cut()` turns it into a black hole: open
