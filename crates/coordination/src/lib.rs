@@ -7,10 +7,6 @@
 //! - [`keeper`]: the pure [`LeaseKeeper`]: when to renew, when the holder must fence. No I/O,
 //!   no clock of its own (explicit `now`), tested with simulated time and proptest;
 //!   [`holder::keep_lease`] is the async loop around it.
-//! - [`machine`]: the pure [`EtcdMachine`]: the failover rules of the etcd backend
-//!   (`(state, event, now) → actions`), tested with a simulated three-node world.
-//! - [`order`]: the pure promotion order of several passives (rank by `failover_priority`,
-//!   seeded jitter).
 //! - [`memory`]: [`MemoryBackend`], an in-process lock with etcd's semantics (revisions,
 //!   leases that expire on tokio's clock), for unit tests of callers.
 //! - `etcd` (feature `etcd`): [`EtcdBackend`] on a real etcd v3 cluster.
@@ -22,9 +18,7 @@ pub mod connect;
 pub mod error;
 pub mod holder;
 pub mod keeper;
-pub mod machine;
 pub mod memory;
-pub mod order;
 mod record;
 
 #[cfg(feature = "etcd")]
@@ -40,11 +34,7 @@ pub use connect::{connect, ETCD_SUPPORT, NO_ETCD_SUPPORT};
 pub use error::CoordError;
 pub use holder::keep_lease;
 pub use keeper::{FenceReason, KeeperAction, LeaseKeeper, LeaseTiming, RenewalTicket, TimingError};
-pub use machine::{
-    AcquireReport, EtcdAction, EtcdEvent, EtcdMachine, EtcdParams, LeaseEnd, LockView,
-};
 pub use memory::{MemoryBackend, MemoryStore};
-pub use order::PromotionOrder;
 
 #[cfg(feature = "etcd")]
 pub use etcd::{EtcdBackend, EtcdOptions};

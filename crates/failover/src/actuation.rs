@@ -161,8 +161,7 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                 self.a.after_fenced(&mut self.c, now);
             }
             DemoteCause::Handover { to, epoch } => {
-                self.a
-                    .hand_over(&mut self.c, to, epoch, final_state, now);
+                self.a.hand_over(&mut self.c, to, epoch, final_state, now);
             }
             DemoteCause::Superseded | DemoteCause::NotPersisted => {
                 c.enter_passive(now);

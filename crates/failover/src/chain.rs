@@ -57,7 +57,12 @@ impl ChainView {
                 self.late_start = Some(m);
                 None
             }
-            (Some(LateStart { above: Some(above), .. }), Some(signed)) if signed > above => {
+            (
+                Some(LateStart {
+                    above: Some(above), ..
+                }),
+                Some(signed),
+            ) if signed > above => {
                 self.late_start = None;
                 Some(format!(
                     "the chain shows the validator signing at height {signed}, above every \

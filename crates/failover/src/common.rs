@@ -105,6 +105,13 @@ impl Common {
         at.is_some_and(|t| now.saturating_sub(t) <= self.params.timing.news_max_age)
     }
 
+    /// How many blocks a node may trail and still count as caught up, at the fastest block
+    /// interval seen on chain.
+    pub(crate) fn catch_up_tolerance(&self) -> u64 {
+        let block = self.chain.fastest_block.unwrap_or(self.params.timing.block);
+        self.params.catch_up_tolerance_at(block)
+    }
+
     pub(crate) fn local_fresh(&self, now: Duration) -> bool {
         self.is_fresh(self.local.at, now)
     }

@@ -67,6 +67,9 @@ pub struct Status {
     pub peer_unreachable_for_ms: Option<u64>,
     /// Whether this node may fail over alone (it is the designated standby).
     pub standby_right: bool,
+    /// etcd mode: every node's own status as etcd last showed it (empty in peer mode).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<PeerStatus>,
 }
 
 impl<A: Arbiter + Serialize> Core<A> {
@@ -164,6 +167,7 @@ impl<A: Arbiter + Serialize> Core<A> {
             peer,
             peer_unreachable_for_ms: lost_for.map(ms),
             standby_right: self.c.has_standby_right(),
+            members: self.a.members(),
         }
     }
 
@@ -220,8 +224,14 @@ impl<A: Arbiter + Serialize> Core<A> {
         }
         timers.set_opt(Timer::WitnessExpires, c.witness.expires_at(t.round));
         timers.set_opt(Timer::TakeoverExpires, c.takeover.map(|(_, until)| until));
-        timers.set_opt(Timer::HealthAgesOut, c.local.at.map(|at| at + t.news_max_age));
-        timers.set_opt(Timer::ChainAgesOut, c.chain.at.map(|at| at + t.news_max_age));
+        timers.set_opt(
+            Timer::HealthAgesOut,
+            c.local.at.map(|at| at + t.news_max_age),
+        );
+        timers.set_opt(
+            Timer::ChainAgesOut,
+            c.chain.at.map(|at| at + t.news_max_age),
+        );
         timers.set_opt(Timer::WaitEnds, c.chain.late_start_until(t.settle));
         timers.set_opt(
             Timer::GraceEnds,
@@ -563,13 +573,12 @@ impl<A: Arbiter + Serialize> Core<A> {
             .unwrap_or_else(|| "failed health rounds".into());
         match self.a.handover_target(c, now) {
             Ok(to) => {
-                let why = format!("my node is unhealthy ({mine}) while {to} is healthy and caught up");
+                let why =
+                    format!("my node is unhealthy ({mine}) while {to} is healthy and caught up");
                 crate::operator::start_handover(&mut self.c, to, why, now);
             }
             Err(Some(reason)) => {
-                let why = format!(
-                    "my node is unhealthy ({mine}), but {reason}; keeping the role"
-                );
+                let why = format!("my node is unhealthy ({mine}), but {reason}; keeping the role");
                 self.c.alert_once(now, "unhealthy_keep".into(), why);
             }
             Err(None) => {}
@@ -595,8 +604,7 @@ impl<A: Arbiter + Serialize> Core<A> {
             return false;
         }
         let t = c.params.timing.handover_timeout;
-        if c
-            .last_fallback_request
+        if c.last_fallback_request
             .is_some_and(|at| now.saturating_sub(at) < t)
         {
             return false;

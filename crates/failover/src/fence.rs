@@ -71,16 +71,28 @@ mod tests {
     fn double_sign_fence_never_below_a_state_seen() {
         let mut f = FenceState::default();
         f.see(Some(Hrs::new(120, 1, Step::Precommit)));
-        assert_eq!(f.fence(FenceState::unplanned(100)), Hrs::new(120, 1, Step::Precommit));
-        assert_eq!(f.fence(FenceState::unplanned(200)), Hrs::new(202, 0, Step::None));
+        assert_eq!(
+            f.fence(FenceState::unplanned(100)),
+            Hrs::new(120, 1, Step::Precommit)
+        );
+        assert_eq!(
+            f.fence(FenceState::unplanned(200)),
+            Hrs::new(202, 0, Step::None)
+        );
         // The fence itself is seen: a later, lower base cannot go under it.
-        assert_eq!(f.fence(FenceState::unplanned(150)), Hrs::new(202, 0, Step::None));
+        assert_eq!(
+            f.fence(FenceState::unplanned(150)),
+            Hrs::new(202, 0, Step::None)
+        );
     }
 
     #[test]
     fn double_sign_fence_after_a_handover_is_the_next_height() {
         let final_state = Hrs::new(34, 4, Step::Precommit);
-        assert_eq!(FenceState::after_handover(final_state), Hrs::new(35, 0, Step::None));
+        assert_eq!(
+            FenceState::after_handover(final_state),
+            Hrs::new(35, 0, Step::None)
+        );
     }
 
     #[test]

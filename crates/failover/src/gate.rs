@@ -111,10 +111,14 @@ impl Evidence {
     /// proofs of [`LeaseProof`]; the fence also covers the watermark stored with the lock.
     pub(crate) fn leased(fit: OwnFit, proof: LeaseProof, watermark: Option<Hrs>) -> Evidence {
         let (base, cause) = match proof {
-            LeaseProof::Free(_) => (FenceState::unplanned(fit.height()), ActivationCause::Failover),
-            LeaseProof::Takeover(_) => {
-                (FenceState::unplanned(fit.height()), ActivationCause::Takeover)
-            }
+            LeaseProof::Free(_) => (
+                FenceState::unplanned(fit.height()),
+                ActivationCause::Failover,
+            ),
+            LeaseProof::Takeover(_) => (
+                FenceState::unplanned(fit.height()),
+                ActivationCause::Takeover,
+            ),
             LeaseProof::HandedOver { from, final_state } => (
                 final_state.map_or_else(
                     || FenceState::unplanned(fit.height()),
@@ -200,9 +204,10 @@ impl Common {
         if !self.adopt_epoch(epoch) && had_right {
             self.persist();
         }
-        let start_after_height = self
-            .fence
-            .start_after(self.params.timing.double_sign_check_height, self.chain.last_signed);
+        let start_after_height = self.fence.start_after(
+            self.params.timing.double_sign_check_height,
+            self.chain.last_signed,
+        );
         let fence = self.fence.fence(base);
         self.phase = Phase::Promoting {
             epoch,

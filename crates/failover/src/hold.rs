@@ -229,9 +229,9 @@ impl Hold {
             Hold::LockHeld { holder, epoch } => {
                 format!("staying passive: {holder} holds the lock at epoch {epoch}")
             }
-            Hold::WaitingTurn { ahead } => format!(
-                "the lock is free: waiting my turn ({ahead} ahead of me) before trying it"
-            ),
+            Hold::WaitingTurn { ahead } => {
+                format!("the lock is free: waiting my turn ({ahead} ahead of me) before trying it")
+            }
             Hold::HandoverPending { to } => format!(
                 "staying passive: the role is being handed to {to} (a planned switchover); \
                  it takes the lock first"

@@ -137,7 +137,9 @@ pub use event::{
     ActuatorResult, ChainReport, Event, LocalHealth, OperatorCommand, PeerObservation, PeerStatus,
     VerifyReport, WitnessReport,
 };
-pub use lock::{AcquireReport, LeaseEnd, LockHandover, LockHolder, LockRequest, LockState, LockView};
+pub use lock::{
+    AcquireReport, LeaseEnd, LockHandover, LockHolder, LockRequest, LockState, LockView,
+};
 pub use message::{HandoverOutcome, MessageBody, PeerMessage, RequestKind};
 pub use params::{Params, ParamsError};
 pub use record::{Record, RecordKind, RecordTag};

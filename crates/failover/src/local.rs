@@ -140,13 +140,20 @@ mod tests {
         assert_eq!(l.fit(true, None).map(OwnFit::height), Ok(10));
         assert!(matches!(
             l.fit(true, Some((10, "the peer was lost"))),
-            Err(Hold::OwnNotAdvancing { height: 10, at_loss: 10, .. })
+            Err(Hold::OwnNotAdvancing {
+                height: 10,
+                at_loss: 10,
+                ..
+            })
         ));
         assert_eq!(l.fit(true, Some((9, "x"))).map(OwnFit::height), Ok(10));
         l.observe(round(false, Some(11), false), Duration::from_secs(2));
         assert!(matches!(l.fit(true, None), Err(Hold::OwnUnhealthy { .. })));
         l.observe(round(true, Some(11), true), Duration::from_secs(3));
-        assert_eq!(l.fit(true, None), Err(Hold::OwnStalled { height: Some(11) }));
+        assert_eq!(
+            l.fit(true, None),
+            Err(Hold::OwnStalled { height: Some(11) })
+        );
     }
 
     #[test]
@@ -159,6 +166,9 @@ mod tests {
             Some(Duration::from_secs(3))
         );
         l.observe(round(true, Some(11), false), Duration::from_secs(5));
-        assert_eq!(l.no_new_block_for(Duration::from_secs(5)), Some(Duration::ZERO));
+        assert_eq!(
+            l.no_new_block_for(Duration::from_secs(5)),
+            Some(Duration::ZERO)
+        );
     }
 }

@@ -63,7 +63,10 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                             deadline: now + self.c.params.timing.handover_timeout,
                         },
                     };
-                    if self.a.ask_for_role(&mut self.c, RequestKind::Switchover, now) {
+                    if self
+                        .a
+                        .ask_for_role(&mut self.c, RequestKind::Switchover, now)
+                    {
                         self.c.record(
                             now,
                             RecordKind::Info,
@@ -167,9 +170,7 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
             (None, _) => {
                 Err("switchover to this node refused: my node reports no chain height".into())
             }
-            (Some(mine), Some(theirs))
-                if mine.saturating_add(c.params.catch_up_tolerance()) < theirs =>
-            {
+            (Some(mine), Some(theirs)) if mine.saturating_add(c.catch_up_tolerance()) < theirs => {
                 Err(format!(
                     "switchover to this node refused: my node is behind (height {mine}, {holder} \
                      {theirs})"

@@ -75,7 +75,14 @@ impl Params {
     /// own round, plus this node's look at the peer), so a target in sync can seem behind by
     /// the blocks of two rounds; anything beyond that (plus one) is a node really behind.
     pub fn catch_up_tolerance(&self) -> u64 {
-        let block = self.timing.block.as_millis().max(1);
+        self.catch_up_tolerance_at(self.timing.block)
+    }
+
+    /// [`Params::catch_up_tolerance`] for a chain whose blocks come every `block` (the
+    /// chain may run faster than `story.block_interval` says: then more blocks fit in two
+    /// rounds).
+    pub fn catch_up_tolerance_at(&self, block: Duration) -> u64 {
+        let block = block.min(self.timing.block).as_millis().max(1);
         let two_rounds = self.timing.round.as_millis().saturating_mul(2);
         let blocks = two_rounds.div_ceil(block);
         u64::try_from(blocks).unwrap_or(u64::MAX).saturating_add(1)

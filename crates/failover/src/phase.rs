@@ -58,11 +58,19 @@ pub(crate) enum Phase {
 pub(crate) enum Pending {
     None,
     /// Two-node mode: asked the peer for the role (both passive, or a boot wish).
-    Claim { epoch: u64, deadline: Duration },
+    Claim {
+        epoch: u64,
+        deadline: Duration,
+    },
     /// Asked the holder to hand the role over (switchover to this node, fallback).
-    Request { kind: RequestKind, deadline: Duration },
+    Request {
+        kind: RequestKind,
+        deadline: Duration,
+    },
     /// etcd mode: the acquisition transaction is on its way.
-    Acquire { deadline: Duration },
+    Acquire {
+        deadline: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -259,7 +259,14 @@ mod tests {
         ))
     }
 
-    fn report(id: u64, latest: u64, n: u64, signed: &[u64], unknown: &[u64], ms_per: u64) -> WitnessReport {
+    fn report(
+        id: u64,
+        latest: u64,
+        n: u64,
+        signed: &[u64],
+        unknown: &[u64],
+        ms_per: u64,
+    ) -> WitnessReport {
         let lo = latest + 1 - n;
         WitnessReport {
             id,
@@ -286,15 +293,24 @@ mod tests {
         let t = timing();
         let mut w = WitnessView::default();
         let (id, n) = asked(&mut w, &t);
-        assert!(w.request(&t, None, None, Duration::from_secs(1)).is_none(), "one at a time");
+        assert!(
+            w.request(&t, None, None, Duration::from_secs(1)).is_none(),
+            "one at a time"
+        );
         w.observe(report(id, 100, n, &[], &[], 1_000));
         assert!(matches!(
             w.state(&t, Duration::from_secs(1), Duration::ZERO),
             WitnessState::Clean(c) if c.hi() == 100
         ));
         // Stale a round later, and never for a wait that ended after the question.
-        assert!(matches!(w.state(&t, Duration::from_secs(3), Duration::ZERO), WitnessState::Missing));
-        assert!(matches!(w.state(&t, Duration::from_secs(1), Duration::from_secs(2)), WitnessState::Missing));
+        assert!(matches!(
+            w.state(&t, Duration::from_secs(3), Duration::ZERO),
+            WitnessState::Missing
+        ));
+        assert!(matches!(
+            w.state(&t, Duration::from_secs(1), Duration::from_secs(2)),
+            WitnessState::Missing
+        ));
         // The same count of clean blocks made fast is short: ask for more next time.
         let (id, n2) = asked(&mut w, &t);
         w.observe(report(id, 100, n2, &[], &[], 50));

@@ -7,8 +7,11 @@
 //!   still unanswered when the last news would age out (two rounds) → `Unreachable`;
 //! - state sync: on a passive, the active's state file → the backup (never lower) →
 //!   `Event::StateSeen`;
-//! - ticker: `Event::Tick`, so the machine's deadlines fire;
-//! - the driver (`driver.rs`): owns the machine and performs its actions;
+//! - etcd mode instead: a look at the lock every round (publishing this node's status) and
+//!   the local state file (`coordination/lease.rs`);
+//! - the driver (`driver.rs`): owns the machine, performs its actions, and sleeps until the
+//!   machine's next timer — one driver for both backends (`coordination/` holds what
+//!   differs);
 //! - the HTTP server (`syncguard-peer`): public API and mutual-TLS peer API on one port.
 //!
 //! With no peer configured, the daemon monitors health only and never starts or stops `story`.
@@ -21,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 use syncguard_actuator::{Actuator, ActuatorError, ActuatorOptions};
 use syncguard_config::{Backend, Config, NodeRole, PeerConfig};
 use syncguard_failover::{
-    ChainReport, Event, LocalHealth, Machine, NodeId, Params, ParamsError, PeerMessage, Role, Wish,
+    ChainReport, Event, LeaseParams, LocalHealth, Machine, NodeId, Params, ParamsError,
+    PromotionOrder, Role, Wish,
 };
 use syncguard_health::{
     evaluate, names, ChainReader, CheckStatus, CometClient, HealthParams, HealthReport,
@@ -32,7 +36,7 @@ use syncguard_validator::{StateStore, StoreError, ValidatorKey};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::driver::{Deps, Driver, PeerSender};
+use crate::driver::{Deps, Driver, OperatorRequest};
 use crate::epoch_file::{EpochFile, EpochFileError};
 use crate::view::{NodeView, Shared, SigningSeen};
 
@@ -41,6 +45,7 @@ const COMMITS_KEPT: u64 = 2_500;
 /// The most commits read after one round (a node far ahead catches up over rounds).
 const COMMITS_PER_ROUND: u64 = 200;
 
+/// Why the daemon could not start: every setup step of every backend names what was wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("cannot set up the RPC clients of the local node: {0}")]
@@ -51,6 +56,8 @@ pub enum DaemonError {
     Actuator(#[from] ActuatorError),
     #[error("the validator key store cannot be read: {0}")]
     Key(#[from] syncguard_validator::KeyError),
+    #[error("the chain reader could not be set up (the validator key store is unreadable)")]
+    NoChainReader,
     #[error(transparent)]
     Epoch(#[from] EpochFileError),
     #[error("the failover timings are unsafe: {0}")]
@@ -61,8 +68,12 @@ pub enum DaemonError {
     Peer(String),
     #[error("the peer backend supports exactly one peer; {0} are configured (use coordination.backend: etcd for more)")]
     TooManyPeers(usize),
+    #[error("coordination.etcd: {0}")]
+    LeaseTiming(#[from] syncguard_coordination::TimingError),
+    #[error("coordination.failover_priority: {0}")]
+    Order(#[from] syncguard_failover::arbiter::lease::JitterNotBelowStep),
     #[error("etcd coordination cannot be set up: {0}")]
-    Etcd(#[from] crate::etcd_driver::EtcdSetupError),
+    Etcd(#[from] syncguard_coordination::CoordError),
 }
 
 /// The health thresholds from the config.
@@ -191,76 +202,23 @@ pub async fn run(
         peer: None,
         peer_id: peers.first().map(|p| p.id.clone()),
     };
-    let events = match (peers.first(), &security) {
-        // coordination.backend: etcd — the lock decides; peers are optional. The health
-        // loop below feeds its rounds to the etcd driver through `started.events`.
-        _ if config.coordination.backend == Backend::Etcd => {
-            let started = crate::etcd_driver::start(
-                &config,
-                wish,
-                shared.clone(),
-                alerter.clone(),
-                chain.clone(),
-                stop_rx.clone(),
-            )
-            .await?;
-            admin.operator = Some(started.operator);
-            tasks.extend(started.tasks);
-            Some((started.events, started.store))
+    let failover = match (config.coordination.backend, peers.first(), &security) {
+        // coordination.backend: etcd — the lock decides; the others publish their status in
+        // etcd (peers in the config are optional there).
+        (Backend::Etcd, _, _) => {
+            let base = FailoverBase::new(&config, &timing, wish, &shared, &alerter, chain.clone())?;
+            Some(start_etcd(&config, &timing, base, stop_rx.clone()).await?)
         }
-        (Some(peer), Some(security)) => {
-            let (tx, inbox) = mpsc::channel(256);
-            let (op_tx, op_rx) = mpsc::channel(16);
-            let failover = Failover::start(
+        (Backend::Peer, Some(peer), Some(security)) => {
+            let base = FailoverBase::new(&config, &timing, wish, &shared, &alerter, chain.clone())?;
+            Some(start_peer(
                 &config,
                 &timing,
                 peer,
                 security,
-                wish,
-                shared.clone(),
-                tx.clone(),
-                alerter.clone(),
-                chain.clone(),
-            )?;
-            admin.operator = Some(op_tx);
-            admin.peer = Some(failover.client.clone());
-            tasks.push(tokio::spawn(failover.driver.run(
-                inbox,
-                op_rx,
+                base,
                 stop_rx.clone(),
-            )));
-            let client = failover.client.clone();
-            let look = move |epoch| {
-                let client = client.clone();
-                async move {
-                    client
-                        .status(epoch)
-                        .await
-                        .map(|envelope| envelope.body)
-                        .map_err(|e| e.to_string())
-                }
-            };
-            tasks.push(tokio::spawn(crate::peer_poll::poll_peer(
-                look,
-                config.failover.health_check_interval(),
-                shared.clone(),
-                tx.clone(),
-                stop_rx.clone(),
-            )));
-            tasks.push(tokio::spawn(sync_state(
-                failover.client.clone(),
-                failover.store.clone(),
-                config.story.state_sync_interval(),
-                shared.clone(),
-                tx.clone(),
-                stop_rx.clone(),
-            )));
-            tasks.push(tokio::spawn(tick(
-                config.failover.health_check_interval() / 4,
-                tx.clone(),
-                stop_rx.clone(),
-            )));
-            Some((tx, failover.store))
+            )?)
         }
         _ => {
             tracing::warn!(
@@ -268,6 +226,15 @@ pub async fn run(
             );
             None
         }
+    };
+    let events = match failover {
+        Some(f) => {
+            admin.operator = Some(f.operator);
+            admin.peer = f.peer;
+            tasks.extend(f.tasks);
+            Some((f.events, f.store))
+        }
+        None => None,
     };
     tasks.push(tokio::spawn(supervise_health(
         probe,
@@ -306,27 +273,26 @@ pub async fn run(
     Ok(())
 }
 
-/// The failover side of the daemon, built before anything runs so that every setup error
-/// (lock held, key store unreadable, unsafe timings) stops the start with its reason.
-struct Failover {
-    driver: Driver,
-    client: Arc<PeerClient>,
+/// What every backend's failover side is built from, before anything runs, so that every
+/// setup error (key store unreadable, unsafe timings, a bad epoch file) stops the start with
+/// its reason.
+struct FailoverBase {
+    deps: Deps,
     store: Arc<StateStore>,
+    origin: Instant,
+    /// The first events: the boot, then every state this host already knows.
+    first: Vec<Event>,
 }
 
-impl Failover {
-    #[allow(clippy::too_many_arguments)]
-    fn start(
+impl FailoverBase {
+    fn new(
         config: &Config,
         timing: &syncguard_timing::Timing,
-        peer: &PeerConfig,
-        security: &PeerSecurity,
         wish: NodeRole,
-        shared: Shared,
-        tx: mpsc::Sender<Event>,
-        alerts: syncguard_alerts::Alerter,
+        shared: &Shared,
+        alerts: &syncguard_alerts::Alerter,
         chain: Option<Arc<ChainReader>>,
-    ) -> Result<Failover, DaemonError> {
+    ) -> Result<FailoverBase, DaemonError> {
         let store = Arc::new(StateStore::open(
             config.story.state_path(),
             Some(config.story.validator_state_backup.clone()),
@@ -337,42 +303,16 @@ impl Failover {
             ActuatorOptions::from_timing(timing),
         )?);
         // The witness needs the validator's address: without a readable key store the daemon
-        // cannot decide anything.
+        // cannot decide anything (the daemon built no chain reader then).
         let chain = match chain {
             Some(chain) => chain,
             None => {
                 ValidatorKey::load_public(&config.story.validator_key_store)?;
-                return Err(DaemonError::Peer("no chain reader".into()));
+                return Err(DaemonError::NoChainReader);
             }
         };
-        let client = PeerClient::from_config(config, security)
-            .map_err(|e| DaemonError::Peer(e.to_string()))?
-            .into_iter()
-            .next()
-            .ok_or_else(|| DaemonError::Peer("no peer client could be built".into()))?;
-        let client = Arc::new(client);
         let epoch_file = EpochFile::beside(&config.story.validator_state_backup);
         let persisted = epoch_file.load()?;
-        let mut params = failover_params(config, peer, 0);
-        params.timing = timing.clone();
-        let machine = Machine::new(params)?;
-        let origin = Instant::now();
-        shared.update(|v| v.started_at = SystemTime::now());
-        let driver = Driver::new(
-            machine,
-            origin,
-            Deps {
-                actuator,
-                chain,
-                dsc_wait: timing.dsc_wait,
-                epoch_file,
-                peer: client.clone(),
-                shared,
-                alerts,
-            },
-            tx.clone(),
-        );
-        // The first events: the boot, then every state this host already knows.
         let wish = match wish {
             NodeRole::Active => Wish::Active,
             NodeRole::Passive => Wish::Passive,
@@ -388,30 +328,174 @@ impl Failover {
         {
             first.push(Event::StateSeen { hrs: state.hrs() });
         }
-        for event in first {
+        let origin = Instant::now();
+        shared.update(|v| v.started_at = SystemTime::now());
+        let deps = Deps {
+            actuator,
+            chain,
+            dsc_wait: timing.dsc_wait,
+            epoch_file,
+            shared: shared.clone(),
+            alerts: alerts.clone(),
+        };
+        Ok(FailoverBase {
+            deps,
+            store,
+            origin,
+            first,
+        })
+    }
+
+    /// The machine's inbox, with the first events queued.
+    fn inbox(&mut self) -> (mpsc::Sender<Event>, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel(256);
+        for event in self.first.drain(..) {
             // The channel is fresh and larger than this batch.
             let _ = tx.try_send(event);
         }
-        Ok(Failover {
-            driver,
-            client,
-            store,
-        })
+        (tx, rx)
     }
 }
 
-impl PeerSender for PeerClient {
-    fn send(
-        &self,
-        epoch: u64,
-        message: PeerMessage,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>> {
-        Box::pin(async move {
-            PeerClient::send(self, epoch, message)
+/// A running failover side: where events and operator commands go, its tasks.
+struct Started {
+    events: mpsc::Sender<Event>,
+    store: Arc<StateStore>,
+    operator: mpsc::Sender<OperatorRequest>,
+    /// The peer backend's client (pause and resume are forwarded to the peer).
+    peer: Option<Arc<PeerClient>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// `coordination.backend: peer`: the core over the pair arbiter; the peer is looked at
+/// every round, its state file pulled into the backup, its messages sent over mutual TLS.
+fn start_peer(
+    config: &Config,
+    timing: &syncguard_timing::Timing,
+    peer: &PeerConfig,
+    security: &PeerSecurity,
+    mut base: FailoverBase,
+    stop: watch::Receiver<bool>,
+) -> Result<Started, DaemonError> {
+    let client = PeerClient::from_config(config, security)
+        .map_err(|e| DaemonError::Peer(e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| DaemonError::Peer("no peer client could be built".into()))?;
+    let client = Arc::new(client);
+    let mut params = failover_params(config, peer, 0);
+    params.timing = timing.clone();
+    let machine = Machine::new(params)?;
+    let (tx, inbox) = base.inbox();
+    let (op_tx, op_rx) = mpsc::channel(16);
+    let shared = base.deps.shared.clone();
+    let link = Arc::new(crate::coordination::peer::PeerLink {
+        client: client.clone(),
+    });
+    let driver = Driver::new(machine, base.origin, base.deps, link, tx.clone());
+    let mut tasks = vec![tokio::spawn(driver.run(inbox, op_rx, stop.clone()))];
+    let look_client = client.clone();
+    let look = move |epoch| {
+        let client = look_client.clone();
+        async move {
+            client
+                .status(epoch)
                 .await
+                .map(|envelope| envelope.body)
                 .map_err(|e| e.to_string())
-        })
-    }
+        }
+    };
+    tasks.push(tokio::spawn(crate::peer_poll::poll_peer(
+        look,
+        config.failover.health_check_interval(),
+        shared.clone(),
+        tx.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(sync_state(
+        client.clone(),
+        base.store.clone(),
+        config.story.state_sync_interval(),
+        shared,
+        tx.clone(),
+        stop,
+    )));
+    Ok(Started {
+        events: tx,
+        store: base.store,
+        operator: op_tx,
+        peer: Some(client),
+        tasks,
+    })
+}
+
+/// `coordination.backend: etcd`: the core over the lease arbiter; the lock is looked at
+/// (and this node's status published) every round, the local state file watched for the
+/// watermark, the lease kept while held.
+async fn start_etcd(
+    config: &Config,
+    timing: &syncguard_timing::Timing,
+    mut base: FailoverBase,
+    stop: watch::Receiver<bool>,
+) -> Result<Started, DaemonError> {
+    let etcd = &config.coordination.etcd;
+    let lease_timing = syncguard_coordination::LeaseTiming::from_config(etcd)?;
+    let backend = syncguard_coordination::connect(etcd).await?;
+    let interval = config.failover.health_check_interval();
+    let priority = config.coordination.failover_priority;
+    let step = interval * 2;
+    let lease = LeaseParams {
+        priority,
+        rank: usize::try_from(priority).unwrap_or(usize::MAX),
+        order: PromotionOrder::new(step, step / 2)?,
+    };
+    let params = Params {
+        node_id: NodeId::new(config.server.id.clone()),
+        peer_id: NodeId::new(""),
+        is_primary_site: config.is_primary_site(),
+        peer_is_primary_site: false,
+        fallback_grace_period: config.failover.fallback_grace_period(),
+        timing: timing.clone(),
+    };
+    let machine = syncguard_failover::EtcdMachine::etcd(params, lease)?;
+    let (tx, inbox) = base.inbox();
+    let (op_tx, op_rx) = mpsc::channel(16);
+    let shared = base.deps.shared.clone();
+    let link = Arc::new(crate::coordination::lease::LeaseLink::new(
+        backend.clone(),
+        lease_timing,
+        config.server.id.clone(),
+        priority,
+        base.origin,
+        timing.handover_timeout,
+    ));
+    let driver = Driver::new(machine, base.origin, base.deps, link, tx.clone());
+    let tasks = vec![
+        tokio::spawn(driver.run(inbox, op_rx, stop.clone())),
+        tokio::spawn(crate::coordination::lease::poll_lock(
+            backend,
+            config.server.id.clone(),
+            base.origin,
+            interval,
+            shared.clone(),
+            tx.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(crate::coordination::lease::watch_state(
+            base.store.clone(),
+            config.story.state_sync_interval().min(interval),
+            shared,
+            tx.clone(),
+            stop,
+        )),
+    ];
+    Ok(Started {
+        events: tx,
+        store: base.store,
+        operator: op_tx,
+        peer: None,
+        tasks,
+    })
 }
 
 fn current_epoch(shared: &Shared) -> u64 {
@@ -487,15 +571,6 @@ async fn sync_state(
             if events.send(Event::StateSeen { hrs }).await.is_err() {
                 return;
             }
-        }
-    }
-}
-
-async fn tick(every: Duration, events: mpsc::Sender<Event>, mut stop: watch::Receiver<bool>) {
-    let mut ticker = ticker(every.max(Duration::from_millis(50)));
-    while next_tick(&mut ticker, &mut stop).await {
-        if events.send(Event::Tick).await.is_err() {
-            return;
         }
     }
 }

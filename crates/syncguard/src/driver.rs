@@ -1,23 +1,30 @@
-//! The failover driver: the async shell around the pure `syncguard_failover::Machine`.
+//! The failover driver: the one async shell around the pure core
+//! (`syncguard_failover::Core`), for every coordination backend.
 //!
 //! One task owns the machine. Everything the world says arrives as an `Event` on a channel
-//! (health rounds, peer looks, witness answers, actuator completions, peer messages, ticks);
-//! the machine answers with `Action`s, which this module performs in order. Long actions
-//! (activate, deactivate, witness, verify, sends) run in their own tasks and report back as
-//! events, so the machine never waits on I/O and every decision stays in the pure core.
+//! (health rounds, chain reports, looks at the peer or the lock, witness answers, actuator
+//! completions, peer messages, lease ends); the machine answers with `Action`s, which this
+//! module performs in order. Between inputs the task sleeps until the machine's next timer
+//! (`Core::poll_timeout`) — no ticks. Long actions (activate, deactivate, witness, the
+//! backend's calls) run in their own tasks and report back as events, so the machine never
+//! waits on I/O and every decision stays in the pure core. What only one backend does is
+//! handed to its [`Coordination`] (`coordination/`).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use syncguard_actuator::{ActivationPlan, Actuator};
 use syncguard_failover::{
-    Action, ActuatorResult, Event, HandedState, Machine, PeerMessage, Record, RecordKind,
+    Action, ActuatorResult, Arbiter, Core, Event, HandedState, NodeId, OperatorCommand, Record,
+    RecordKind,
 };
 use syncguard_health::ChainReader;
 use syncguard_validator::SignState;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::coordination::Coordination;
 use crate::epoch_file::{EpochFile, Persisted};
 use crate::view::{Shared, StepTable};
 
@@ -25,14 +32,14 @@ use crate::view::{Shared, StepTable};
 /// `reply` once the machine has taken it: the daemon only relays, the machine decides.
 pub struct OperatorRequest {
     pub kind: OperatorRequestKind,
-    pub reply: tokio::sync::oneshot::Sender<OperatorAnswer>,
+    pub reply: oneshot::Sender<OperatorAnswer>,
 }
 
 pub enum OperatorRequestKind {
     /// Feed the command to the machine.
-    Command(syncguard_failover::OperatorCommand),
+    Command(OperatorCommand),
     /// Ask the machine whether a switchover to this node could start now (the dry run).
-    CheckSwitchover(syncguard_failover::NodeId),
+    CheckSwitchover(NodeId),
 }
 
 /// What came of an [`OperatorRequest`].
@@ -44,26 +51,7 @@ pub struct OperatorAnswer {
     pub records: Vec<Record>,
 }
 
-fn table(steps: String, total: Duration, ok: bool, epoch: Option<u64>) -> StepTable {
-    StepTable {
-        finished_at: std::time::SystemTime::now(),
-        epoch,
-        ok,
-        total_seconds: total.as_secs_f64(),
-        table: steps,
-    }
-}
-
-/// Sends a protocol message to the peer; loss is tolerated by the machine.
-pub trait PeerSender: Send + Sync + 'static {
-    fn send(
-        &self,
-        epoch: u64,
-        message: PeerMessage,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>;
-}
-
-/// What the driver acts with.
+/// What the driver acts with, whatever the backend.
 pub struct Deps {
     pub actuator: Arc<Actuator>,
     /// The commits of the local node, read once (the witness is served from them).
@@ -71,26 +59,39 @@ pub struct Deps {
     /// The longest wait for CometBFT's double-sign check before a start (`Timing::dsc_wait`).
     pub dsc_wait: Duration,
     pub epoch_file: EpochFile,
-    pub peer: Arc<dyn PeerSender>,
     pub shared: Shared,
     /// Where the machine's meaningful records go as alerts (never blocks).
     pub alerts: syncguard_alerts::Alerter,
 }
 
-pub struct Driver {
-    machine: Machine,
+/// What wakes the machine.
+enum Input {
+    Event(Event),
+    Timeout,
+}
+
+pub struct Driver<A: Arbiter + Serialize> {
+    machine: Core<A>,
     origin: Instant,
     deps: Deps,
+    link: Arc<dyn Coordination>,
     events: mpsc::Sender<Event>,
 }
 
-impl Driver {
+impl<A: Arbiter + Serialize> Driver<A> {
     /// `origin` is the monotonic zero of the machine's clock (records count from it).
-    pub fn new(machine: Machine, origin: Instant, deps: Deps, events: mpsc::Sender<Event>) -> Self {
+    pub fn new(
+        machine: Core<A>,
+        origin: Instant,
+        deps: Deps,
+        link: Arc<dyn Coordination>,
+        events: mpsc::Sender<Event>,
+    ) -> Self {
         Driver {
             machine,
             origin,
             deps,
+            link,
             events,
         }
     }
@@ -104,47 +105,65 @@ impl Driver {
     ) {
         self.publish();
         loop {
+            let wake = self.machine.poll_timeout().map(|t| self.origin + t);
+            let timer = async move {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 event = inbox.recv() => match event {
-                    Some(event) => { self.step(event); }
-                    None => return,
+                    Some(event) => { self.step(Input::Event(event)); }
+                    None => break,
                 },
-                Some(request) = operator.recv() => {
-                    let answer = match request.kind {
-                        OperatorRequestKind::Command(command) => OperatorAnswer {
-                            refusal: None,
-                            records: self.step(Event::Operator(command)),
-                        },
-                        OperatorRequestKind::CheckSwitchover(to) => OperatorAnswer {
-                            refusal: self
-                                .machine
-                                .switchover_check(&to, self.origin.elapsed())
-                                .err(),
-                            records: Vec::new(),
-                        },
-                    };
-                    // The asker may have hung up; the machine has acted either way.
-                    let _ = request.reply.send(answer);
-                }
-                _ = stop.changed() => return,
+                Some(request) = operator.recv() => self.answer(request),
+                _ = timer => { self.step(Input::Timeout); }
+                _ = stop.changed() => break,
             }
         }
+        self.link.shutdown();
     }
 
-    /// Feeds one event, performs the actions, and feeds back at once the events that
+    fn answer(&mut self, request: OperatorRequest) {
+        let answer = match request.kind {
+            OperatorRequestKind::Command(command) => OperatorAnswer {
+                refusal: None,
+                records: self.step(Input::Event(Event::Operator(command))),
+            },
+            OperatorRequestKind::CheckSwitchover(to) => OperatorAnswer {
+                refusal: self
+                    .machine
+                    .switchover_check(&to, self.origin.elapsed())
+                    .err(),
+                records: Vec::new(),
+            },
+        };
+        // The asker may have hung up; the machine has acted either way.
+        let _ = request.reply.send(answer);
+    }
+
+    /// Feeds one input, performs the actions, and feeds back at once the events that
     /// performing them produced synchronously (a failed epoch write). Returns the records
     /// made meanwhile, for an operator waiting on the outcome of a command.
-    fn step(&mut self, event: Event) -> Vec<Record> {
-        let mut queue = VecDeque::from([event]);
+    fn step(&mut self, input: Input) -> Vec<Record> {
+        let now = self.origin.elapsed();
+        let actions = match input {
+            Input::Event(event) => self.machine.handle(event, now),
+            Input::Timeout => self.machine.handle_timeout(now),
+        };
+        let mut queue = VecDeque::new();
         let mut records = Vec::new();
-        while let Some(event) = queue.pop_front() {
-            let now = self.origin.elapsed();
-            let actions = self.machine.handle(event, now);
+        let mut batch = Some(actions);
+        while let Some(actions) = batch.take() {
             records.extend(actions.iter().filter_map(|a| match a {
                 Action::Record(r) => Some(r.clone()),
                 _ => None,
             }));
             self.perform(actions, &mut queue);
+            if let Some(event) = queue.pop_front() {
+                batch = Some(self.machine.handle(event, self.origin.elapsed()));
+            }
         }
         self.publish();
         records
@@ -162,10 +181,11 @@ impl Driver {
                     epoch,
                     standby_right,
                 } => {
-                    if let Err(e) = self.deps.epoch_file.store(Persisted {
+                    let persisted = Persisted {
                         epoch,
                         standby_right,
-                    }) {
+                    };
+                    if let Err(e) = self.deps.epoch_file.store(persisted) {
                         tracing::error!(epoch, error = %e, "cannot persist the epoch; not acting on it");
                         queue.push_back(Event::EpochPersistFailed {
                             epoch,
@@ -188,103 +208,11 @@ impl Driver {
                             None => plan,
                         }
                     });
-                    let actuator = self.deps.actuator.clone();
-                    let events = self.events.clone();
-                    let shared = self.deps.shared.clone();
-                    tokio::spawn(async move {
-                        let mut signed_at = None;
-                        let result = match plan {
-                            Ok(plan) => match actuator.activate(plan).await {
-                                Ok(report) => {
-                                    signed_at = Some(report.signed_at_height);
-                                    let t = table(
-                                        report.format_steps(),
-                                        report.total,
-                                        true,
-                                        Some(epoch),
-                                    );
-                                    shared.update(|v| v.last_activation = Some(t));
-                                    tracing::info!(
-                                        epoch,
-                                        signed_at = report.signed_at_height,
-                                        "activation finished\n{}",
-                                        report.format_steps()
-                                    );
-                                    Ok(())
-                                }
-                                Err(e) => {
-                                    tracing::error!(
-                                        epoch,
-                                        "activation failed: {e}\n{}",
-                                        e.format_steps().unwrap_or_default()
-                                    );
-                                    let t = table(
-                                        format!("{e}\n{}", e.format_steps().unwrap_or_default()),
-                                        Duration::ZERO,
-                                        false,
-                                        Some(epoch),
-                                    );
-                                    shared.update(|v| v.last_activation = Some(t));
-                                    Err(e.to_string())
-                                }
-                            },
-                            Err(e) => Err(e),
-                        };
-                        let _ = events
-                            .send(Event::Actuator(ActuatorResult::Activated {
-                                epoch,
-                                result,
-                                signed_at,
-                            }))
-                            .await;
-                    });
+                    self.activate(epoch, plan);
                 }
                 Action::Deactivate { reason } => {
                     tracing::warn!(%reason, "deactivating: stopping story and installing the placeholder key");
-                    let actuator = self.deps.actuator.clone();
-                    let events = self.events.clone();
-                    let shared = self.deps.shared.clone();
-                    tokio::spawn(async move {
-                        let result = match actuator.deactivate().await {
-                            Ok(report) => {
-                                let t = table(report.format_steps(), report.total, true, None);
-                                shared.update(|v| v.last_deactivation = Some(t));
-                                if let Some(problem) = &report.start_problem {
-                                    tracing::error!(
-                                        "the node is safe but not following the chain: {problem}"
-                                    );
-                                }
-                                tracing::info!("deactivation finished\n{}", report.format_steps());
-                                Ok(Some(handed(&report.final_state)))
-                            }
-                            Err(e) => {
-                                tracing::error!(
-                                    "deactivation failed: {e}\n{}",
-                                    e.format_steps().unwrap_or_default()
-                                );
-                                let t = table(
-                                    format!("{e}\n{}", e.format_steps().unwrap_or_default()),
-                                    Duration::ZERO,
-                                    false,
-                                    None,
-                                );
-                                shared.update(|v| v.last_deactivation = Some(t));
-                                Err(e.to_string())
-                            }
-                        };
-                        let _ = events
-                            .send(Event::Actuator(ActuatorResult::Deactivated { result }))
-                            .await;
-                    });
-                }
-                Action::Send { to, message } => {
-                    let peer = self.deps.peer.clone();
-                    let epoch = self.machine.epoch();
-                    tokio::spawn(async move {
-                        if let Err(e) = peer.send(epoch, message).await {
-                            tracing::warn!(peer = %to, "message not delivered: {e}");
-                        }
-                    });
+                    self.deactivate();
                 }
                 Action::RequestWitness { id, blocks } => {
                     let chain = self.deps.chain.clone();
@@ -294,32 +222,96 @@ impl Driver {
                         let _ = events.send(Event::Witness(report)).await;
                     });
                 }
-                // The actuator verifies every activation (or rolls it back): the peer core
-                // never asks for a separate verification.
+                // The actuator verifies every activation (or rolls it back): the core never
+                // asks for a separate verification.
                 Action::Verify { .. } => {}
+                other => self.link.perform(other, self.machine.epoch(), &self.events),
             }
         }
     }
 
+    fn activate(&self, epoch: u64, plan: Result<ActivationPlan, String>) {
+        let actuator = self.deps.actuator.clone();
+        let events = self.events.clone();
+        let shared = self.deps.shared.clone();
+        tokio::spawn(async move {
+            let mut signed_at = None;
+            let result = match plan {
+                Ok(plan) => match actuator.activate(plan).await {
+                    Ok(report) => {
+                        signed_at = Some(report.signed_at_height);
+                        let steps = report.format_steps();
+                        let t = table(steps.clone(), report.total, true, Some(epoch));
+                        shared.update(|v| v.last_activation = Some(t));
+                        let signed = report.signed_at_height;
+                        tracing::info!(epoch, signed_at = signed, "activation finished\n{steps}");
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let steps = e.format_steps().unwrap_or_default();
+                        tracing::error!(epoch, "activation failed: {e}\n{steps}");
+                        let t = table(format!("{e}\n{steps}"), Duration::ZERO, false, Some(epoch));
+                        shared.update(|v| v.last_activation = Some(t));
+                        Err(e.to_string())
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            let done = ActuatorResult::Activated {
+                epoch,
+                result,
+                signed_at,
+            };
+            let _ = events.send(Event::Actuator(done)).await;
+        });
+    }
+
+    fn deactivate(&self) {
+        let actuator = self.deps.actuator.clone();
+        let events = self.events.clone();
+        let shared = self.deps.shared.clone();
+        tokio::spawn(async move {
+            let result = match actuator.deactivate().await {
+                Ok(report) => {
+                    let steps = report.format_steps();
+                    let t = table(steps.clone(), report.total, true, None);
+                    shared.update(|v| v.last_deactivation = Some(t));
+                    if let Some(problem) = &report.start_problem {
+                        tracing::error!("the node is safe but not following the chain: {problem}");
+                    }
+                    tracing::info!("deactivation finished\n{steps}");
+                    Ok(Some(handed(&report.final_state)))
+                }
+                Err(e) => {
+                    let steps = e.format_steps().unwrap_or_default();
+                    tracing::error!("deactivation failed: {e}\n{steps}");
+                    let t = table(format!("{e}\n{steps}"), Duration::ZERO, false, None);
+                    shared.update(|v| v.last_deactivation = Some(t));
+                    Err(e.to_string())
+                }
+            };
+            let done = ActuatorResult::Deactivated { result };
+            let _ = events.send(Event::Actuator(done)).await;
+        });
+    }
+
     fn record(&self, record: Record) {
+        let (epoch, role, reason, heights) =
+            (record.epoch, record.role, &record.reason, &record.heights);
         match record.kind {
             RecordKind::Alert => {
-                tracing::error!(epoch = record.epoch, role = ?record.role, reason = %record.reason, heights = ?record.heights, "ALERT: {}", record.why)
+                tracing::error!(epoch, ?role, %reason, ?heights, "ALERT: {}", record.why)
             }
             // One line per role change: the new role, why, the epoch and the heights.
             RecordKind::RoleChange => {
-                tracing::warn!(epoch = record.epoch, role = ?record.role, reason = %record.reason, heights = ?record.heights, "role change: {}", record.why)
+                tracing::warn!(epoch, ?role, %reason, ?heights, "role change: {}", record.why)
             }
-            RecordKind::Refusal => {
-                tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
-            }
-            RecordKind::Info => {
-                tracing::info!(epoch = record.epoch, role = ?record.role, "{}", record.why)
+            RecordKind::Refusal | RecordKind::Info => {
+                tracing::info!(epoch, ?role, "{}", record.why)
             }
         }
-        if let Some(alert) =
-            crate::alerting::record_alert(&self.deps.shared.read(|v| v.node_id.clone()), &record)
-        {
+        let node_id = self.deps.shared.read(|v| v.node_id.clone());
+        if let Some(alert) = crate::alerting::record_alert(&node_id, &record) {
             self.deps.alerts.notify(alert);
         }
         self.deps.shared.push_record(record);
@@ -327,8 +319,18 @@ impl Driver {
 
     fn publish(&self) {
         let status = self.machine.status();
-        let peer_status = self.machine.peer_status();
-        self.deps.shared.set_failover(status, peer_status);
+        let own = self.machine.peer_status();
+        self.deps.shared.set_failover(status, own);
+    }
+}
+
+fn table(steps: String, total: Duration, ok: bool, epoch: Option<u64>) -> StepTable {
+    StepTable {
+        finished_at: std::time::SystemTime::now(),
+        epoch,
+        ok,
+        total_seconds: total.as_secs_f64(),
+        table: steps,
     }
 }
 

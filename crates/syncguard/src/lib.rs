@@ -2,8 +2,11 @@
 //!
 //! - `daemon` — the long-running process: wires health, peer polling, state sync, ticks, the
 //!   failover driver and the HTTP server together.
-//! - `driver` — owns the pure failover machine (peer mode), feeds it events, performs its
-//!   actions; `etcd_driver` does the same for etcd mode.
+//! - `driver` — the one driver: owns the pure failover core (either backend), feeds it
+//!   events, performs its actions, sleeps until its next timer.
+//! - `coordination` — what differs between the backends on the async side: the peer link
+//!   (protocol messages) and the lease link (the etcd lock, its lease, handovers, requests,
+//!   the pause, member statuses).
 //! - `chain_check` — the witness: reads the last commits for the validator's signature
 //!   (through the health crate's commit log) when the machine asks.
 //! - `epoch_file` — the epoch and standby right, persisted before they are acted on.
@@ -32,10 +35,10 @@
 pub mod alerting;
 pub mod api;
 mod chain_check;
+pub mod coordination;
 pub mod daemon;
 pub mod driver;
 pub mod epoch_file;
-pub mod etcd_driver;
 pub mod logging;
 pub mod metrics;
 pub mod peer_api;

@@ -682,6 +682,7 @@ mod tests {
             }),
             peer_unreachable_for_ms: unreachable,
             standby_right: false,
+            members: Vec::new(),
         }
     }
 

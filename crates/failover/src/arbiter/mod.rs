@@ -158,6 +158,12 @@ pub trait Arbiter: std::fmt::Debug + Clone {
     /// The holder a passive would ask, in words ("peer a", "the lock's holder").
     fn holder_words(&self, c: &Common) -> String;
 
+    /// Every node's own status as the backend last showed it (etcd: `members/`), for
+    /// `/status`; empty when the backend keeps none.
+    fn members(&self) -> Vec<PeerStatus> {
+        Vec::new()
+    }
+
     /// Whether the holder is a primary site itself (no fallback asked of it).
     fn holder_is_primary(&self, _c: &Common, _now: Duration) -> bool {
         false
@@ -192,7 +198,7 @@ pub(crate) fn ready_as_target(
         return Err(format!("{name} reports no chain height"));
     };
     if let Some(mine) = c.local.latest_height {
-        let tolerance = c.params.catch_up_tolerance();
+        let tolerance = c.catch_up_tolerance();
         if theirs.saturating_add(tolerance) < mine {
             return Err(format!(
                 "{name} is behind (height {theirs}, this node {mine}; at most {tolerance} blocks \

@@ -194,8 +194,11 @@ impl Lease {
             return;
         };
         self.follow_pause(c, &st, asked_at, now);
-        if let Some(h) = &st.holder {
-            if h.node_id != c.params.node_id && self.seen_holder != Some(h.epoch) {
+        // Another holder's epoch is learned; this node's own lock is its own to learn from
+        // the acquisition's answer (a look may show it first: adopting it here would make
+        // that answer look behind).
+        if let Some(h) = st.holder.as_ref().filter(|h| h.node_id != c.params.node_id) {
+            if self.seen_holder != Some(h.epoch) {
                 // A holder this node has not seen signing yet may start any moment.
                 self.seen_holder = Some(h.epoch);
                 c.holder_may_start(now);
@@ -307,8 +310,16 @@ impl Lease {
         self.acquired_at = Some(now);
         self.last_put = None;
         self.free_since = None;
-        let story = format!("{}; this node acquired the lock at epoch {epoch}", claim.story);
-        c.promote(epoch, Evidence::leased(claim.fit, proof, watermark), story, now);
+        let story = format!(
+            "{}; this node acquired the lock at epoch {epoch}",
+            claim.story
+        );
+        c.promote(
+            epoch,
+            Evidence::leased(claim.fit, proof, watermark),
+            story,
+            now,
+        );
     }
 
     fn on_lease_end(&mut self, c: &mut Common, why: LeaseEnd, now: Duration) {
@@ -411,13 +422,7 @@ impl Lease {
 
 /// Stops holding the role at once: an active stops now, a promoting node as soon as its
 /// activation reports. `(tag, reason)` and `why` for the record, `stop` for the actuator.
-fn stop_holding(
-    c: &mut Common,
-    tag: (RecordTag, &str),
-    why: String,
-    stop: String,
-    now: Duration,
-) {
+fn stop_holding(c: &mut Common, tag: (RecordTag, &str), why: String, stop: String, now: Duration) {
     match &mut c.phase {
         Phase::Active { .. } => {
             c.phase = Phase::Demoting {
@@ -561,8 +566,7 @@ impl Arbiter for Lease {
             _ => false,
         };
         let stuck = c.local.stalled
-            || c
-                .local
+            || c.local
                 .no_new_block_for(now)
                 .is_some_and(|d| d >= c.params.timing.stall_age);
         if stuck && !ahead {
@@ -612,6 +616,13 @@ impl Arbiter for Lease {
             .member(c, &h.node_id, now)
             .and_then(|m| m.latest_height);
         Some((h.node_id.clone(), height))
+    }
+
+    fn members(&self) -> Vec<PeerStatus> {
+        match self.lock.as_ref().map(|l| &l.view) {
+            Some(LockView::Seen(st)) => st.members.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn holder_is_primary(&self, c: &Common, now: Duration) -> bool {
@@ -683,7 +694,10 @@ impl Arbiter for Lease {
 
     fn standing_by(&self, c: &Common, now: Duration) -> String {
         match self.fresh_state(c, now).and_then(|st| st.holder.as_ref()) {
-            Some(h) => format!("standing by: {} holds the lock at epoch {}", h.node_id, h.epoch),
+            Some(h) => format!(
+                "standing by: {} holds the lock at epoch {}",
+                h.node_id, h.epoch
+            ),
             None => "standing by".to_string(),
         }
     }

@@ -247,9 +247,7 @@ impl Pair {
     fn on_role_request(&mut self, c: &mut Common, epoch: u64, kind: RequestKind, now: Duration) {
         match kind {
             RequestKind::Claim => self.on_claim(c, epoch, now),
-            RequestKind::Fallback | RequestKind::Switchover => {
-                self.on_request(c, epoch, kind, now)
-            }
+            RequestKind::Fallback | RequestKind::Switchover => self.on_request(c, epoch, kind, now),
         }
     }
 

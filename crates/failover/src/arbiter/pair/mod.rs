@@ -456,8 +456,7 @@ impl Arbiter for Pair {
             _ => false,
         };
         let stuck = c.local.stalled
-            || c
-                .local
+            || c.local
                 .no_new_block_for(now)
                 .is_some_and(|d| d >= c.params.timing.stall_age);
         if stuck && !ahead {

@@ -1,9 +1,20 @@
-//! The etcd machine with simulated time: single-node rules, and a simulated three-node world
-//! with one shared lock under proptest (random cuts from etcd, crashes, heals).
+//! The etcd-mode rules (the core over the lease arbiter) with simulated time: single-node
+//! rules, and a simulated three-node world with one shared lock under proptest (random cuts
+//! from etcd, crashes, heals). These were the tests of the etcd machine of its own; they run
+//! unchanged through `lease_support`, which speaks that machine's old vocabulary.
 
-use super::*;
-use crate::keeper::{KeeperAction, LeaseKeeper, LeaseTiming};
+mod lease_support;
+
+use std::time::Duration;
+
+use lease_support::*;
 use proptest::prelude::*;
+use syncguard_coordination::{KeeperAction, LeaseKeeper, LeaseTiming};
+use syncguard_failover::{
+    Action, ActuatorResult, ChainReport, LocalHealth, PromotionOrder, RecordTag, Role,
+    WitnessReport,
+};
+use syncguard_validator::{Hrs, Step};
 
 fn ms(x: u64) -> Duration {
     Duration::from_millis(x)
@@ -81,7 +92,27 @@ fn booted(id: &str, prio: u32, epoch: u64) -> EtcdMachine {
     assert_eq!(m.held_role(), Role::Demoting);
     m.handle(deactivated(), ms(10));
     assert_eq!(m.held_role(), Role::Passive);
+    // The chain shows the last holder signing after this start, then (the witness) no more:
+    // no late start is pending.
+    m.handle(chain(90, Some(80)), ms(20));
+    m.handle(chain(91, Some(91)), ms(30));
     m
+}
+
+fn chain(latest: u64, last_signed: Option<u64>) -> EtcdEvent {
+    EtcdEvent::Chain(ChainReport {
+        latest_height: latest,
+        last_signed,
+        fastest_block: None,
+    })
+}
+
+/// Block times 300 ms apart, ending at `latest`.
+fn times(heights: impl IntoIterator<Item = u64>, latest: u64) -> Vec<(u64, u64)> {
+    heights
+        .into_iter()
+        .map(|h| (h, 1_000_000 - (latest - h) * 300))
+        .collect()
 }
 
 /// Drives a passive through a free lock to its witness request; returns the witness id.
@@ -100,13 +131,15 @@ fn to_witness(m: &mut EtcdMachine, mut now: Duration) -> (u64, Duration) {
 }
 
 fn clean_witness(id: u64, latest: u64) -> EtcdEvent {
+    // Every commit the witness may ask for, each with its block time.
+    let checked: Vec<u64> = (latest.saturating_sub(199).max(1)..=latest).collect();
     EtcdEvent::Witness(WitnessReport {
         id,
         latest_height: latest,
-        checked: (latest - 3..=latest).collect(),
+        block_times_ms: times(checked.iter().copied(), latest),
+        checked,
         signed: vec![],
         unknown: vec![],
-        block_times_ms: Vec::new(),
     })
 }
 
@@ -187,7 +220,7 @@ fn coordination_machine_witness_with_a_signature_or_a_gap_never_acquires() {
             checked: vec![117, 118, 119, 120],
             signed: vec![119],
             unknown: vec![],
-            block_times_ms: Vec::new(),
+            block_times_ms: times(117..=120, 120),
         }),
         now + ms(10),
     );
@@ -201,7 +234,7 @@ fn coordination_machine_witness_with_a_signature_or_a_gap_never_acquires() {
             checked: vec![127, 128, 130],
             signed: vec![],
             unknown: vec![129],
-            block_times_ms: Vec::new(),
+            block_times_ms: times([127, 128, 130], 130),
         }),
         now + ms(10),
     );
@@ -526,7 +559,9 @@ impl World {
                         checked: (from..=latest).collect(),
                         signed,
                         unknown: vec![],
-                        block_times_ms: Vec::new(),
+                        block_times_ms: (from..=latest)
+                            .map(|h| (h, 1_000_000 + h * BLOCK))
+                            .collect(),
                     }));
                 }
                 EtcdAction::TryAcquire => {
@@ -659,6 +694,15 @@ impl World {
                         stalled: false,
                         why: None,
                         block_age: None,
+                    }),
+                );
+                let last_signed = self.signed.last().copied();
+                self.feed(
+                    i,
+                    EtcdEvent::Chain(ChainReport {
+                        latest_height: h,
+                        last_signed,
+                        fastest_block: None,
                     }),
                 );
                 let view = self.view(i);
