@@ -24,7 +24,7 @@ use crate::hold::{words_duration, Hold};
 use crate::params::{Params, ParamsError};
 use crate::phase::{DemoteCause, Pending, Phase};
 use crate::record::{RecordKind, RecordTag};
-use crate::timers::{Timer, Timers};
+use crate::timers::{just_after, Timer, Timers};
 use crate::types::{Role, Wish};
 use crate::witness::WitnessState;
 
@@ -204,11 +204,11 @@ impl<A: Arbiter + Serialize> Core<A> {
         self.handle(Event::Tick, now)
     }
 
-    /// Every armed timer (derived from the state: see `timers.rs`).
+    /// Every timer armed after the latest input (derived from the state: see `timers.rs`).
     pub fn timers(&self) -> Timers {
         let c = &self.c;
         let t = &c.params.timing;
-        let mut timers = Timers::default();
+        let mut timers = Timers::after(c.last_now);
         match &c.phase {
             Phase::HandingOver { deadline, .. } => timers.set(Timer::AnswerDeadline, *deadline),
             Phase::Passive {
@@ -222,22 +222,24 @@ impl<A: Arbiter + Serialize> Core<A> {
             } => timers.set(Timer::RetryStop, *at),
             _ => {}
         }
+        let aged = |at: Option<Duration>| at.map(|at| just_after(at + t.news_max_age));
         timers.set_opt(Timer::WitnessExpires, c.witness.expires_at(t.round));
-        timers.set_opt(Timer::TakeoverExpires, c.takeover.map(|(_, until)| until));
         timers.set_opt(
-            Timer::HealthAgesOut,
-            c.local.at.map(|at| at + t.news_max_age),
+            Timer::TakeoverExpires,
+            c.takeover.map(|(_, until)| just_after(until)),
         );
-        timers.set_opt(
-            Timer::ChainAgesOut,
-            c.chain.at.map(|at| at + t.news_max_age),
-        );
+        timers.set_opt(Timer::HealthAgesOut, aged(c.local.at));
+        timers.set_opt(Timer::ChainAgesOut, aged(c.chain.at));
         timers.set_opt(Timer::WaitEnds, c.chain.late_start_until(t.settle));
         timers.set_opt(
             Timer::GraceEnds,
             c.local
                 .healthy_since
                 .map(|s| s + c.params.fallback_grace_period),
+        );
+        timers.set_opt(
+            Timer::GraceEnds,
+            c.last_fallback_request.map(|at| at + t.handover_timeout),
         );
         self.a.timers(c, &mut timers);
         timers
@@ -364,6 +366,14 @@ impl<A: Arbiter + Serialize> Core<A> {
     fn evaluate(&mut self, now: Duration) {
         self.timeouts(now);
         self.safety(now);
+        if matches!(self.c.phase, Phase::Fenced { .. }) && !self.c.paused {
+            if let Some(words) = self.a.may_unfence(&self.c, now) {
+                self.c.enter_passive(now);
+                self.c.record(now, RecordKind::RoleChange, words);
+                // Passive now: what a passive decides is decided at once, not at the next
+                // input (nothing else would wake the machine for it).
+            }
+        }
         match self.c.phase {
             Phase::Passive {
                 pending: Pending::None,
@@ -374,12 +384,6 @@ impl<A: Arbiter + Serialize> Core<A> {
                 self.consider_promotion(now);
             }
             Phase::Active { .. } if !self.c.paused => self.consider_handover(now),
-            Phase::Fenced { .. } if !self.c.paused => {
-                if let Some(words) = self.a.may_unfence(&self.c, now) {
-                    self.c.enter_passive(now);
-                    self.c.record(now, RecordKind::RoleChange, words);
-                }
-            }
             _ => {}
         }
     }

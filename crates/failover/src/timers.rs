@@ -7,6 +7,11 @@
 //! can never be left armed for a state that is gone, nor forgotten when a state begins. Safety
 //! never rests on a timer: health rounds and looks at the peer or the lock arrive every round
 //! anyway; the timers make time-driven decisions happen on time instead of a round late.
+//!
+//! A timer fires at the **first instant** its decision may differ: for a wait that ends at
+//! `t` (`now >= t`), `t` itself; for news that is news while at most `max` old
+//! (`now − at <= max`), [`just_after`]`(at + max)` — at `at + max` it is still news, and a
+//! wake-up there would change nothing and arm nothing after it.
 
 use std::time::Duration;
 
@@ -18,7 +23,7 @@ pub enum Timer {
     AnswerDeadline,
     /// A failed stop is retried.
     RetryStop,
-    /// A witness asked for ages out (asked again).
+    /// A witness asked for, or the last answer, ages out (asked again).
     WitnessExpires,
     /// The operator's takeover stops being valid.
     TakeoverExpires,
@@ -32,7 +37,8 @@ pub enum Timer {
     ChainAgesOut,
     /// A peer seen promoting has taken longer than any activation can.
     PromotionOverdue,
-    /// The primary site's grace period ends (fallback).
+    /// The primary site's grace period ends, or its request for the role may be repeated
+    /// (fallback).
     GraceEnds,
 }
 
@@ -52,15 +58,36 @@ impl Timer {
     ];
 }
 
+/// The first instant after `t` (a condition `now > t` holds from there on).
+pub(crate) fn just_after(t: Duration) -> Duration {
+    t + Duration::from_nanos(1)
+}
+
 /// When each timer fires (`None`: not armed).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Timers {
     at: [Option<Duration>; Timer::ALL.len()],
+    /// Instants at or before this are not armed (see [`Timers::after`]).
+    after: Option<Duration>,
 }
 
 impl Timers {
-    /// Arms `timer` at `at` (the earliest wins when armed twice).
+    /// A table derived at `now`: an instant not after `now` was handled by the input that
+    /// derived it and is not armed — so it can never mask a later instant of the same timer
+    /// (two waits that end at different instants both arm `WaitEnds`).
+    pub fn after(now: Duration) -> Timers {
+        Timers {
+            after: Some(now),
+            ..Timers::default()
+        }
+    }
+
+    /// Arms `timer` at `at` (the earliest wins when armed twice; an instant passed already
+    /// is ignored in a table made by [`Timers::after`]).
     pub fn set(&mut self, timer: Timer, at: Duration) {
+        if self.after.is_some_and(|now| at <= now) {
+            return;
+        }
         let slot = &mut self.at[timer as usize];
         *slot = Some(slot.map_or(at, |t| t.min(at)));
     }
@@ -106,6 +133,18 @@ mod tests {
         // An instant already reached is not "next": the input that saw it handled it.
         assert_eq!(t.next_after(s(2)), Some((Timer::HealthAgesOut, s(4))));
         assert_eq!(t.next_after(s(10)), None);
+    }
+
+    #[test]
+    fn failover_timers_a_passed_instant_never_masks_a_later_one() {
+        // Two waits arm `WaitEnds`: one ended long ago (handled then), one ends at 10 s.
+        let mut t = Timers::after(s(5));
+        t.set(Timer::WaitEnds, s(4));
+        t.set(Timer::WaitEnds, s(10));
+        t.set(Timer::HealthAgesOut, s(5));
+        assert_eq!(t.get(Timer::WaitEnds), Some(s(10)));
+        assert_eq!(t.get(Timer::HealthAgesOut), None);
+        assert_eq!(t.next_after(s(5)), Some((Timer::WaitEnds, s(10))));
     }
 
     #[test]

@@ -130,9 +130,16 @@ impl WitnessView {
         }
     }
 
-    /// When the question in flight is dropped, if one is.
+    /// When the question in flight is dropped — or, with none in flight, when the last
+    /// answer stops being fresh ([`WitnessView::state`] then asks again): the first instant
+    /// more than a round after the question.
     pub(crate) fn expires_at(&self, round: Duration) -> Option<Duration> {
-        self.pending.as_ref().map(|p| p.requested_at + round)
+        let asked = match (&self.pending, &self.last) {
+            (Some(p), _) => p.requested_at,
+            (None, Some(w)) => w.requested_at,
+            (None, None) => return None,
+        };
+        Some(crate::timers::just_after(asked + round))
     }
 
     /// Takes an answer to the question in flight (others are ignored). Returns the fastest

@@ -1,48 +1,59 @@
-//! Property tests: two machines driven in lockstep through a simulated world (see
-//! `sim/mod.rs`). Safety (no double sign, epochs increasing, no promotion on a dirty
-//! witness, fences never below a seen state) is checked on every run; liveness (one active,
-//! signing) once the faults stop.
+//! Property tests: failover machines driven through a simulated world (see `sim/mod.rs`),
+//! two nodes over the pair arbiter and three over the lease arbiter, woken by their own
+//! timers only. Safety (no double sign, epochs increasing, no promotion on a dirty witness,
+//! fences never below a seen state, no activation while another node's key may be live,
+//! under a lease only while holding the lock, timers complete) is checked on every run;
+//! liveness (one active, signing) once the faults stop. Each property prints the worlds it
+//! ran, the double signs found and the simulated time (`cargo test -- --nocapture`).
 
 mod sim;
 
+use std::cell::Cell;
+
 use proptest::prelude::*;
-use sim::{Fault, SimConfig, World};
+use sim::{Backend, Drive, Fault, Profile, SimConfig, World};
 use syncguard_failover::{Role, Wish};
 
-fn fault() -> impl Strategy<Value = Fault> {
+fn fault_over(nodes: usize) -> impl Strategy<Value = Fault> {
     prop_oneof![
-        3 => (0usize..2, 500u64..20_000).prop_map(|(node, down_ms)| Fault::Crash { node, down_ms }),
-        3 => (500u64..20_000).prop_map(|ms| Fault::CutLink { ms }),
-        2 => (0usize..2, 500u64..15_000).prop_map(|(node, ms)| Fault::Stall { node, ms }),
+        3 => (0..nodes, 500u64..20_000).prop_map(|(node, down_ms)| Fault::Crash { node, down_ms }),
+        3 => (0..nodes, 500u64..20_000).prop_map(|(node, ms)| Fault::Cut { node, ms }),
+        2 => (0..nodes, 500u64..15_000).prop_map(|(node, ms)| Fault::Stall { node, ms }),
         1 => (500u64..10_000).prop_map(|ms| Fault::Halt { ms }),
-        2 => (0usize..2, 1_000u64..15_000).prop_map(|(node, ms)| Fault::Sick { node, ms }),
-        1 => (0usize..2, 0usize..2).prop_map(|(at, to)| Fault::Switchover { at, to }),
-        1 => (0usize..2, 1_000u64..15_000).prop_map(|(node, ms)| Fault::Pause { node, ms }),
-        2 => (0usize..2, 500u64..10_000).prop_map(|(node, ms)| Fault::StoryCrash { node, ms }),
-        1 => (0usize..2).prop_map(|node| Fault::DaemonRestart { node }),
-        2 => (0usize..2, 1_000u64..20_000).prop_map(|(node, ms)| Fault::Mute { node, ms }),
+        2 => (0..nodes, 1_000u64..15_000).prop_map(|(node, ms)| Fault::Sick { node, ms }),
+        1 => (0..nodes, 0..nodes).prop_map(|(at, to)| Fault::Switchover { at, to }),
+        1 => (0..nodes, 1_000u64..15_000).prop_map(|(node, ms)| Fault::Pause { node, ms }),
+        2 => (0..nodes, 500u64..10_000).prop_map(|(node, ms)| Fault::StoryCrash { node, ms }),
+        1 => (0..nodes).prop_map(|node| Fault::DaemonRestart { node }),
+        2 => (0..nodes, 1_000u64..20_000).prop_map(|(node, ms)| Fault::Mute { node, ms }),
     ]
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    fault_over(2)
 }
 
 fn wish() -> impl Strategy<Value = Wish> {
     prop_oneof![Just(Wish::Active), Just(Wish::Passive)]
 }
 
-fn config() -> impl Strategy<Value = SimConfig> {
+/// What every random world draws besides its backend: the link, loss, actuator failures,
+/// faults, delays, the chain's speed, late starts.
+fn world_over(base: SimConfig) -> impl Strategy<Value = SimConfig> {
+    let nodes = base.backend.nodes();
+    let start_ms = base.profile.start_ms;
     (
         any::<u64>(),
-        [wish(), wish()],
         prop::bool::weighted(0.8),
         (0.0f64..0.2, 0.0f64..0.05),
         (0.0f64..0.2, 0.0f64..0.1),
-        prop::collection::vec((0u64..60_000, fault()), 0..8),
+        prop::collection::vec((0u64..60_000, fault_over(nodes)), 0..8),
         prop_oneof![Just(300u64), Just(1_500u64)],
-        (prop::bool::weighted(0.3), 100u64..=sim::START_MS),
+        (prop::bool::weighted(0.3), 100u64..=start_ms),
     )
         .prop_map(
-            |(
+            move |(
                 seed,
-                wishes,
                 link_up_at_start,
                 (loss, dup),
                 (act_fail, deact_fail),
@@ -52,33 +63,100 @@ fn config() -> impl Strategy<Value = SimConfig> {
             )| {
                 SimConfig {
                     seed,
-                    wishes,
                     link_up_at_start,
                     loss,
                     dup,
                     act_fail,
                     deact_fail,
                     faults,
-                    quiet_at_ms: 80_000,
-                    end_ms: 150_000,
                     max_delay_ms,
                     fast_chain,
                     max_start_delay_ms,
+                    unreadable: 0.03,
+                    ..base.clone()
                 }
             },
         )
 }
 
-/// Cases per property. The properties together run ~3,100 simulated worlds of 150 s each in
-/// a few seconds (a few ms per world in a debug build).
+fn config() -> impl Strategy<Value = SimConfig> {
+    [wish(), wish()].prop_flat_map(|wishes| world_over(SimConfig::calm(0, wishes)))
+}
+
+/// Three nodes under a lease, a random primary site (or none).
+fn lease_config() -> impl Strategy<Value = SimConfig> {
+    prop::option::of(0usize..3).prop_flat_map(|primary| {
+        world_over(SimConfig {
+            primary,
+            ..SimConfig::lease_calm(0, 3)
+        })
+    })
+}
+
+/// Cases per property. The pair's properties together run ~3,900 simulated worlds of 150 s
+/// each, the lease's ~1,000 of 120 s (a few ms per world in a debug build).
 const CASES: u32 = 1_500;
 const FOCUSED_CASES: u32 = 400;
+const LEASE_CASES: u32 = 800;
+const DRIVE_CASES: u32 = 100;
+
+/// What a property ran, printed when it ends.
+struct Tally {
+    name: &'static str,
+    worlds: Cell<u64>,
+    double_signs: Cell<u64>,
+    sim_ms: Cell<u64>,
+}
+
+impl Tally {
+    fn new(name: &'static str) -> Tally {
+        Tally {
+            name,
+            worlds: Cell::new(0),
+            double_signs: Cell::new(0),
+            sim_ms: Cell::new(0),
+        }
+    }
+
+    /// Runs one world to its end and counts it.
+    fn run(&self, cfg: SimConfig) -> World {
+        let mut w = World::new(cfg);
+        w.run();
+        self.count(&w);
+        w
+    }
+
+    fn count(&self, w: &World) {
+        self.worlds.set(self.worlds.get() + 1);
+        self.double_signs
+            .set(self.double_signs.get() + w.double_signs() as u64);
+        self.sim_ms.set(self.sim_ms.get() + w.now);
+    }
+}
+
+impl Drop for Tally {
+    fn drop(&mut self) {
+        println!(
+            "{}: {} worlds, {} double signs, {:.1} h simulated",
+            self.name,
+            self.worlds.get(),
+            self.double_signs.get(),
+            self.sim_ms.get() as f64 / 3_600_000.0
+        );
+    }
+}
 
 fn check_safety(w: &World) -> Result<(), TestCaseError> {
     prop_assert!(
         w.violations.is_empty(),
         "violations:\n{}\n--- trace ---\n{}",
         w.violations.join("\n"),
+        w.trace_text()
+    );
+    prop_assert!(
+        w.timer_gaps.is_empty(),
+        "a decision waited for an input although time alone made it:\n{}\n--- trace ---\n{}",
+        w.timer_gaps.join("\n"),
         w.trace_text()
     );
     Ok(())
@@ -103,74 +181,126 @@ fn check_recovery(w: &World) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
-
-    /// S1/S3 over random worlds: crashes, cut links, stalls, halts, sickness, pauses,
-    /// switchovers, message loss and duplicates, actuator failures — never a double sign,
-    /// and one active again once the faults stop.
-    #[test]
-    fn double_sign_never_in_random_worlds(cfg in config()) {
-        let mut w = World::new(cfg);
-        w.run();
-        check_safety(&w)?;
-        check_recovery(&w)?;
+fn cases(n: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases: n,
+        ..ProptestConfig::default()
     }
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: FOCUSED_CASES, ..ProptestConfig::default() })]
+/// S1/S3 over random worlds: crashes, cut links, stalls, halts, sickness, pauses,
+/// switchovers, message loss and duplicates, actuator failures — never a double sign,
+/// and one active again once the faults stop.
+#[test]
+fn double_sign_never_in_random_worlds() {
+    safe_and_recovered("double_sign_never_in_random_worlds", CASES, config());
+}
 
-    /// Both nodes started with `--role active` while they cannot see each other: exactly
-    /// one takes the role, and no height is signed twice.
-    #[test]
-    fn double_sign_never_when_both_start_active_blind(seed in any::<u64>(), faults in prop::collection::vec((0u64..60_000, fault()), 0..3)) {
+/// Every world of `worlds` (`n` of them) is safe and recovers once the faults stop.
+fn safe_and_recovered(name: &'static str, n: u32, worlds: impl Strategy<Value = SimConfig>) {
+    let tally = Tally::new(name);
+    proptest!(cases(n), |(cfg in worlds)| {
+        let w = tally.run(cfg);
+        check_safety(&w)?;
+        check_recovery(&w)?;
+    });
+}
+
+/// The same over three nodes under an etcd lease: every fault of the list (a cut = a node
+/// cut from etcd; mute = dark), plus loss of etcd's requests and answers — never a double
+/// sign, never an activation while another key may be live or without the lock, and
+/// exactly one active, signing, once the faults stop.
+#[test]
+fn double_sign_never_in_random_lease_worlds() {
+    let name = "double_sign_never_in_random_lease_worlds";
+    safe_and_recovered(name, LEASE_CASES, lease_config());
+}
+
+/// A holder that never shows on chain while it starts, cut from etcd right after it
+/// acquired: its lease ends during its activation, which reports only at the verify
+/// deadline. The preferred passive was cut from etcd all along and comes back about when
+/// that lease expires, never having seen the holder: it must still wait for a late start —
+/// never a double sign, never an activation while that key may be live.
+#[test]
+fn double_sign_never_when_a_muted_holder_loses_its_lease_unseen() {
+    let tally = Tally::new("double_sign_never_when_a_muted_holder_loses_its_lease_unseen");
+    proptest!(cases(FOCUSED_CASES / 2), |(
+        seed in any::<u64>(),
+        back_after in 2_500u64..4_500,
+        max_start_delay_ms in 100u64..=Profile::LEASE.start_ms,
+        max_stop_ms in 100u64..=900,
+    )| {
         let cfg = SimConfig {
-            seed,
-            wishes: [Wish::Active, Wish::Active],
+            max_start_delay_ms,
+            max_stop_ms,
+            ..SimConfig::lease_calm(seed, 3)
+        };
+        if let Some(w) = World::unseen_holder(cfg, back_after) {
+            tally.count(&w);
+            check_safety(&w)?;
+        }
+    });
+}
+
+/// The timers are complete: the same random worlds, each once woken only by the machines'
+/// own timers and once by a fixed tick, reach the same safety and the same recovery.
+#[test]
+fn failover_timers_alone_reach_the_same_safety_and_recovery() {
+    let tally = Tally::new("failover_timers_alone_reach_the_same_safety_and_recovery");
+    let any = prop_oneof![config(), lease_config()];
+    proptest!(cases(DRIVE_CASES), |(cfg in any)| {
+        for drive in [Drive::Timers, Drive::Ticks] {
+            let w = tally.run(SimConfig { drive, ..cfg.clone() });
+            check_safety(&w)?;
+            check_recovery(&w)?;
+        }
+    });
+}
+
+/// Both nodes started with `--role active` while they cannot see each other: exactly
+/// one takes the role, and no height is signed twice.
+#[test]
+fn double_sign_never_when_both_start_active_blind() {
+    let tally = Tally::new("double_sign_never_when_both_start_active_blind");
+    let faults = prop::collection::vec((0u64..60_000, fault()), 0..3);
+    proptest!(cases(FOCUSED_CASES), |(seed in any::<u64>(), faults in faults)| {
+        let cfg = SimConfig {
             link_up_at_start: false,
             loss: 0.05,
             dup: 0.01,
-            act_fail: 0.0,
-            deact_fail: 0.0,
             faults,
-            quiet_at_ms: 80_000,
-            end_ms: 150_000,
-            max_delay_ms: 300,
-            fast_chain: false,
             max_start_delay_ms: sim::START_MS,
+            ..SimConfig::calm(seed, [Wish::Active, Wish::Active])
         };
-        let mut w = World::new(cfg);
-        w.run();
+        let w = tally.run(cfg);
         check_safety(&w)?;
         check_recovery(&w)?;
-    }
+    });
+}
 
-    /// The main path: the active's host dies (at a random time, for a random while, with or
-    /// without a cut link); the standby takes over and nothing is signed twice.
-    #[test]
-    fn failover_crash_of_active_recovers(seed in any::<u64>(), at in 20_000u64..40_000, down in 1_000u64..60_000, cut in prop::option::of(1_000u64..30_000)) {
+/// A pair world with the active `a`, the standby `b`, no loss, faults from `faults`.
+fn focused(seed: u64, faults: Vec<(u64, Fault)>, end_ms: u64) -> SimConfig {
+    SimConfig {
+        faults,
+        quiet_at_ms: 100_000,
+        end_ms,
+        max_start_delay_ms: sim::START_MS,
+        ..SimConfig::calm(seed, [Wish::Active, Wish::Passive])
+    }
+}
+
+/// The main path: the active's host dies (at a random time, for a random while, with or
+/// without a cut link); the standby takes over and nothing is signed twice.
+#[test]
+fn failover_crash_of_active_recovers() {
+    let tally = Tally::new("failover_crash_of_active_recovers");
+    let cut = prop::option::of(1_000u64..30_000);
+    proptest!(cases(FOCUSED_CASES), |(seed in any::<u64>(), at in 20_000u64..40_000, down in 1_000u64..60_000, cut in cut)| {
         let mut faults = vec![(at, Fault::Crash { node: 0, down_ms: down })];
         if let Some(ms) = cut {
-            faults.push((at.saturating_sub(500), Fault::CutLink { ms }));
+            faults.push((at.saturating_sub(500), Fault::Cut { node: 0, ms }));
         }
-        let cfg = SimConfig {
-            seed,
-            wishes: [Wish::Active, Wish::Passive],
-            link_up_at_start: true,
-            loss: 0.0,
-            dup: 0.0,
-            act_fail: 0.0,
-            deact_fail: 0.0,
-            faults,
-            quiet_at_ms: 100_000,
-            end_ms: 150_000,
-            max_delay_ms: 300,
-            fast_chain: false,
-            max_start_delay_ms: sim::START_MS,
-        };
-        let mut w = World::new(cfg);
-        w.run();
+        let w = tally.run(focused(seed, faults, 150_000));
         check_safety(&w)?;
         check_recovery(&w)?;
         // The standby took over while the primary was down (when it was down long enough).
@@ -178,92 +308,87 @@ proptest! {
             let by_b = w.activations.iter().any(|&(t, n, _)| n == 1 && t > at && t < at + down);
             prop_assert!(by_b, "b never took over while a was down\n{}", w.trace_text());
         }
-    }
+    });
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: FOCUSED_CASES * 2, ..ProptestConfig::default() })]
-
-    /// The asymmetric cut: the active's node follows the chain and keeps voting, but its votes
-    /// never reach a commit — before or after the link between the two SyncGuards is lost, in
-    /// either order, on a chain running at the configured rate or faster, with `story`
-    /// starting up to its start timeout late. The silent active must stop itself before its
-    /// peer may start: never a double sign, and the standby takes over.
-    #[test]
-    fn double_sign_never_when_the_active_is_silenced(
+/// The asymmetric cut: the active's node follows the chain and keeps voting, but its votes
+/// never reach a commit — before or after the link between the two SyncGuards is lost, in
+/// either order, on a chain running at the configured rate or faster, with `story`
+/// starting up to its start timeout late. The silent active must stop itself before its
+/// peer may start: never a double sign, and the standby takes over.
+#[test]
+fn double_sign_never_when_the_active_is_silenced() {
+    let tally = Tally::new("double_sign_never_when_the_active_is_silenced");
+    let extra = prop::collection::vec((0u64..60_000, fault()), 0..3);
+    let timing = (
+        5_000u64..40_000,
+        5_000u64..40_000,
+        any::<bool>(),
+        100u64..=sim::START_MS,
+    );
+    proptest!(cases(FOCUSED_CASES * 2), |(
         seed in any::<u64>(),
         mute_at in 20_000u64..40_000,
         link_after in -15_000i64..15_000,
-        mute_ms in 5_000u64..40_000,
-        cut_ms in 5_000u64..40_000,
-        fast_chain in any::<bool>(),
-        max_start_delay_ms in 100u64..=sim::START_MS,
-        extra in prop::collection::vec((0u64..60_000, fault()), 0..3),
-    ) {
+        (mute_ms, cut_ms, fast_chain, max_start_delay_ms) in timing,
+        extra in extra,
+    )| {
         let cut_at = u64::try_from(i64::try_from(mute_at).unwrap_or(0) + link_after).unwrap_or(0);
         let mut faults = vec![
             (mute_at, Fault::Mute { node: 0, ms: mute_ms }),
-            (cut_at, Fault::CutLink { ms: cut_ms }),
+            (cut_at, Fault::Cut { node: 0, ms: cut_ms }),
         ];
         faults.extend(extra);
         let cfg = SimConfig {
-            seed,
-            wishes: [Wish::Active, Wish::Passive],
-            link_up_at_start: true,
-            loss: 0.0,
-            dup: 0.0,
-            act_fail: 0.0,
-            deact_fail: 0.0,
-            faults,
-            quiet_at_ms: 100_000,
-            end_ms: 170_000,
-            max_delay_ms: 300,
             fast_chain,
             max_start_delay_ms,
+            ..focused(seed, faults, 170_000)
         };
-        let mut w = World::new(cfg);
-        w.run();
+        let w = tally.run(cfg);
         check_safety(&w)?;
         check_recovery(&w)?;
-    }
+    });
+}
 
-    /// A crash soon after any change of holder (a switchover, with `story` starting up to its
-    /// start timeout late, the link possibly lost in the middle of the activation): never a
-    /// double sign, and the crash is recovered.
-    #[test]
-    fn double_sign_never_after_a_change_of_holder(
+/// A crash soon after any change of holder (a switchover, with `story` starting up to its
+/// start timeout late, the link possibly lost in the middle of the activation): never a
+/// double sign, and the crash is recovered.
+#[test]
+fn double_sign_never_after_a_change_of_holder() {
+    let tally = Tally::new("double_sign_never_after_a_change_of_holder");
+    let cut = prop::option::of((0u64..8_000, 1_000u64..20_000));
+    proptest!(cases(FOCUSED_CASES * 2), |(
         seed in any::<u64>(),
         switch_at in 20_000u64..30_000,
         crash_after in 0u64..15_000,
-        cut in prop::option::of((0u64..8_000, 1_000u64..20_000)),
+        cut in cut,
         max_start_delay_ms in 100u64..=sim::START_MS,
         fast_chain in any::<bool>(),
-    ) {
+    )| {
         let mut faults = vec![
             (switch_at, Fault::Switchover { at: 0, to: 1 }),
             (switch_at + crash_after, Fault::Crash { node: 1, down_ms: 60_000 }),
         ];
         if let Some((after, ms)) = cut {
-            faults.push((switch_at + after, Fault::CutLink { ms }));
+            faults.push((switch_at + after, Fault::Cut { node: 0, ms }));
         }
         let cfg = SimConfig {
-            seed,
-            wishes: [Wish::Active, Wish::Passive],
-            link_up_at_start: true,
-            loss: 0.0,
-            dup: 0.0,
-            act_fail: 0.0,
-            deact_fail: 0.0,
-            faults,
-            quiet_at_ms: 100_000,
-            end_ms: 170_000,
-            max_delay_ms: 300,
             fast_chain,
             max_start_delay_ms,
+            ..focused(seed, faults, 170_000)
         };
-        let mut w = World::new(cfg);
-        w.run();
+        let w = tally.run(cfg);
         check_safety(&w)?;
         check_recovery(&w)?;
-    }
+    });
+}
+
+#[test]
+fn failover_sim_profiles_derive() {
+    // Both profiles keep the timing model's inequalities, and the lease's margin covers the
+    // longest confirmed stop.
+    let lease = Profile::LEASE.timing();
+    assert!(u128::from(sim::LEASE_MARGIN_MS) > lease.stop_bound.as_millis());
+    let _ = Profile::PAIR.timing();
+    assert_eq!(Backend::Lease { nodes: 3 }.nodes(), 3);
 }

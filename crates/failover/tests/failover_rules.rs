@@ -283,18 +283,6 @@ fn failover_paused_active_does_not_hand_over() {
     assert!(has_deactivate(&acts));
 }
 
-fn fenced_node() -> Node {
-    let mut a = active_node(2);
-    for _ in 0..4 {
-        a.advance_ms(1_000);
-        a.health(false, true);
-        a.lost();
-    }
-    a.feed(deactivated_ok(None));
-    assert_eq!(a.m.held_role(), Role::Fenced);
-    a
-}
-
 #[test]
 fn failover_fenced_leaves_when_the_peer_is_reachable_again() {
     let mut a = fenced_node();

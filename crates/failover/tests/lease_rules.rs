@@ -1,15 +1,17 @@
 //! The etcd-mode rules (the core over the lease arbiter) with simulated time: single-node
-//! rules, and a simulated three-node world with one shared lock under proptest (random cuts
-//! from etcd, crashes, heals). These were the tests of the etcd machine of its own; they run
-//! unchanged through `lease_support`, which speaks that machine's old vocabulary.
+//! rules, and three nodes with one shared lock in the simulated world of `sim/` under
+//! proptest (random cuts from etcd, crashes, heals). The single-node tests were the tests of
+//! the etcd machine of its own; they run unchanged through `lease_support`, which speaks
+//! that machine's old vocabulary.
 
 mod lease_support;
+mod sim;
 
 use std::time::Duration;
 
 use lease_support::*;
 use proptest::prelude::*;
-use syncguard_coordination::{KeeperAction, LeaseKeeper, LeaseTiming};
+use sim::{Fault, SimConfig, World, FOREVER};
 use syncguard_failover::{
     Action, ActuatorResult, ChainReport, LocalHealth, PromotionOrder, RecordTag, Role,
     WitnessReport,
@@ -388,17 +390,122 @@ fn coordination_machine_passives_wait_in_priority_order() {
     assert!(t2 >= ms(2000), "{t2:?}");
 }
 
+/// A node booted with nothing on chain since: any holder may start late (settle).
+fn booted_blind(id: &str, prio: u32) -> EtcdMachine {
+    let mut m = EtcdMachine::new(params(id, prio));
+    m.handle(EtcdEvent::Start { epoch_on_disk: 0 }, ms(0));
+    m.handle(deactivated(), ms(10));
+    m
+}
+
+#[test]
+fn coordination_machine_passives_keep_their_order_after_a_late_start() {
+    // Both wait for the same late start (from their boots); then still one step apart.
+    let (_, t0) = to_witness(&mut booted_blind("n0", 0), ms(0));
+    let (_, t2) = to_witness(&mut booted_blind("n2", 2), ms(0));
+    assert!(t2 >= t0 + ms(1000), "n0 at {t0:?}, n2 at {t2:?}");
+}
+
+#[test]
+fn coordination_machine_waits_for_a_late_start_after_being_blind_to_etcd() {
+    // etcd unreachable for 5 s: a holder may have acquired, started and lost its lease
+    // meanwhile, its activation still running (its votes may never reach the chain).
+    let mut m = booted("n1", 1, 0);
+    let mut now = ms(100);
+    for h in 100..110 {
+        m.handle(health(h), now);
+        let cut = LockView::Unreachable {
+            reason: "cut".into(),
+        };
+        m.handle(lock(now, cut), now);
+        now += ms(500);
+    }
+    let back = now;
+    let settle = m.core().params().timing.settle;
+    let mut asked = None;
+    for h in 110..140 {
+        let mut a = m.handle(health(h), now);
+        a.extend(m.handle(lock(now, LockView::Free), now));
+        if has(&a, |x| {
+            matches!(x, EtcdAction::Failover(Action::RequestWitness { .. }))
+        }) {
+            asked = Some(now);
+            break;
+        }
+        now += ms(500);
+    }
+    let asked = asked.expect("a witness once the late start is excluded");
+    assert!(
+        asked >= back + settle,
+        "asked at {asked:?}, back at {back:?}"
+    );
+}
+
+#[test]
+fn coordination_machine_answers_a_request_again_under_a_new_holding() {
+    use syncguard_failover::{Event, LockHolder, LockRequest, LockState, NodeId, RequestKind};
+    let seen = |epoch: u64, at: Duration| Event::Lock {
+        asked_at: at,
+        view: syncguard_failover::LockView::Seen(LockState {
+            holder: Some(LockHolder {
+                node_id: NodeId::new("n0"),
+                epoch,
+            }),
+            request: Some(LockRequest {
+                from: NodeId::new("n2"),
+                kind: RequestKind::Fallback,
+            }),
+            ..LockState::default()
+        }),
+    };
+    let declined = |a: &[Action]| {
+        a.iter()
+            .any(|x| matches!(x, Action::ClearRequest { from } if from.as_str() == "n2"))
+    };
+    let (mut m, now) = active("n0", 9);
+    // n2 publishes no status: declined (its request stays if the withdrawal is lost).
+    assert!(declined(&m.feed(seen(9, now), now)));
+    // The lease ends; once stopped and the lock seen free, passive; then the lock again.
+    let end = EtcdEvent::LeaseEnded {
+        why: LeaseEnd::NotRenewed,
+    };
+    m.handle(end, now + ms(10));
+    m.handle(deactivated(), now + ms(300));
+    m.handle(lock(now + ms(400), LockView::Free), now + ms(400));
+    assert_eq!(m.held_role(), Role::Passive);
+    let (wid, t) = to_witness(&mut m, now + ms(500));
+    m.handle(clean_witness(wid, 140), t);
+    let got = AcquireReport::Acquired {
+        epoch: 20,
+        watermark: None,
+    };
+    m.handle(EtcdEvent::Acquire(got), t);
+    m.handle(
+        EtcdEvent::Actuator(ActuatorResult::Activated {
+            epoch: 20,
+            result: Ok(()),
+            signed_at: None,
+        }),
+        t + ms(500),
+    );
+    assert_eq!(m.held_role(), Role::Active);
+    // The same request, still there: a question to this holding too.
+    let a = m.feed(seen(20, t + ms(600)), t + ms(600));
+    assert!(declined(&a), "{a:?}");
+}
+
 // ---------------------------------------------------------------------------------------
-// A simulated world: three nodes, one lock with etcd's semantics, the real LeaseKeeper.
+// Three nodes, one etcd lock: the simulated world of `sim/` over the lease backend (the
+// real LeaseKeeper per holder). Its checks — never an activation while another node's key
+// may be live, only while holding the lock, epochs strictly increasing — end up in
+// `World::violations`.
 
-const TTL: u64 = 3000;
-const MARGIN: u64 = 1000;
+/// One step of the old world's clock.
 const STEP: u64 = 50;
-const ROUND: u64 = 500;
-const BLOCK: u64 = 300;
 
+/// The old world's faults, each lasting until its opposite (or the end).
 #[derive(Debug, Clone, Copy)]
-enum Fault {
+enum LeaseFault {
     Cut(usize),
     Heal(usize),
     Crash(usize),
@@ -410,387 +517,81 @@ enum Fault {
     Nothing,
 }
 
-fn fault() -> impl Strategy<Value = Fault> {
+impl LeaseFault {
+    fn strike(self, w: &mut World) {
+        match self {
+            LeaseFault::Cut(node) => w.inject(Fault::Cut { node, ms: FOREVER }),
+            LeaseFault::Heal(node) => w.reconnect(node),
+            LeaseFault::Crash(node) => w.inject(Fault::Crash {
+                node,
+                down_ms: FOREVER,
+            }),
+            LeaseFault::Unhealthy(node) => w.inject(Fault::Sick { node, ms: FOREVER }),
+            LeaseFault::Healthy(node) => w.recover(node),
+            LeaseFault::Dark(node) => w.inject(Fault::Mute { node, ms: FOREVER }),
+            LeaseFault::Nothing => {}
+        }
+    }
+}
+
+fn fault() -> impl Strategy<Value = LeaseFault> {
     prop_oneof![
-        (0..3usize).prop_map(Fault::Cut),
-        (0..3usize).prop_map(Fault::Heal),
-        (0..3usize).prop_map(Fault::Crash),
-        (0..3usize).prop_map(Fault::Unhealthy),
-        (0..3usize).prop_map(Fault::Healthy),
-        (0..3usize).prop_map(Fault::Dark),
-        Just(Fault::Nothing),
+        (0..3usize).prop_map(LeaseFault::Cut),
+        (0..3usize).prop_map(LeaseFault::Heal),
+        (0..3usize).prop_map(LeaseFault::Crash),
+        (0..3usize).prop_map(LeaseFault::Unhealthy),
+        (0..3usize).prop_map(LeaseFault::Healthy),
+        (0..3usize).prop_map(LeaseFault::Dark),
+        Just(LeaseFault::Nothing),
     ]
 }
 
-struct Node {
-    m: EtcdMachine,
-    alive: bool,
-    cut: bool,
-    healthy: bool,
-    dark: bool,
-    keeper: Option<(LeaseKeeper, u64)>,
-    /// Actuator queue: (completes at, is activate, epoch).
-    ops: Vec<(u64, bool, u64)>,
-    /// The key may be live: from the Activate order until a Deactivate completes.
-    live: Option<u64>,
-    pending: Vec<EtcdEvent>,
+/// A calm three-node lease world whose actuator confirms a stop within `stop_ms`.
+fn world(seed: u64, stop_ms: u64) -> World {
+    World::new(SimConfig {
+        max_stop_ms: stop_ms,
+        ..SimConfig::lease_calm(seed, 3)
+    })
 }
 
-struct World {
-    now: u64,
-    nodes: Vec<Node>,
-    /// (holder index, epoch, expires at)
-    lock: Option<(usize, u64, u64)>,
-    revision: u64,
-    watermark: Option<Hrs>,
-    /// Heights with a signature.
-    signed: Vec<u64>,
-    height: u64,
-    activations: Vec<u64>,
-    stop_ms: u64,
-}
-
-impl World {
-    fn new(stop_ms: u64) -> World {
-        let nodes = (0..3)
-            .map(|i| {
-                let mut m = EtcdMachine::new(params(&format!("n{i}"), i as u32));
-                let mut n = Node {
-                    m: m.clone(),
-                    alive: true,
-                    cut: false,
-                    healthy: true,
-                    dark: false,
-                    keeper: None,
-                    ops: Vec::new(),
-                    live: None,
-                    pending: Vec::new(),
-                };
-                let a = m.handle(EtcdEvent::Start { epoch_on_disk: 0 }, ms(0));
-                n.m = m;
-                n.pending.clear();
-                (n, a)
-            })
-            .collect::<Vec<_>>();
-        let mut w = World {
-            now: 0,
-            nodes: Vec::new(),
-            lock: None,
-            revision: 1,
-            watermark: None,
-            signed: Vec::new(),
-            height: 100,
-            activations: Vec::new(),
-            stop_ms,
-        };
-        let mut firsts = Vec::new();
-        for (n, a) in nodes {
-            w.nodes.push(n);
-            firsts.push(a);
-        }
-        for (i, a) in firsts.into_iter().enumerate() {
-            w.perform(i, a);
-        }
-        w
-    }
-
-    fn expire(&mut self) {
-        if let Some((_, _, until)) = self.lock {
-            if self.now >= until {
-                self.lock = None;
-            }
-        }
-    }
-
-    fn view(&self, i: usize) -> LockView {
-        if self.nodes[i].cut {
-            return LockView::Unreachable {
-                reason: "cut".into(),
-            };
-        }
-        match self.lock {
-            None => LockView::Free,
-            Some((h, e, _)) => holder(&format!("n{h}"), e),
-        }
-    }
-
-    fn perform(&mut self, i: usize, actions: Vec<EtcdAction>) {
-        let now = self.now;
-        for a in actions {
-            let n = &mut self.nodes[i];
-            match a {
-                EtcdAction::Failover(Action::Activate { epoch, .. }) => {
-                    // Never two keys possibly live at once.
-                    for (j, other) in self.nodes.iter().enumerate() {
-                        if j != i {
-                            assert!(
-                                other.live.is_none(),
-                                "n{i} activates epoch {epoch} at {now} ms while n{j} may still \
-                                 sign (epoch {:?})",
-                                other.live
-                            );
-                        }
-                    }
-                    if let Some(last) = self.activations.last() {
-                        assert!(epoch > *last, "epochs strictly increase");
-                    }
-                    self.activations.push(epoch);
-                    let n = &mut self.nodes[i];
-                    assert!(
-                        matches!(self.lock, Some((h, e, _)) if h == i && e == epoch),
-                        "activate only while holding the lock"
-                    );
-                    n.live = Some(epoch);
-                    let start = n.ops.last().map_or(now, |o| o.0.max(now));
-                    n.ops.push((start + 300, true, epoch));
-                }
-                EtcdAction::Failover(Action::Deactivate { .. }) => {
-                    let start = n.ops.last().map_or(now, |o| o.0.max(now));
-                    n.ops.push((start + self.stop_ms, false, 0));
-                }
-                EtcdAction::Failover(Action::RequestWitness { id, blocks }) => {
-                    let latest = self.height;
-                    let from = latest.saturating_sub(u64::from(blocks) - 1);
-                    let signed: Vec<u64> =
-                        self.signed.iter().copied().filter(|h| *h >= from).collect();
-                    n.pending.push(EtcdEvent::Witness(WitnessReport {
-                        id,
-                        latest_height: latest,
-                        checked: (from..=latest).collect(),
-                        signed,
-                        unknown: vec![],
-                        block_times_ms: (from..=latest)
-                            .map(|h| (h, 1_000_000 + h * BLOCK))
-                            .collect(),
-                    }));
-                }
-                EtcdAction::TryAcquire => {
-                    let report = if n.cut {
-                        AcquireReport::Failed {
-                            reason: "cut".into(),
-                        }
-                    } else if let Some((h, e, _)) = self.lock {
-                        AcquireReport::Held(Holder {
-                            node_id: format!("n{h}"),
-                            priority: h as u32,
-                            epoch: e,
-                        })
-                    } else {
-                        self.revision += 1;
-                        let epoch = self.revision;
-                        self.lock = Some((i, epoch, now + TTL));
-                        let timing = LeaseTiming::new(ms(TTL), ms(MARGIN)).expect("timing");
-                        n.keeper = Some((LeaseKeeper::acquired(timing, ms(now), ms(TTL)), epoch));
-                        AcquireReport::Acquired {
-                            epoch,
-                            watermark: self.watermark,
-                        }
-                    };
-                    n.pending.push(EtcdEvent::Acquire(report));
-                }
-                EtcdAction::PutWatermark { hrs } => {
-                    if !n.cut && matches!(self.lock, Some((h, _, _)) if h == i) {
-                        self.watermark = Some(self.watermark.map_or(hrs, |w| w.max(hrs)));
-                    }
-                }
-                EtcdAction::Release => {
-                    if let Some((_, e)) = n.keeper.take() {
-                        if !n.cut && matches!(self.lock, Some((h, le, _)) if h == i && le == e) {
-                            self.lock = None;
-                        }
-                    }
-                }
-                EtcdAction::Failover(_) => {}
-            }
-        }
-    }
-
-    fn feed(&mut self, i: usize, e: EtcdEvent) {
-        if !self.nodes[i].alive {
-            return;
-        }
-        let a = self.nodes[i].m.handle(e, ms(self.now));
-        self.perform(i, a);
-    }
-
-    fn step(&mut self) {
-        self.now += STEP;
-        self.expire();
-        if self.now % BLOCK == 0 {
-            self.height += 1;
-            if self
-                .nodes
-                .iter()
-                .any(|n| n.alive && !n.dark && n.live.is_some())
-            {
-                self.signed.push(self.height);
-            }
-        }
-        for i in 0..3 {
-            if !self.nodes[i].alive {
-                continue;
-            }
-            // Actuator completions.
-            let done: Vec<(u64, bool, u64)> = {
-                let n = &mut self.nodes[i];
-                let (done, rest) = n.ops.iter().partition(|o| o.0 <= self.now);
-                n.ops = rest;
-                done
-            };
-            for (_, activate, epoch) in done {
-                if activate {
-                    self.feed(
-                        i,
-                        EtcdEvent::Actuator(ActuatorResult::Activated {
-                            epoch,
-                            result: Ok(()),
-                            signed_at: None,
-                        }),
-                    );
-                } else {
-                    self.nodes[i].live = None;
-                    self.feed(i, deactivated());
-                }
-            }
-            // The keeper.
-            if let Some((mut k, e)) = self.nodes[i].keeper.take() {
-                let mut ended = None;
-                loop {
-                    match k.poll(ms(self.now)) {
-                        KeeperAction::Wait { .. } => break,
-                        KeeperAction::Fence(_) => {
-                            ended = Some(LeaseEnd::NotRenewed);
-                            break;
-                        }
-                        KeeperAction::Renew(t) => {
-                            if self.nodes[i].cut {
-                                k.renewal_failed(t, ms(self.now));
-                            } else if matches!(self.lock, Some((h, le, _)) if h == i && le == e) {
-                                self.lock = Some((i, e, self.now + TTL));
-                                k.renewal_succeeded(t, ms(self.now), ms(TTL));
-                            } else {
-                                k.lease_lost(ms(self.now));
-                            }
-                        }
-                    }
-                }
-                match ended {
-                    Some(why) => {
-                        // Keep the lease object: a later Release still deletes the key.
-                        self.nodes[i].keeper = Some((k, e));
-                        self.feed(i, EtcdEvent::LeaseEnded { why });
-                    }
-                    None => self.nodes[i].keeper = Some((k, e)),
-                }
-            }
-            if self.now % ROUND == (i as u64 * 100) % ROUND {
-                let h = self.height;
-                let healthy = self.nodes[i].healthy;
-                self.feed(
-                    i,
-                    EtcdEvent::LocalHealth(LocalHealth {
-                        healthy,
-                        latest_height: Some(h),
-                        stalled: false,
-                        why: None,
-                        block_age: None,
-                    }),
-                );
-                let last_signed = self.signed.last().copied();
-                self.feed(
-                    i,
-                    EtcdEvent::Chain(ChainReport {
-                        latest_height: h,
-                        last_signed,
-                        fastest_block: None,
-                    }),
-                );
-                let view = self.view(i);
-                self.feed(
-                    i,
-                    EtcdEvent::Lock {
-                        asked_at: ms(self.now),
-                        view,
-                    },
-                );
-                if self.nodes[i].live.is_some() {
-                    self.feed(
-                        i,
-                        EtcdEvent::StateSeen {
-                            hrs: Hrs::new(h as i64, 0, Step::Precommit),
-                        },
-                    );
-                }
-            }
-            let pending = std::mem::take(&mut self.nodes[i].pending);
-            for e in pending {
-                self.feed(i, e);
-            }
-            self.feed(i, EtcdEvent::Tick);
-        }
-    }
-
-    fn apply(&mut self, f: Fault) {
-        match f {
-            Fault::Cut(i) => self.nodes[i].cut = true,
-            Fault::Heal(i) => self.nodes[i].cut = false,
-            Fault::Crash(i) => {
-                // The host dies: its node (and key) with it. It stays down.
-                let n = &mut self.nodes[i];
-                n.alive = false;
-                n.live = None;
-                n.ops.clear();
-                n.keeper = None;
-            }
-            Fault::Unhealthy(i) => self.nodes[i].healthy = false,
-            Fault::Healthy(i) => self.nodes[i].healthy = true,
-            Fault::Dark(i) => self.nodes[i].dark = true,
-            Fault::Nothing => {}
-        }
-    }
-
-    fn actives(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| n.alive && n.m.held_role() == Role::Active)
-            .count()
-    }
+fn assert_safe(w: &World) {
+    assert!(
+        w.violations.is_empty(),
+        "{}\n{}",
+        w.violations.join("\n"),
+        w.trace_text()
+    );
 }
 
 #[test]
 fn coordination_machine_world_elects_one_and_fails_over_after_a_crash() {
-    let mut w = World::new(400);
-    for _ in 0..(10_000 / STEP) {
-        w.step();
-    }
+    let mut w = world(1, 400);
+    w.run_until(10_000);
     assert_eq!(w.actives(), 1);
-    assert_eq!(w.nodes[0].m.held_role(), Role::Active, "priority 0 first");
-    w.apply(Fault::Crash(0));
-    for _ in 0..(15_000 / STEP) {
-        w.step();
-    }
-    assert_eq!(w.nodes[1].m.held_role(), Role::Active, "then priority 1");
-    assert!(w.activations.len() == 2 && w.activations[1] > w.activations[0]);
+    assert_eq!(w.node(0).held_role(), Role::Active, "priority 0 first");
+    LeaseFault::Crash(0).strike(&mut w);
+    w.run_until(25_000);
+    assert_eq!(w.node(1).held_role(), Role::Active, "then priority 1");
+    let activations: Vec<u64> = w.activations.iter().map(|&(_, _, e)| e).collect();
+    assert!(activations.len() == 2 && activations[1] > activations[0]);
+    assert_safe(&w);
 }
 
 #[test]
 fn coordination_machine_world_cut_active_fences_before_another_activates() {
-    let mut w = World::new(900);
-    for _ in 0..(10_000 / STEP) {
-        w.step();
-    }
-    w.apply(Fault::Cut(0));
-    for _ in 0..(15_000 / STEP) {
-        w.step();
-    }
-    assert_eq!(w.nodes[0].m.role(), Role::Fenced);
-    assert_eq!(w.nodes[1].m.held_role(), Role::Active);
-    w.apply(Fault::Heal(0));
-    for _ in 0..(5_000 / STEP) {
-        w.step();
-    }
-    assert_eq!(w.nodes[0].m.role(), Role::Passive);
+    // Which of n1 and n2 takes over here is a race in half the seeds: both wait for the
+    // chain to show the cut active's signatures gone long enough, past both their turns.
+    let mut w = world(0, 900);
+    w.run_until(10_000);
+    LeaseFault::Cut(0).strike(&mut w);
+    w.run_until(25_000);
+    assert_eq!(w.node(0).role(), Role::Fenced);
+    assert_eq!(w.node(1).held_role(), Role::Active);
+    LeaseFault::Heal(0).strike(&mut w);
+    w.run_until(30_000);
+    assert_eq!(w.node(0).role(), Role::Passive);
     assert_eq!(w.actives(), 1);
+    assert_safe(&w);
 }
 
 proptest! {
@@ -798,29 +599,25 @@ proptest! {
 
     /// Whatever the order of cuts, heals, crashes and health changes: never two keys
     /// possibly live, never an Activate without the lock, epochs strictly increasing (all
-    /// asserted inside the world), and with a node left uncut and healthy, an active at the
+    /// checked by the world), and with a node left uncut and healthy, an active at the
     /// end.
     #[test]
     fn coordination_machine_world_never_two_signers(
+        seed in any::<u64>(),
         faults in proptest::collection::vec((fault(), 1u64..80), 0..12),
         stop_ms in 50u64..900,
     ) {
-        let mut w = World::new(stop_ms);
+        let mut w = world(seed, stop_ms);
         for (f, steps) in faults {
-            w.apply(f);
-            for _ in 0..steps {
-                w.step();
-            }
+            f.strike(&mut w);
+            let until = w.now + steps * STEP;
+            w.run_until(until);
         }
-        for i in 0..3 {
-            w.apply(Fault::Heal(i));
-            w.apply(Fault::Healthy(i));
-            w.nodes[i].dark = false;
-        }
-        for _ in 0..(20_000 / STEP) {
-            w.step();
-        }
-        let alive = w.nodes.iter().filter(|n| n.alive).count();
+        w.quiet_now();
+        let until = w.now + 20_000;
+        w.run_until(until);
+        prop_assert!(w.violations.is_empty(), "{}\n{}", w.violations.join("\n"), w.trace_text());
+        let alive = w.nodes.iter().filter(|n| n.up).count();
         if alive > 0 {
             prop_assert_eq!(w.actives(), 1, "one active once the faults are over");
         }

@@ -381,3 +381,16 @@ pub fn active_node(epoch: u64) -> Node {
     assert_eq!(a.m.held_role(), Role::Active);
     a
 }
+
+/// The active `a` at epoch 2, fenced after its node stalled while its peer was out of sight.
+pub fn fenced_node() -> Node {
+    let mut a = active_node(2);
+    for _ in 0..4 {
+        a.advance_ms(1_000);
+        a.health(false, true);
+        a.lost();
+    }
+    a.feed(deactivated_ok(None));
+    assert_eq!(a.m.held_role(), Role::Fenced);
+    a
+}

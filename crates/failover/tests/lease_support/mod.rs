@@ -161,6 +161,11 @@ impl EtcdMachine {
         }
     }
 
+    /// A core event as it is (what the old vocabulary cannot say: requests, members).
+    pub fn feed(&mut self, e: Event, now: Duration) -> Vec<Action> {
+        self.core.handle(e, now)
+    }
+
     pub fn handle(&mut self, e: EtcdEvent, now: Duration) -> Vec<EtcdAction> {
         let event = match e {
             EtcdEvent::Start { epoch_on_disk } => Event::Start {

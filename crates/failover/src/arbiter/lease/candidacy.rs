@@ -64,12 +64,11 @@ impl Lease {
         let (since, height_then) = *self.free_since.get_or_insert((now, None));
         let height_then = height_then.or(c.local.latest_height);
         self.free_since = Some((since, height_then));
-        let turn = since + self.wait_turn(c);
         let settle = c.params.timing.settle;
         let late = c.chain.late_start_until(settle);
-        let not_before = turn.max(late.unwrap_or(Duration::ZERO));
+        let not_before = self.turn_after(c, since);
         if now < not_before {
-            if late.is_some_and(|l| l > turn) {
+            if late.is_some_and(|l| now < l) {
                 return Err(Some(Hold::Waiting {
                     until: not_before,
                     wait_why: format!(
@@ -97,6 +96,14 @@ impl Lease {
             ),
             advance: Some((height_then.unwrap_or(u64::MAX), LOCK_FREE)),
         })
+    }
+
+    /// When this node's turn comes for a lock seen free since `since`: its place in the
+    /// promotion order, counted from the moment the lock is free and any late start is
+    /// excluded — so that nodes held back by the same late start still try in order.
+    pub(super) fn turn_after(&self, c: &Common, since: Duration) -> Duration {
+        let late = c.chain.late_start_until(c.params.timing.settle);
+        late.map_or(since, |l| l.max(since)) + self.wait_turn(c)
     }
 
     /// The operator's takeover: the holder is gone for good. Its lock is removed first (only

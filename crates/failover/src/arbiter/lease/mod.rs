@@ -77,6 +77,8 @@ pub struct Lease {
     off_since: Option<Duration>,
     /// The last holder epoch seen (a new one may start late).
     seen_holder: Option<u64>,
+    /// When the last look etcd answered was asked: a longer gap may hide a holder.
+    last_answered: Option<Duration>,
     /// When this node last set or lifted the cluster-wide pause: older looks do not undo it.
     pause_sent_at: Option<Duration>,
     /// The request last answered (by the holder), so it is answered once.
@@ -128,6 +130,7 @@ impl Lease {
             last_put: None,
             off_since: None,
             seen_holder: None,
+            last_answered: None,
             pause_sent_at: None,
             answered_request: None,
             takeover_release: None,
@@ -193,6 +196,7 @@ impl Lease {
         let LockView::Seen(st) = view else {
             return;
         };
+        self.after_blindness(c, asked_at, now);
         self.follow_pause(c, &st, asked_at, now);
         // Another holder's epoch is learned; this node's own lock is its own to learn from
         // the acquisition's answer (a look may show it first: adopting it here would make
@@ -212,6 +216,20 @@ impl Lease {
             if ho.to == c.params.node_id {
                 self.take_handover(c, ho.clone(), now);
             }
+        }
+    }
+
+    /// A holder keeps the lock for at least a lease, or gives it up only after its confirmed
+    /// stop — but a holder whose lease ends while its activation runs stops only when the
+    /// activation reports. Answered looks that follow each other while the last is news see
+    /// every holder (a lease outlasts `news_max_age`); after a longer gap (etcd unreachable,
+    /// looks lost) a holder may have acquired, started and lost its lease unseen, its
+    /// activation still running: it may start late, as at a boot.
+    fn after_blindness(&mut self, c: &mut Common, asked_at: Duration, now: Duration) {
+        let since = self.last_answered.unwrap_or(c.boot_at);
+        self.last_answered = Some(asked_at);
+        if !c.is_fresh(Some(since), now) {
+            c.holder_may_start(now);
         }
     }
 
@@ -310,6 +328,8 @@ impl Lease {
         self.acquired_at = Some(now);
         self.last_put = None;
         self.free_since = None;
+        // A request answered under an earlier holding is a new question to this one.
+        self.answered_request = None;
         let story = format!(
             "{}; this node acquired the lock at epoch {epoch}",
             claim.story
@@ -680,11 +700,13 @@ impl Arbiter for Lease {
         let timing = &c.params.timing;
         t.set_opt(
             Timer::ContactAgesOut,
-            self.lock.as_ref().map(|l| l.at + timing.news_max_age),
+            self.lock
+                .as_ref()
+                .map(|l| crate::timers::just_after(l.at + timing.news_max_age)),
         );
         t.set_opt(
             Timer::WaitEnds,
-            self.free_since.map(|(since, _)| since + self.wait_turn(c)),
+            self.free_since.map(|(since, _)| self.turn_after(c, since)),
         );
     }
 

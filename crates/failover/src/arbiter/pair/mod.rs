@@ -532,7 +532,9 @@ impl Arbiter for Pair {
         let timing = &c.params.timing;
         t.set_opt(
             Timer::ContactAgesOut,
-            self.peer.last_at.map(|at| at + timing.news_max_age),
+            self.peer
+                .last_at
+                .map(|at| crate::timers::just_after(at + timing.news_max_age)),
         );
         t.set_opt(
             Timer::WaitEnds,
