@@ -448,6 +448,7 @@ async fn start_etcd(
         priority,
         rank: usize::try_from(priority).unwrap_or(usize::MAX),
         order: PromotionOrder::new(step, step / 2)?,
+        lease_ttl: lease_timing.ttl,
     };
     let params = Params {
         node_id: NodeId::new(config.server.id.clone()),

@@ -117,6 +117,8 @@ impl EtcdMachine {
             priority: p.priority,
             rank: p.rank,
             order: p.order,
+            // The old tests' lease (see `lease_rules.rs`).
+            lease_ttl: Duration::from_secs(3),
         };
         let core = syncguard_failover::EtcdMachine::etcd(params, lease).expect("params");
         EtcdMachine {

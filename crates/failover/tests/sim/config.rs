@@ -166,6 +166,7 @@ pub fn lease_params(
         priority: me as u32,
         rank: PromotionOrder::rank((me as u32, id.as_str()), &all),
         order: PromotionOrder::new(step, step / 2).expect("order"),
+        lease_ttl: ms(LEASE_TTL_MS),
     };
     (params, lease)
 }

@@ -55,6 +55,9 @@ pub struct LeaseParams {
     pub rank: usize,
     /// The spacing of the promotion order.
     pub order: PromotionOrder,
+    /// `coordination.etcd.lease_ttl`: a holder keeps the lock at least this long after it
+    /// took it, so looks answered closer together than this see every holder.
+    pub lease_ttl: Duration,
 }
 
 /// The etcd arbiter's state.
@@ -221,14 +224,16 @@ impl Lease {
 
     /// A holder keeps the lock for at least a lease, or gives it up only after its confirmed
     /// stop — but a holder whose lease ends while its activation runs stops only when the
-    /// activation reports. Answered looks that follow each other while the last is news see
-    /// every holder (a lease outlasts `news_max_age`); after a longer gap (etcd unreachable,
-    /// looks lost) a holder may have acquired, started and lost its lease unseen, its
-    /// activation still running: it may start late, as at a boot.
+    /// activation reports. A look answered (`now`) less than a lease after the previous
+    /// answered one was asked sees every holder that took the lock in between; after a
+    /// longer gap (etcd unreachable, looks lost) — or one longer than the news last — a holder
+    /// may have acquired, started and lost its lease unseen, its activation still running: it
+    /// may start late, as at a boot.
     fn after_blindness(&mut self, c: &mut Common, asked_at: Duration, now: Duration) {
         let since = self.last_answered.unwrap_or(c.boot_at);
         self.last_answered = Some(asked_at);
-        if !c.is_fresh(Some(since), now) {
+        let seen_all = c.params.timing.news_max_age.min(self.params.lease_ttl);
+        if now.saturating_sub(since) >= seen_all {
             c.holder_may_start(now);
         }
     }
