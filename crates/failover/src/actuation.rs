@@ -32,95 +32,111 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
         signed_at: Option<u64>,
         now: Duration,
     ) {
-        let c = &mut self.c;
         let Phase::Promoting {
             epoch: e,
             abort,
             reply_to,
             cause,
             label,
-        } = &c.phase
+        } = &self.c.phase
         else {
-            if let (Phase::Active { epoch: e, .. }, Ok(())) = (&c.phase, &result) {
-                if *e == epoch {
-                    return; // a duplicate report
-                }
-            }
-            if result.is_ok() && !matches!(c.phase, Phase::Demoting { .. }) {
-                // The key went live although this machine did not ask for it (now): stop it.
-                let why = format!(
-                    "the actuator reports an activation at epoch {epoch} this node is not \
-                     performing — stopping the validator here to be safe"
-                );
-                c.phase = Phase::Demoting {
-                    cause: DemoteCause::Superseded,
-                    retry_at: None,
-                };
-                let tag = (RecordTag::DoubleSignPrevented, "unexpected_activation");
-                c.record_as(now, RecordKind::Alert, tag, why.clone(), Vec::new());
-                c.deactivate(why);
-            }
+            self.unexpected_activation(epoch, result.is_ok(), now);
             return;
         };
         if *e != epoch {
             return;
         }
-        let (e, abort, reply_to, label) = (*e, abort.clone(), reply_to.clone(), *label);
+        let (abort, reply_to, label) = (abort.clone(), reply_to.clone(), *label);
         let (done, aborted) = promotion_tags(cause);
-        match result {
-            Ok(()) => {
-                if let Some(why) = abort {
-                    c.phase = Phase::Demoting {
-                        cause: DemoteCause::Superseded,
-                        retry_at: None,
-                    };
-                    let why = format!("activation finished, but {why}: stopping at once");
-                    let tag = (aborted, "superseded_while_starting");
-                    c.record_as(now, RecordKind::RoleChange, tag, why.clone(), Vec::new());
-                    c.deactivate(why);
-                    return;
-                }
-                // Verified by the actuator: its signature is in a commit at `signed_at`.
-                let signed_floor = signed_at.or(c.chain.last_signed).unwrap_or(c.chain.latest);
-                c.chain.last_signed = c.chain.last_signed.max(Some(signed_floor));
-                c.phase = Phase::Active {
-                    epoch: e,
-                    since: now,
-                    signed_floor,
+        let c = &mut self.c;
+        match (result, abort) {
+            (Ok(()), Some(why)) => {
+                c.phase = Phase::Demoting {
+                    cause: DemoteCause::Superseded,
+                    retry_at: None,
                 };
-                c.last_hold = None;
-                c.last_alert = None;
-                self.a.after_activation(c, e, true, now);
-                let why = format!(
-                    "active at epoch {e}: the validator key is live on this node and its \
-                     signature is on chain{}",
-                    signed_at
-                        .map(|h| format!(" (height {h})"))
-                        .unwrap_or_default()
-                );
-                let c = &mut self.c;
-                let tag = (done, if label.is_empty() { "" } else { label });
-                c.record_as(now, RecordKind::RoleChange, tag, why, Vec::new());
-                if reply_to.is_some() {
-                    self.a.answer_started(&mut self.c, e, now);
-                }
+                let why = format!("activation finished, but {why}: stopping at once");
+                let tag = (aborted, "superseded_while_starting");
+                c.record_as(now, RecordKind::RoleChange, tag, why.clone(), Vec::new());
+                c.deactivate(why);
             }
-            Err(reason) => {
+            (Ok(()), None) => {
+                let tag = (done, label);
+                self.activation_verified(epoch, signed_at, tag, reply_to.is_some(), now);
+            }
+            (Err(reason), _) => {
                 c.phase = Phase::Demoting {
                     cause: DemoteCause::ActivationFailed {
-                        reply_to: reply_to.map(|n| (n, e)),
+                        reply_to: reply_to.map(|n| (n, epoch)),
                     },
                     retry_at: None,
                 };
                 let why = format!(
-                    "ACTIVATION FAILED at epoch {e}: {reason}. The key may or may not have gone \
-                     live, so this node stops the validator again and stays passive"
+                    "ACTIVATION FAILED at epoch {epoch}: {reason}. The key may or may not have \
+                     gone live, so this node stops the validator again and stays passive"
                 );
                 let tag = (aborted, "activation_failed");
                 c.record_as(now, RecordKind::Alert, tag, why.clone(), Vec::new());
                 c.deactivate(why);
-                self.a.after_activation(&mut self.c, e, false, now);
+                self.a.after_activation(&mut self.c, epoch, false, now);
             }
+        }
+    }
+
+    /// An activation report for no promotion under way: a duplicate of the one that made this
+    /// node active is nothing; a key gone live although this machine did not ask for it (now)
+    /// is stopped at once.
+    fn unexpected_activation(&mut self, epoch: u64, ok: bool, now: Duration) {
+        let c = &mut self.c;
+        if matches!(c.phase, Phase::Active { epoch: e, .. } if e == epoch) && ok {
+            return;
+        }
+        if ok && !matches!(c.phase, Phase::Demoting { .. }) {
+            let why = format!(
+                "the actuator reports an activation at epoch {epoch} this node is not \
+                 performing — stopping the validator here to be safe"
+            );
+            c.phase = Phase::Demoting {
+                cause: DemoteCause::Superseded,
+                retry_at: None,
+            };
+            let tag = (RecordTag::DoubleSignPrevented, "unexpected_activation");
+            c.record_as(now, RecordKind::Alert, tag, why.clone(), Vec::new());
+            c.deactivate(why);
+        }
+    }
+
+    /// Verified by the actuator: its signature is in a commit at `signed_at`. Active.
+    fn activation_verified(
+        &mut self,
+        epoch: u64,
+        signed_at: Option<u64>,
+        tag: (RecordTag, &'static str),
+        answer: bool,
+        now: Duration,
+    ) {
+        let c = &mut self.c;
+        let signed_floor = signed_at.or(c.chain.last_signed).unwrap_or(c.chain.latest);
+        c.chain.last_signed = c.chain.last_signed.max(Some(signed_floor));
+        c.phase = Phase::Active {
+            epoch,
+            since: now,
+            signed_floor,
+        };
+        c.last_hold = None;
+        c.last_alert = None;
+        self.a.after_activation(c, epoch, true, now);
+        let why = format!(
+            "active at epoch {epoch}: the validator key is live on this node and its signature \
+             is on chain{}",
+            signed_at
+                .map(|h| format!(" (height {h})"))
+                .unwrap_or_default()
+        );
+        self.c
+            .record_as(now, RecordKind::RoleChange, tag, why, Vec::new());
+        if answer {
+            self.a.answer_started(&mut self.c, epoch, now);
         }
     }
 

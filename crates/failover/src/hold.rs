@@ -137,6 +137,9 @@ impl Hold {
     }
 
     /// The sentence for the operator. `now` turns deadlines into "in 12 s".
+    ///
+    /// Longer than most functions on purpose: one arm per refusal, so every sentence an
+    /// operator reads about a refusal is written here and nowhere else.
     pub(crate) fn why(&self, now: Duration) -> String {
         match self {
             Hold::Paused => "not promoting: automation is paused by the operator \

@@ -152,50 +152,9 @@ pub async fn run(
         }
     };
 
-    // The chain's commits, each read once: the machine's chain report every round, the
-    // witness, the signing view of `/status` and `/metrics`. Without a readable key store
-    // there is no address to look for; the preflight has already said why.
-    let chain = match ValidatorKey::load_public(&config.story.validator_key_store) {
-        Ok(key) => Some(Arc::new(ChainReader::new(
-            CometClient::new(&config.story.comet_rpc_url, timing.rpc_timeout)?,
-            &key.address_hex(),
-            COMMITS_KEPT,
-            COMMITS_PER_ROUND,
-        ))),
-        Err(e) => {
-            tracing::warn!("not watching the validator's signatures on chain: {e}");
-            None
-        }
-    };
-
+    let chain = chain_reader(&config, &timing)?;
     let mut tasks = Vec::new();
-    // Alerts: the machine's records (through the driver) and the view's conditions (a
-    // watcher). Sending never blocks; delivery runs on its own task.
-    let alerter = if config.logging.enable_alerts {
-        syncguard_alerts::spawn(&config.alerts, &config.server.id)?
-    } else {
-        syncguard_alerts::Alerter::disabled()
-    };
-    {
-        let alerter = alerter.clone();
-        shared.metrics().set_alert_source(move || {
-            let s = alerter.stats();
-            crate::metrics::AlertCounts {
-                sent: s.sent,
-                failed: s.failed,
-                dropped: s.dropped,
-            }
-        });
-    }
-    if alerter.is_enabled() {
-        tasks.push(crate::alerting::spawn_watcher(
-            shared.clone(),
-            alerter.clone(),
-            peers.first().map(|p| p.id.clone()),
-            config.failover.health_check_interval(),
-            stop_rx.clone(),
-        ));
-    }
+    let alerter = alerts(&config, &shared, stop_rx.clone(), &mut tasks)?;
     let mut admin = crate::api::Admin {
         token: config.server.admin_token.clone(),
         operator: None,
@@ -246,11 +205,36 @@ pub async fn run(
         stop_rx.clone(),
     )));
 
+    serve(
+        &config, &shared, admin, events, security, listener, shutdown,
+    )
+    .await?;
+    if let Ok(n) = crate::sd_notify::Notifier::from_env() {
+        let _ = n.stopping();
+    }
+    let _ = stop_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+/// The HTTP API until `shutdown`: the public and admin routes, plus the peer API over mutual
+/// TLS when a peer backend runs.
+async fn serve(
+    config: &Config,
+    shared: &Shared,
+    admin: crate::api::Admin,
+    events: Option<(mpsc::Sender<Event>, Arc<StateStore>)>,
+    security: Option<PeerSecurity>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let public = crate::api::router(shared.clone(), admin);
     match (&events, &security) {
         (Some((tx, store)), Some(security)) => {
             let peer_router = crate::peer_api::router(shared.clone(), tx.clone(), store.clone());
-            let server = PeerServer::from_config(&config, security, public, peer_router)
+            let server = PeerServer::from_config(config, security, public, peer_router)
                 .map_err(|e| DaemonError::Peer(e.to_string()))?;
             server.serve(listener, shutdown).await;
         }
@@ -263,14 +247,64 @@ pub async fn run(
             }
         }
     }
-    if let Ok(n) = crate::sd_notify::Notifier::from_env() {
-        let _ = n.stopping();
-    }
-    let _ = stop_tx.send(true);
-    for task in tasks {
-        let _ = task.await;
-    }
     Ok(())
+}
+
+/// The chain's commits, each read once: the machine's chain report every round, the witness,
+/// the signing view of `/status` and `/metrics`. Without a readable key store there is no
+/// address to look for (`None`; the preflight has already said why).
+fn chain_reader(
+    config: &Config,
+    timing: &syncguard_timing::Timing,
+) -> Result<Option<Arc<ChainReader>>, DaemonError> {
+    Ok(
+        match ValidatorKey::load_public(&config.story.validator_key_store) {
+            Ok(key) => Some(Arc::new(ChainReader::new(
+                CometClient::new(&config.story.comet_rpc_url, timing.rpc_timeout)?,
+                &key.address_hex(),
+                COMMITS_KEPT,
+                COMMITS_PER_ROUND,
+            ))),
+            Err(e) => {
+                tracing::warn!("not watching the validator's signatures on chain: {e}");
+                None
+            }
+        },
+    )
+}
+
+/// Alerts: the machine's records (through the driver) and the view's conditions (a watcher).
+/// Sending never blocks; delivery runs on its own task.
+fn alerts(
+    config: &Config,
+    shared: &Shared,
+    stop: watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<syncguard_alerts::Alerter, DaemonError> {
+    let alerter = if config.logging.enable_alerts {
+        syncguard_alerts::spawn(&config.alerts, &config.server.id)?
+    } else {
+        syncguard_alerts::Alerter::disabled()
+    };
+    let source = alerter.clone();
+    shared.metrics().set_alert_source(move || {
+        let s = source.stats();
+        crate::metrics::AlertCounts {
+            sent: s.sent,
+            failed: s.failed,
+            dropped: s.dropped,
+        }
+    });
+    if alerter.is_enabled() {
+        tasks.push(crate::alerting::spawn_watcher(
+            shared.clone(),
+            alerter.clone(),
+            config.communication.peers.first().map(|p| p.id.clone()),
+            config.failover.health_check_interval(),
+            stop,
+        ));
+    }
+    Ok(alerter)
 }
 
 /// What every backend's failover side is built from, before anything runs, so that every

@@ -102,17 +102,7 @@ impl Pair {
             return;
         }
         if let Some(o) = known {
-            // A retried or duplicated offer: repeat the answer, never act twice.
-            let outcome = match (&c.phase, o.accepted) {
-                (Phase::Active { epoch: e, .. }, true) if *e == epoch => HandoverOutcome::Started,
-                (Phase::Promoting { epoch: e, .. }, true) if *e == epoch => {
-                    HandoverOutcome::Accepted
-                }
-                (_, true) => return, // failed and stopping: the refusal follows when confirmed
-                (_, false) => HandoverOutcome::Refused,
-            };
-            let reason = "repeated answer to a repeated offer".to_string();
-            self.reply(c, epoch, outcome, reason);
+            self.repeat_answer(c, epoch, o.accepted);
             return;
         }
         // A new offer: whatever the answer, the epoch is adopted and marked as acted upon,
@@ -168,6 +158,18 @@ impl Pair {
         );
         let evidence = Evidence::handed_over(from, final_state, c.local.latest_height);
         c.promote(epoch, evidence, story, now);
+    }
+
+    /// A retried or duplicated offer: repeat the answer, never act twice.
+    fn repeat_answer(&self, c: &mut Common, epoch: u64, accepted: bool) {
+        let outcome = match (&c.phase, accepted) {
+            (Phase::Active { epoch: e, .. }, true) if *e == epoch => HandoverOutcome::Started,
+            (Phase::Promoting { epoch: e, .. }, true) if *e == epoch => HandoverOutcome::Accepted,
+            (_, true) => return, // failed and stopping: the refusal follows when confirmed
+            (_, false) => HandoverOutcome::Refused,
+        };
+        let reason = "repeated answer to a repeated offer".to_string();
+        self.reply(c, epoch, outcome, reason);
     }
 
     fn on_handover_reply(

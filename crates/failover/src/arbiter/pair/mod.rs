@@ -122,7 +122,9 @@ impl Pair {
         }
     }
 
-    fn on_peer_status(&mut self, c: &mut Common, st: PeerStatus, now: Duration) {
+    /// Whether the answer comes from the configured peer (alerting once when it does not, or
+    /// when the two configurations disagree on the primary site).
+    fn is_our_peer(&mut self, c: &mut Common, st: &PeerStatus, now: Duration) -> bool {
         if st.node_id != c.params.peer_id {
             // Something answers at the peer's address, but not our peer: no evidence about
             // the peer at all, and nothing may be promoted on it.
@@ -135,7 +137,7 @@ impl Pair {
                 c.params.peer_id
             );
             c.alert_once(now, format!("mismatch:{got}"), why);
-            return;
+            return false;
         }
         self.peer.mismatch = None;
         if st.is_primary_site != c.params.peer_is_primary_site {
@@ -146,6 +148,13 @@ impl Pair {
                 st.node_id, st.is_primary_site, c.params.peer_is_primary_site
             );
             c.alert_once(now, "primary_mismatch".into(), why);
+        }
+        true
+    }
+
+    fn on_peer_status(&mut self, c: &mut Common, st: PeerStatus, now: Duration) {
+        if !self.is_our_peer(c, &st, now) {
+            return;
         }
         self.peer.lost_since = None;
         self.peer.height_at_loss = None;
