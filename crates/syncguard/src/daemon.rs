@@ -114,7 +114,8 @@ pub fn node_double_sign_check_height(config: &Config) -> u64 {
     crate::preflight::double_sign_check_height(&config.story.node_config()).unwrap_or(0)
 }
 
-/// Runs until `shutdown` completes.
+/// Runs until `shutdown` completes. (A little over 80 lines: it is the daemon's wiring list,
+/// one step per task, meant to be read top to bottom.)
 pub async fn run(
     config: Config,
     wish: NodeRole,
@@ -145,12 +146,9 @@ pub async fn run(
         return Err(DaemonError::TooManyPeers(peers.len()));
     }
     // Peers are only ever spoken to over mutual TLS unless the operator said `insecure`.
-    let security = match peers.is_empty() {
-        true => None,
-        false => {
-            Some(PeerSecurity::from_config(&config).map_err(|e| DaemonError::Peer(e.to_string()))?)
-        }
-    };
+    let security = (!peers.is_empty())
+        .then(|| PeerSecurity::from_config(&config).map_err(|e| DaemonError::Peer(e.to_string())))
+        .transpose()?;
 
     let chain = chain_reader(&config, &timing)?;
     let mut tasks = Vec::new();
@@ -161,31 +159,17 @@ pub async fn run(
         peer: None,
         peer_id: peers.first().map(|p| p.id.clone()),
     };
-    let failover = match (config.coordination.backend, peers.first(), &security) {
-        // coordination.backend: etcd — the lock decides; the others publish their status in
-        // etcd (peers in the config are optional there).
-        (Backend::Etcd, _, _) => {
-            let base = FailoverBase::new(&config, &timing, wish, &shared, &alerter, chain.clone())?;
-            Some(start_etcd(&config, &timing, base, stop_rx.clone()).await?)
-        }
-        (Backend::Peer, Some(peer), Some(security)) => {
-            let base = FailoverBase::new(&config, &timing, wish, &shared, &alerter, chain.clone())?;
-            Some(start_peer(
-                &config,
-                &timing,
-                peer,
-                security,
-                base,
-                stop_rx.clone(),
-            )?)
-        }
-        _ => {
-            tracing::warn!(
-                "no peer configured: monitoring health only; this node never starts or stops story"
-            );
-            None
-        }
-    };
+    let failover = start_failover(
+        &config,
+        &timing,
+        wish,
+        &shared,
+        &alerter,
+        chain.clone(),
+        &security,
+        &stop_rx,
+    )
+    .await?;
     let events = match failover {
         Some(f) => {
             admin.operator = Some(f.operator);
@@ -217,6 +201,43 @@ pub async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// The failover side for the configured backend, or `None` (no peer configured: monitoring
+/// only).
+#[allow(clippy::too_many_arguments)]
+async fn start_failover(
+    config: &Config,
+    timing: &syncguard_timing::Timing,
+    wish: NodeRole,
+    shared: &Shared,
+    alerter: &syncguard_alerts::Alerter,
+    chain: Option<Arc<ChainReader>>,
+    security: &Option<PeerSecurity>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<Option<Started>, DaemonError> {
+    let peers = &config.communication.peers;
+    Ok(
+        match (config.coordination.backend, peers.first(), security) {
+            // coordination.backend: etcd — the lock decides; the others publish their status in
+            // etcd (peers in the config are optional there).
+            (Backend::Etcd, _, _) => {
+                let base = FailoverBase::new(config, timing, wish, shared, alerter, chain)?;
+                Some(start_etcd(config, timing, base, stop_rx.clone()).await?)
+            }
+            (Backend::Peer, Some(peer), Some(security)) => {
+                let base = FailoverBase::new(config, timing, wish, shared, alerter, chain)?;
+                let stop = stop_rx.clone();
+                Some(start_peer(config, timing, peer, security, base, stop)?)
+            }
+            _ => {
+                tracing::warn!(
+                "no peer configured: monitoring health only; this node never starts or stops story"
+            );
+                None
+            }
+        },
+    )
 }
 
 /// The HTTP API until `shutdown`: the public and admin routes, plus the peer API over mutual
