@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building the Debian package needs beyond cargo, into the project's own
+# .devtools/ folder:
+#   - cargo-deb (crates.io, pinned), as .devtools/cargo/bin/cargo-deb; scripts/build-deb.sh
+#     puts that folder on PATH so that `cargo deb` finds it
+#   - dpkg-dev (Debian), for dpkg-shlibdeps: cargo-deb computes the package's Depends with it
+# Idempotent: does nothing when the pinned version is already there. Prints the folder to put
+# on PATH.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+prefix="$root/.devtools/cargo"
+cargo_deb_version="3.8.0"
+
+if ! command -v dpkg-shlibdeps >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+    echo "install-packaging-tools: must run as root (or with sudo) to install dpkg-dev" >&2
+    exit 1
+  fi
+  echo "install-packaging-tools: installing dpkg-dev" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq >/dev/null
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null
+fi
+
+if ! "$prefix/bin/cargo-deb" --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version"; then
+  echo "install-packaging-tools: installing cargo-deb $cargo_deb_version into $prefix" >&2
+  # Its own Cargo.lock (--locked), built in a temporary folder (not the workspace's target).
+  env -u CARGO_TARGET_DIR cargo install --quiet --locked --force --root "$prefix" \
+    --version "=$cargo_deb_version" cargo-deb >&2
+fi
+echo "$prefix/bin"
