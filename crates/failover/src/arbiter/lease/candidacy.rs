@@ -64,12 +64,11 @@ impl Lease {
         let (since, height_then) = *self.free_since.get_or_insert((now, None));
         let height_then = height_then.or(c.local.latest_height);
         self.free_since = Some((since, height_then));
-        let turn = since + self.wait_turn(c);
         let settle = c.params.timing.settle;
         let late = c.chain.late_start_until(settle);
-        let not_before = turn.max(late.unwrap_or(Duration::ZERO));
+        let not_before = self.turn_ends(c).unwrap_or(now);
         if now < not_before {
-            if late.is_some_and(|l| l > turn) {
+            if late.is_some_and(|l| now < l) {
                 return Err(Some(Hold::Waiting {
                     until: not_before,
                     wait_why: format!(
@@ -180,8 +179,28 @@ impl Lease {
         asked_at: Duration,
         now: Duration,
     ) {
-        if self.pause_sent_at.is_some_and(|t| asked_at < t) {
-            return;
+        if let Some((at, want)) = self.pause_sent {
+            if asked_at < at {
+                return;
+            }
+            if st.paused_by.is_some() != want {
+                // The write may not have landed when this look was read: the operator's
+                // pause (or resume) here stands until etcd shows it, or for as long as a
+                // write may take — then etcd, the cluster's record, decides.
+                if now.saturating_sub(at) <= c.params.timing.handover_timeout {
+                    return;
+                }
+                let (asked, shows) = match want {
+                    true => ("pause", "no pause"),
+                    false => ("resume", "the pause"),
+                };
+                let why = format!(
+                    "the cluster-wide {asked} asked on this node was not stored in etcd (it \
+                     still shows {shows}): following etcd"
+                );
+                c.record(now, RecordKind::Alert, why);
+            }
+            self.pause_sent = None;
         }
         match (&st.paused_by, c.paused) {
             (Some(by), false) => {
