@@ -73,13 +73,22 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                             format!("switchover: asked {holder} to hand the role to this node"),
                         );
                     }
-                } else {
+                } else if matches!(self.c.phase, Phase::Active { .. }) {
                     start_handover(
                         &mut self.c,
                         to,
                         "an operator asked for a switchover".into(),
                         now,
                     );
+                } else {
+                    // Neither the holder nor the target: passed on to the holder.
+                    let holder = self
+                        .a
+                        .holder_seen(&self.c, now)
+                        .map_or_else(|| "the holder".to_string(), |(id, _)| id.to_string());
+                    self.a.relay(&mut self.c, to.clone(), now);
+                    let why = format!("switchover: asked {holder} to hand the role to {to}");
+                    self.c.record(now, RecordKind::Info, why);
                 }
             }
             OperatorCommand::Unfence => {
@@ -135,11 +144,15 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                 .knows(c, to)
                 .map_err(|why| format!("switchover refused: {why}"))?;
             if !matches!(c.phase, Phase::Active { .. }) {
-                return Err(format!(
-                    "switchover to {to} refused: this node is {}, not active — run it on the \
-                     active node",
-                    c.phase.role()
-                ));
+                return match self.a.relay_check(c, to, now) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(why)) => Err(format!("switchover to {to} refused: {why}")),
+                    None => Err(format!(
+                        "switchover to {to} refused: this node is {}, not active — run it on \
+                         the active node",
+                        c.phase.role()
+                    )),
+                };
             }
             return self
                 .a

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use syncguard_config::Config;
+use syncguard_config::{Backend, Config};
 use syncguard_failover::NodeId;
 use syncguard_peer::PeerSecurity;
 
@@ -27,7 +27,11 @@ struct Cluster {
     admin_base: String,
     token: Option<String>,
     plain: reqwest::Client,
+    /// Peer mode: the one peer (id, address).
     peer: Option<(String, String)>,
+    /// Every configured peer (id, address): etcd mode reaches a member that advertises no
+    /// API address through its entry here.
+    peers: Vec<(String, String)>,
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
@@ -76,11 +80,16 @@ impl Cluster {
             }
             _ => (plain.clone(), format!("http://{local}")),
         };
-        let peer = config
+        let peers: Vec<(String, String)> = config
             .communication
             .peers
-            .first()
-            .map(|p| (p.id.clone(), p.address.clone()));
+            .iter()
+            .map(|p| (p.id.clone(), p.address.clone()))
+            .collect();
+        let peer = match config.coordination.backend {
+            Backend::Peer => peers.first().cloned(),
+            Backend::Etcd => None,
+        };
         Ok(Cluster {
             config,
             local: format!("http://{local}"),
@@ -89,7 +98,34 @@ impl Cluster {
             token,
             plain,
             peer,
+            peers,
         })
+    }
+
+    fn etcd(&self) -> bool {
+        self.config.coordination.backend == Backend::Etcd
+    }
+
+    /// Another node's public API at `address` (`host:port`); `None` when it does not answer.
+    async fn get_at(&self, address: &str, path: &str) -> Option<Value> {
+        let resp = self
+            .plain
+            .get(format!("http://{address}{path}"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// A node's `GET path`: the local daemon's for this node, else the address its row
+    /// carries.
+    async fn get_node(&self, row: Option<&Row>, path: &str) -> Option<Value> {
+        let row = row?;
+        if row.id == self.config.server.id {
+            return self.get_local(path).await.ok();
+        }
+        self.get_at(row.api.as_deref()?, path).await
     }
 
     async fn get_local(&self, path: &str) -> anyhow::Result<Value> {
@@ -155,6 +191,9 @@ struct Row {
     state_lag: Option<i64>,
     last_contact: String,
     source: &'static str,
+    /// Where its public API is reached (`host:port`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api: Option<String>,
 }
 
 fn height_of(v: &Value) -> Option<i64> {
@@ -186,6 +225,26 @@ fn own_row(s: &Value, source: &'static str) -> Row {
         state_lag: None,
         last_contact: "-".into(),
         source,
+        api: None,
+    }
+}
+
+/// etcd mode: a member's row as it published its status in etcd (its API did not answer,
+/// or its address is unknown).
+fn member_row(m: &Value, source: &'static str) -> Row {
+    Row {
+        id: m["id"].as_str().unwrap_or("?").to_string(),
+        role: m["role"].as_str().unwrap_or("?").to_string(),
+        held_role: m["role"].as_str().unwrap_or("?").to_string(),
+        paused: m["paused"].as_bool().unwrap_or(false),
+        epoch: m["epoch"].as_u64(),
+        healthy: m["healthy"].as_bool(),
+        height: m["latest_height"].as_u64(),
+        state_height: height_of(&m["last_state"]),
+        state_lag: None,
+        last_contact: "via etcd".into(),
+        source,
+        api: m["api"].as_str().map(str::to_string),
     }
 }
 
@@ -213,13 +272,71 @@ fn seen_row(s: &Value, id: &str) -> Row {
         state_lag: None,
         last_contact: p["last_contact"].as_str().unwrap_or("never").to_string(),
         source: "as seen by the local node",
+        api: None,
+    }
+}
+
+/// etcd mode: every member the local daemon's last look at etcd showed, each from its own
+/// API when it answers (else as it published itself in etcd), and every configured peer that
+/// publishes nothing (down, or not running SyncGuard).
+async fn member_rows(c: &Cluster, local: &Value, out: &mut Vec<Row>) {
+    let me = out.first().map(|r| r.id.clone()).unwrap_or_default();
+    for m in local["members"].as_array().into_iter().flatten() {
+        let Some(id) = m["id"].as_str().filter(|id| *id != me) else {
+            continue;
+        };
+        let api = m["api"].as_str().map(str::to_string).or_else(|| {
+            c.peers
+                .iter()
+                .find(|(p, _)| p == id)
+                .map(|(_, a)| a.clone())
+        });
+        let answer = match &api {
+            Some(a) => c.get_at(a, "/status").await,
+            None => None,
+        };
+        let mut row = match answer {
+            Some(p) if p["node"]["id"].as_str() == Some(id) => own_row(&p, "its daemon"),
+            _ if api.is_none() => {
+                member_row(m, "etcd (no API address: set server.advertise_address)")
+            }
+            _ => member_row(m, "etcd (its API does not answer)"),
+        };
+        row.api = api;
+        out.push(row);
+    }
+    for (id, address) in &c.peers {
+        if out.iter().any(|r| r.id == *id) {
+            continue;
+        }
+        out.push(Row {
+            id: id.clone(),
+            role: "unreachable".into(),
+            held_role: "?".into(),
+            paused: false,
+            epoch: None,
+            healthy: None,
+            height: None,
+            state_height: None,
+            state_lag: None,
+            last_contact: "not in etcd".into(),
+            source: "configured peer that publishes no status in etcd (down?)",
+            api: Some(address.clone()),
+        });
     }
 }
 
 async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
+    Ok(snapshot(c).await?.0)
+}
+
+/// The rows, and the local daemon's `/status` they started from.
+async fn snapshot(c: &Cluster) -> anyhow::Result<(Vec<Row>, Value)> {
     let local = c.get_local("/status").await?;
     let mut out = vec![own_row(&local, "local daemon")];
-    if let Some((id, _)) = &c.peer {
+    if local["coordination"] == "etcd" {
+        member_rows(c, &local, &mut out).await;
+    } else if let Some((id, address)) = &c.peer {
         let mut row = match c.get_peer("/status").await {
             Some(p) if p["node"]["id"].as_str() == Some(id.as_str()) => own_row(&p, "peer daemon"),
             _ => seen_row(&local, id),
@@ -228,6 +345,7 @@ async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
             .as_str()
             .unwrap_or("never")
             .to_string();
+        row.api = Some(address.clone());
         out.push(row);
     }
     // State lag: how far each node's sign state is behind the active's.
@@ -242,7 +360,37 @@ async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
             _ => None,
         };
     }
-    Ok(out)
+    Ok((out, local))
+}
+
+/// etcd mode: the lock as the local daemon's last look showed it, in one line.
+fn etcd_line(local: &Value) -> Option<String> {
+    let e = local.get("etcd")?;
+    let mut parts = vec![match (e["holder"].as_str(), e["epoch"].as_u64()) {
+        (Some(h), Some(epoch)) => format!("{h} holds the lock at epoch {epoch}"),
+        _ => "nobody holds the lock".to_string(),
+    }];
+    if let Some(h) = e["handover"].as_object() {
+        parts.push(format!(
+            "handover from {} to {} pending",
+            h["from"].as_str().unwrap_or("?"),
+            h["to"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(r) = e["request"].as_object() {
+        parts.push(format!(
+            "{} request for {}",
+            r["kind"].as_str().unwrap_or("?"),
+            r["from"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(by) = e["paused_by"].as_str() {
+        parts.push(format!("PAUSED cluster-wide (by {by})"));
+    }
+    if let Some(why) = e["unreachable"].as_str() {
+        parts.push(format!("the last look FAILED: {why}"));
+    }
+    Some(format!("etcd: {}", parts.join("; ")))
 }
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
@@ -316,16 +464,22 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let c = Cluster::new(config)?;
-    let rows = runtime()?.block_on(rows(&c))?;
+    let (rows, local) = runtime()?.block_on(snapshot(&c))?;
     let (ok, verdict) = cluster_ok(&rows);
     if args.json {
-        let out = json!({"ok": ok, "verdict": verdict, "nodes": rows});
+        let mut out = json!({"ok": ok, "verdict": verdict, "nodes": rows});
+        if let Some(e) = local.get("etcd") {
+            out["etcd"] = e.clone();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).context("encoding JSON")?
         );
     } else {
         print_table(&rows);
+        if let Some(line) = etcd_line(&local) {
+            println!("{line}");
+        }
         println!("{verdict}");
     }
     Ok(if ok {
@@ -344,20 +498,75 @@ pub fn switchover(args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(run_switchover(&c, args))
 }
 
+/// The node a switchover goes to when `--to` is not given: this node when it is not the
+/// active; else the healthy passive highest on the chain (with two nodes: the other one).
+fn default_target(c: &Cluster, rows: &[Row], active: Option<&Row>) -> anyhow::Result<String> {
+    let me = &c.config.server.id;
+    let Some(a) = active else {
+        bail!("no node is active: nothing to switch over (see `syncguard status`)");
+    };
+    if a.id != *me {
+        return Ok(me.clone());
+    }
+    let mut others: Vec<&Row> = rows.iter().filter(|r| r.id != a.id).collect();
+    others.sort_by_key(|r| {
+        let ready = r.held_role == "passive" && r.healthy == Some(true) && !r.paused;
+        (!ready, std::cmp::Reverse(r.height))
+    });
+    match others.first() {
+        Some(r) => Ok(r.id.clone()),
+        None => bail!("no other node to switch over to"),
+    }
+}
+
+/// A refusal of the switchover made after it was accepted here (the holder declined the
+/// request, the handover was refused), among the records of this node and of the old holder
+/// made since `since` (a second of slack for the hosts' clocks).
+async fn later_refusal(
+    c: &Cluster,
+    old: Option<&Row>,
+    target: &str,
+    since: std::time::SystemTime,
+) -> Option<String> {
+    let since = since - Duration::from_secs(1);
+    let mut looks = vec![c.get_local("/events").await.ok()];
+    if old.is_some_and(|o| o.id != c.config.server.id) {
+        looks.push(c.get_node(old, "/events").await);
+    }
+    let declined = format!("declined {target}'s");
+    for list in looks.into_iter().flatten() {
+        for e in list["events"].as_array().into_iter().flatten() {
+            let at = e["at"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            if at.is_none_or(|at| at < since) {
+                continue;
+            }
+            let why = e["why"].as_str().unwrap_or("");
+            if why.contains("declined my request")
+                || why.contains("refused the handover")
+                || why.contains(&declined)
+            {
+                return Some(why.to_string());
+            }
+        }
+    }
+    None
+}
+
 async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
-    let before = rows(c).await?;
+    let (before, local) = snapshot(c).await?;
     let active = before.iter().find(|r| r.held_role == "active").cloned();
-    let target = match (&args.to, &active) {
-        (Some(t), _) => t.clone(),
-        (None, Some(a)) => match before.iter().find(|r| r.id != a.id) {
-            Some(r) => r.id.clone(),
-            None => bail!("no other node to switch over to"),
-        },
-        (None, None) => bail!("no node is active: nothing to switch over (see `syncguard status`)"),
+    let target = match &args.to {
+        Some(t) => t.clone(),
+        None => default_target(c, &before, active.as_ref())?,
     };
     let target_row = before.iter().find(|r| r.id == target).cloned();
     println!("switchover plan:");
     print_table(&before);
+    if let Some(line) = etcd_line(&local) {
+        println!("{line}");
+    }
     match &active {
         Some(a) => println!(
             "  active now:      {} (height {}, state height {})",
@@ -377,11 +586,29 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
         ),
         None => println!("  becomes active:  {target} (not a node of this cluster?)"),
     }
+    let me = c.config.server.id.clone();
+    let asked_on = match &active {
+        _ if !c.etcd() => String::new(),
+        Some(a) if a.id == me => " (run on the active: it hands over)".to_string(),
+        _ if target == me => format!(
+            " (run on the target: this node asks {} through etcd to hand over)",
+            active.as_ref().map_or("the holder", |a| a.id.as_str())
+        ),
+        _ => format!(
+            " (run on {me}: it asks {} through etcd to hand over to {target})",
+            active.as_ref().map_or("the holder", |a| a.id.as_str())
+        ),
+    };
+    let hand = if c.etcd() {
+        format!("hands the lock in etcd to {target} with its final state")
+    } else {
+        format!("hands its final state to {target} with epoch +1")
+    };
     println!(
-        "  steps: the active stops its validator and confirms the stop, swaps in the placeholder \
-         key and hands its final state to {target} with epoch +1; {target} writes max(own, \
-         handed) state, installs the key and starts. Nothing is signed twice: the target only \
-         starts after the old holder's stop is confirmed."
+        "  steps{asked_on}: the active stops its validator and confirms the stop, swaps in the \
+         placeholder key and {hand}; {target} writes max(own, handed) state, installs the key \
+         and starts. Nothing is signed twice: the target only starts after the old holder's \
+         stop is confirmed."
     );
     // What the switchover costs, from the timing model (this host's config and node).
     let n = syncguard::daemon::node_double_sign_check_height(&c.config);
@@ -421,6 +648,7 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
     }
     let epoch_before = before.iter().filter_map(|r| r.epoch).max().unwrap_or(0);
     let started = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let (code, answer) = c.post("/switchover", &json!({"to": target})).await?;
     if code != 200 {
         let why = answer["error"].as_str().unwrap_or("no reason given");
@@ -439,14 +667,11 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
                 break Some(now);
             }
         }
-        // A refusal by the active arrives later when this runs on the target: it shows as
-        // the local node's latest decision.
-        if let Ok(s) = c.get_local("/status").await {
-            let last = s["node"]["last_decision"].as_str().unwrap_or("");
-            if last.contains("declined my request") || last.contains("refused the handover") {
-                println!("refused: {last}");
-                return Ok(ExitCode::FAILURE);
-            }
+        // A refusal by the active arrives later when this runs on another node: it shows as
+        // the latest decision of this node or of the active.
+        if let Some(last) = later_refusal(c, active.as_ref(), &target, started_at).await {
+            println!("refused: {last}");
+            return Ok(ExitCode::FAILURE);
         }
         if started.elapsed() > bound {
             break None;
@@ -455,7 +680,7 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
     };
     let Some(after) = done else {
         println!(
-            "NOT confirmed within {}s: see `syncguard status` and /events on both nodes",
+            "NOT confirmed within {}s: see `syncguard status` and /events on every node",
             bound.as_secs()
         );
         return Ok(ExitCode::FAILURE);
@@ -465,23 +690,26 @@ async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<Ex
         started.elapsed().as_secs_f64()
     );
     print_table(&after);
-    // Per-step timings: the old holder's stop, then the new holder's start.
+    // Per-step timings: the old holder's stop, then the new holder's start, each read from
+    // that node's own `GET /switchover`.
     let old = active.as_ref().map(|a| a.id.clone()).unwrap_or_default();
-    for (id, field, what) in [
-        (&old, "last_deactivation", "stop"),
-        (&target, "last_activation", "start"),
+    let new_row = after.iter().find(|r| r.id == target);
+    let old_row = active.as_ref();
+    for (id, row, field, what) in [
+        (&old, old_row, "last_deactivation", "stop"),
+        (&target, new_row, "last_activation", "start"),
     ] {
-        let steps = if c.peer.as_ref().is_some_and(|(p, _)| p == id) {
-            c.get_peer("/switchover").await
-        } else {
-            c.get_local("/switchover").await.ok()
-        };
+        let steps = c.get_node(row, "/switchover").await;
         match steps
             .as_ref()
             .map(|s| &s[field])
             .and_then(|t| t["table"].as_str())
         {
             Some(table) => println!("\n{what} on {id}:\n{table}"),
+            None if row.is_some_and(|r| r.api.is_none() && r.id != me) => println!(
+                "\n{what} on {id}: no step table available (its API address is unknown: set \
+                 server.advertise_address on {id})"
+            ),
             None => println!("\n{what} on {id}: no step table available"),
         }
     }
@@ -495,7 +723,8 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     };
     let c = Cluster::new(config)?;
     let path = if pause { "/pause" } else { "/resume" };
-    let (code, body) = runtime()?.block_on(c.post(path, &json!({})))?;
+    let rt = runtime()?;
+    let (code, body) = rt.block_on(c.post(path, &json!({})))?;
     if code != 200 {
         let why = body["error"].as_str().unwrap_or("no reason given");
         println!("refused (HTTP {code}): {why}");
@@ -504,6 +733,9 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     let node = body["node_id"].as_str().unwrap_or("this node");
     let word = if pause { "paused" } else { "resumed" };
     println!("{node}: {word}");
+    if c.etcd() {
+        return rt.block_on(wait_cluster_pause(&c, node, pause));
+    }
     let peer = &body["peer"];
     let peer_id = peer["id"].as_str().unwrap_or("the peer");
     if peer["done"].as_bool() == Some(true) {
@@ -524,16 +756,77 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// etcd mode: the pause is one key in etcd that every node follows at its next look at the
+/// lock; waits (a few health rounds) until every node shows it, and names those that do not.
+async fn wait_cluster_pause(c: &Cluster, me: &str, pause: bool) -> anyhow::Result<ExitCode> {
+    let word = if pause { "paused" } else { "resumed" };
+    let bound = c.config.failover.health_check_interval() * 6 + Duration::from_secs(5);
+    let started = Instant::now();
+    let mut last = Vec::new();
+    loop {
+        if let Ok((rows, local)) = snapshot(c).await {
+            let key_ok = local["etcd"]["paused_by"].is_null() != pause;
+            let pending: Vec<String> = rows
+                .iter()
+                .filter(|r| r.id != me && (r.paused != pause || r.role == "unreachable"))
+                .map(|r| r.id.clone())
+                .collect();
+            if key_ok && pending.is_empty() {
+                for r in rows.iter().filter(|r| r.id != me) {
+                    println!("{}: {word}", r.id);
+                }
+                if pause {
+                    println!(
+                        "paused cluster-wide (etcd's pause key): no automatic transition on any \
+                         node until `syncguard resume` (safety stops still act)"
+                    );
+                } else {
+                    println!("resumed cluster-wide: automatic operation on every node");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            last = rows
+                .iter()
+                .filter(|r| pending.contains(&r.id))
+                .map(|r| (r.id.clone(), r.role.clone()))
+                .collect();
+            if !key_ok {
+                last.push(("etcd".into(), "the pause key is not stored yet".into()));
+            }
+        }
+        if started.elapsed() > bound {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (id, role) in last {
+        println!(
+            "{id}: NOT {word} after {}s ({role}) — every node follows etcd's pause key at its \
+             next look at the lock; check it with `syncguard status`",
+            bound.as_secs()
+        );
+    }
+    Ok(ExitCode::FAILURE)
+}
+
 /// `syncguard takeover`: the operator vouches that the peer is down for good.
 pub fn takeover(args: &crate::cli::ConfirmArgs) -> anyhow::Result<ExitCode> {
     if !args.yes {
+        let etcd = syncguard_config::load(&args.config)
+            .is_ok_and(|l| l.config.coordination.backend == Backend::Etcd);
+        let what = if etcd {
+            "REMOVE the lock of the holder etcd still shows (its lease may outlive its host) and \
+             take the validator role itself"
+        } else {
+            "take the validator role WITHOUT its peer's agreement"
+        };
+        let who = if etcd { "holder's" } else { "peer" };
         println!(
-            "takeover (dry run): this node would take the validator role WITHOUT its peer's \
-             agreement.\n  still required: this node's own Story node healthy and caught up, and \
-             the chain showing no signature from the validator in the last blocks (if the \
-             validator signs anywhere, the takeover is refused).\n  use it only when the peer \
-             host is down for good and cannot come back with the key live.\nrun again with --yes \
-             to do it."
+            "takeover (dry run): this node would {what}.\n  still required: this node's own \
+             Story node healthy and caught up, and the chain showing no signature from the \
+             validator in the last blocks (if the validator signs anywhere, the takeover is \
+             refused).\n  use it only when the {who} host is down for good and cannot come back \
+             with the key live.\nrun again with --yes to do it."
         );
         return Ok(ExitCode::from(2));
     }
@@ -557,16 +850,75 @@ fn local_command(config: &std::path::Path, path: &str) -> anyhow::Result<ExitCod
         println!("refused (HTTP {code}): {why}");
         return Ok(ExitCode::FAILURE);
     }
-    let node = body["node_id"].as_str().unwrap_or("this node");
+    let node = body["node_id"].as_str().unwrap_or("this node").to_string();
     let mut refused = false;
     for r in body["records"].as_array().into_iter().flatten() {
-        refused |= r["kind"] == "refusal";
-        println!("{node}: {}", r["why"].as_str().unwrap_or(""));
+        let why = r["why"].as_str().unwrap_or("");
+        // An unfence is refused only by its own record; a hold the passive it made records
+        // at once (etcd unreachable, the lock held) is the normal rules applying.
+        refused |= match path {
+            "/unfence" => why.starts_with("unfence ignored"),
+            _ => r["kind"] == "refusal",
+        };
+        println!("{node}: {why}");
     }
-    println!("{node} is {}", body["role"].as_str().unwrap_or("unknown"));
+    let role = body["role"].as_str().unwrap_or("unknown").to_string();
+    if path == "/takeover" && !refused && role == "passive" {
+        // The machine decides at its next looks (the witness, the lock): wait for the outcome.
+        return runtime()?.block_on(wait_takeover(&c, &node));
+    }
+    println!("{node} is {role}");
     Ok(if refused {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// After an accepted takeover: waits until this node is active, or says why not (the chain
+/// showed the validator signing, the lock could not be taken, the activation failed), within
+/// the takeover's validity and an activation. Reads this node's records from the takeover's
+/// own on: a later record may already have replaced the refusal as the latest decision.
+async fn wait_takeover(c: &Cluster, node: &str) -> anyhow::Result<ExitCode> {
+    let n = syncguard::daemon::node_double_sign_check_height(&c.config);
+    let timing = c.config.timing_with(n);
+    let bound =
+        timing.window + timing.round + timing.handover_timeout * 2 + Duration::from_secs(10);
+    let started = Instant::now();
+    let mut said = 0;
+    while started.elapsed() < bound {
+        let events = c.get_local("/events").await.unwrap_or(Value::Null);
+        let list = events["events"].as_array().cloned().unwrap_or_default();
+        let from = list
+            .iter()
+            .rposition(|e| {
+                e["why"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("takeover requested by the operator"))
+            })
+            .map_or(list.len(), |i| i + 1);
+        let since = &list[from.min(list.len())..];
+        for e in since.iter().skip(said) {
+            let why = e["why"].as_str().unwrap_or("");
+            println!("{node}: {why}");
+            let failed = ["takeover refused", "ACTIVATION FAILED", "not promoting"]
+                .iter()
+                .any(|w| why.contains(w));
+            if failed {
+                println!("{node} is {}", e["role"].as_str().unwrap_or("passive"));
+                return Ok(ExitCode::FAILURE);
+            }
+            if e["role"] == "active" || why.starts_with("active at epoch") {
+                println!("{node} is active");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        said = since.len();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "{node}: NOT active after {}s: see `syncguard status` and /events",
+        bound.as_secs()
+    );
+    Ok(ExitCode::FAILURE)
 }

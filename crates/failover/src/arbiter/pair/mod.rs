@@ -46,6 +46,10 @@ pub struct Pair {
     /// The clean witness a pending claim was made on (the grant promotes on it).
     #[serde(skip)]
     claim_witness: Option<CleanWitness>,
+    /// The final state this node stopped at before its offer (a refused offer resumes from
+    /// it: this node's own last signature, kept as it is on disk).
+    #[serde(skip)]
+    offered_state: Option<HandedState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -421,6 +425,7 @@ impl Arbiter for Pair {
         }
         c.adopt_epoch(epoch);
         self.acted_at = Some(epoch);
+        self.offered_state.clone_from(&final_state);
         self.send(c, epoch, MessageBody::HandoverOffer { final_state });
         c.holder_may_start(now);
         c.phase = Phase::HandingOver {
