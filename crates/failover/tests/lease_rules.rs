@@ -586,7 +586,8 @@ fn coordination_machine_world_cut_active_fences_before_another_activates() {
     LeaseFault::Cut(0).strike(&mut w);
     w.run_until(25_000);
     assert_eq!(w.node(0).role(), Role::Fenced);
-    assert_eq!(w.node(1).held_role(), Role::Active);
+    let took = [1, 2].map(|i| w.node(i).held_role() == Role::Active);
+    assert!(took[0] ^ took[1], "one of n1 and n2 took over: {took:?}");
     LeaseFault::Heal(0).strike(&mut w);
     w.run_until(30_000);
     assert_eq!(w.node(0).role(), Role::Passive);
@@ -651,6 +652,7 @@ mod operator_paths {
             priority: u32::try_from(rank).expect("rank"),
             rank,
             order: PromotionOrder::new(ms(1000), ms(500)).expect("order"),
+            lease_ttl: Duration::from_secs(3),
         };
         EtcdMachine::etcd(params, lease).expect("params")
     }
