@@ -26,7 +26,7 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use syncguard_failover::{NodeId, OperatorCommand, Record, RecordKind, Role};
+use syncguard_failover::{NodeId, OperatorCommand, PeerStatus, Record, RecordKind, Role};
 use syncguard_health::{HealthReport, Verdict};
 use syncguard_peer::{AdminCaller, PeerClient};
 use syncguard_validator::Hrs;
@@ -532,24 +532,7 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
             out.as_object_mut().map(|o| o.remove("peer"));
             out["coordination"] = json!("etcd");
             out["etcd"] = etcd_json(e);
-            out["members"] = f
-                .members
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.node_id,
-                        "role": m.role,
-                        "paused": m.paused,
-                        "epoch": m.epoch,
-                        "healthy": m.healthy,
-                        "latest_height": m.latest_height,
-                        "last_state": hrs_json(m.last_state),
-                        "is_primary_site": m.is_primary_site,
-                        "holds_lock": e.holder.as_ref().is_some_and(|(h, _)| *h == m.node_id.as_str()),
-                        "api": e.apis.get(m.node_id.as_str()),
-                    })
-                })
-                .collect();
+            out["members"] = members_json(&f.members, e);
         }
         let active_somewhere = f.role == Role::Active
             || f.peer.as_ref().is_some_and(|p| p.role == Role::Active)
@@ -561,6 +544,28 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
         out["notice"] = json!("no peer configured: this node only monitors health");
     }
     Json(out)
+}
+
+/// etcd mode: every node's own status as it published it, with whether it holds the lock
+/// and where its API is reached.
+fn members_json(members: &[PeerStatus], e: &EtcdSeen) -> Value {
+    members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.node_id,
+                "role": m.role,
+                "paused": m.paused,
+                "epoch": m.epoch,
+                "healthy": m.healthy,
+                "latest_height": m.latest_height,
+                "last_state": hrs_json(m.last_state),
+                "is_primary_site": m.is_primary_site,
+                "holds_lock": e.holder.as_ref().is_some_and(|(h, _)| *h == m.node_id.as_str()),
+                "api": e.apis.get(m.node_id.as_str()),
+            })
+        })
+        .collect()
 }
 
 /// etcd mode: the lock and the keys beside it, as the last look showed them.

@@ -1,4 +1,5 @@
-//! `status`, `switchover`, `pause`, `resume`: the operator's commands, spoken to the local
+//! `status`, `pause`, `resume`, `takeover`, `unfence` (and what `switchover.rs` shares: the
+//! cluster's rows): the operator's commands, spoken to the local
 //! daemon's public API (and read-only to the peer's). Nothing is decided here: the daemon's
 //! failover machine accepts or refuses, and this prints what it said.
 //!
@@ -16,11 +17,11 @@ use syncguard_failover::NodeId;
 use syncguard_peer::PeerSecurity;
 
 use super::EXIT_INVALID;
-use crate::cli::{AdminArgs, StatusArgs, SwitchoverArgs};
+use crate::cli::{AdminArgs, StatusArgs};
 
 /// The local daemon and, read-only, its peer.
-struct Cluster {
-    config: Config,
+pub(super) struct Cluster {
+    pub(super) config: Config,
     local: String,
     /// Client for the local daemon's admin routes (token or mutual TLS).
     admin: reqwest::Client,
@@ -34,7 +35,7 @@ struct Cluster {
     peers: Vec<(String, String)>,
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
+pub(super) fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
     match syncguard_config::load(path) {
         Ok(loaded) => Ok(Ok(loaded.config)),
         Err(e) => {
@@ -45,7 +46,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
 }
 
 impl Cluster {
-    fn new(config: Config) -> anyhow::Result<Cluster> {
+    pub(super) fn new(config: Config) -> anyhow::Result<Cluster> {
         // A daemon bound to every interface is reached on loopback from its own host.
         let host = match config.server.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
@@ -102,7 +103,7 @@ impl Cluster {
         })
     }
 
-    fn etcd(&self) -> bool {
+    pub(super) fn etcd(&self) -> bool {
         self.config.coordination.backend == Backend::Etcd
     }
 
@@ -120,7 +121,7 @@ impl Cluster {
 
     /// A node's `GET path`: the local daemon's for this node, else the address its row
     /// carries.
-    async fn get_node(&self, row: Option<&Row>, path: &str) -> Option<Value> {
+    pub(super) async fn get_node(&self, row: Option<&Row>, path: &str) -> Option<Value> {
         let row = row?;
         if row.id == self.config.server.id {
             return self.get_local(path).await.ok();
@@ -128,7 +129,7 @@ impl Cluster {
         self.get_at(row.api.as_deref()?, path).await
     }
 
-    async fn get_local(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) async fn get_local(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.local);
         let resp = self
             .plain
@@ -154,7 +155,7 @@ impl Cluster {
     }
 
     /// POST to a local admin route: (HTTP status, body).
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    pub(super) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.admin_base);
         let mut req = self.admin.post(&url).json(body);
         if let Some(t) = &self.token {
@@ -170,7 +171,7 @@ impl Cluster {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -179,21 +180,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// One row of the cluster table.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Row {
-    id: String,
-    role: String,
-    held_role: String,
-    paused: bool,
-    epoch: Option<u64>,
-    healthy: Option<bool>,
-    height: Option<u64>,
-    state_height: Option<i64>,
-    state_lag: Option<i64>,
-    last_contact: String,
-    source: &'static str,
+pub(super) struct Row {
+    pub(super) id: String,
+    pub(super) role: String,
+    pub(super) held_role: String,
+    pub(super) paused: bool,
+    pub(super) epoch: Option<u64>,
+    pub(super) healthy: Option<bool>,
+    pub(super) height: Option<u64>,
+    pub(super) state_height: Option<i64>,
+    pub(super) state_lag: Option<i64>,
+    pub(super) last_contact: String,
+    pub(super) source: &'static str,
     /// Where its public API is reached (`host:port`), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
-    api: Option<String>,
+    pub(super) api: Option<String>,
 }
 
 fn height_of(v: &Value) -> Option<i64> {
@@ -326,12 +327,12 @@ async fn member_rows(c: &Cluster, local: &Value, out: &mut Vec<Row>) {
     }
 }
 
-async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
+pub(super) async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
     Ok(snapshot(c).await?.0)
 }
 
 /// The rows, and the local daemon's `/status` they started from.
-async fn snapshot(c: &Cluster) -> anyhow::Result<(Vec<Row>, Value)> {
+pub(super) async fn snapshot(c: &Cluster) -> anyhow::Result<(Vec<Row>, Value)> {
     let local = c.get_local("/status").await?;
     let mut out = vec![own_row(&local, "local daemon")];
     if local["coordination"] == "etcd" {
@@ -364,7 +365,7 @@ async fn snapshot(c: &Cluster) -> anyhow::Result<(Vec<Row>, Value)> {
 }
 
 /// etcd mode: the lock as the local daemon's last look showed it, in one line.
-fn etcd_line(local: &Value) -> Option<String> {
+pub(super) fn etcd_line(local: &Value) -> Option<String> {
     let e = local.get("etcd")?;
     let mut parts = vec![match (e["holder"].as_str(), e["epoch"].as_u64()) {
         (Some(h), Some(epoch)) => format!("{h} holds the lock at epoch {epoch}"),
@@ -393,11 +394,11 @@ fn etcd_line(local: &Value) -> Option<String> {
     Some(format!("etcd: {}", parts.join("; ")))
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+pub(super) fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".into(), |x| x.to_string())
 }
 
-fn print_table(rows: &[Row]) {
+pub(super) fn print_table(rows: &[Row]) {
     println!(
         "{:<16} {:<12} {:>5} {:<9} {:>8} {:>8} {:>9}  last contact",
         "id", "role", "epoch", "health", "height", "state", "state lag"
@@ -487,233 +488,6 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-pub fn switchover(args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
-    let config = match load(&args.config)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let c = Cluster::new(config)?;
-    runtime()?.block_on(run_switchover(&c, args))
-}
-
-/// The node a switchover goes to when `--to` is not given: this node when it is not the
-/// active; else the healthy passive highest on the chain (with two nodes: the other one).
-fn default_target(c: &Cluster, rows: &[Row], active: Option<&Row>) -> anyhow::Result<String> {
-    let me = &c.config.server.id;
-    let Some(a) = active else {
-        bail!("no node is active: nothing to switch over (see `syncguard status`)");
-    };
-    if a.id != *me {
-        return Ok(me.clone());
-    }
-    let mut others: Vec<&Row> = rows.iter().filter(|r| r.id != a.id).collect();
-    others.sort_by_key(|r| {
-        let ready = r.held_role == "passive" && r.healthy == Some(true) && !r.paused;
-        (!ready, std::cmp::Reverse(r.height))
-    });
-    match others.first() {
-        Some(r) => Ok(r.id.clone()),
-        None => bail!("no other node to switch over to"),
-    }
-}
-
-/// A refusal of the switchover made after it was accepted here (the holder declined the
-/// request, the handover was refused), among the records of this node and of the old holder
-/// made since `since` (a second of slack for the hosts' clocks).
-async fn later_refusal(
-    c: &Cluster,
-    old: Option<&Row>,
-    target: &str,
-    since: std::time::SystemTime,
-) -> Option<String> {
-    let since = since - Duration::from_secs(1);
-    let mut looks = vec![c.get_local("/events").await.ok()];
-    if old.is_some_and(|o| o.id != c.config.server.id) {
-        looks.push(c.get_node(old, "/events").await);
-    }
-    let declined = format!("declined {target}'s");
-    for list in looks.into_iter().flatten() {
-        for e in list["events"].as_array().into_iter().flatten() {
-            let at = e["at"]
-                .as_str()
-                .and_then(|t| humantime::parse_rfc3339(t).ok());
-            if at.is_none_or(|at| at < since) {
-                continue;
-            }
-            let why = e["why"].as_str().unwrap_or("");
-            if why.contains("declined my request")
-                || why.contains("refused the handover")
-                || why.contains(&declined)
-            {
-                return Some(why.to_string());
-            }
-        }
-    }
-    None
-}
-
-async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
-    let (before, local) = snapshot(c).await?;
-    let active = before.iter().find(|r| r.held_role == "active").cloned();
-    let target = match &args.to {
-        Some(t) => t.clone(),
-        None => default_target(c, &before, active.as_ref())?,
-    };
-    let target_row = before.iter().find(|r| r.id == target).cloned();
-    println!("switchover plan:");
-    print_table(&before);
-    if let Some(line) = etcd_line(&local) {
-        println!("{line}");
-    }
-    match &active {
-        Some(a) => println!(
-            "  active now:      {} (height {}, state height {})",
-            a.id,
-            opt(&a.height),
-            opt(&a.state_height)
-        ),
-        None => println!("  active now:      none"),
-    }
-    match &target_row {
-        Some(t) => println!(
-            "  becomes active:  {} (height {}, state height {}, state lag {})",
-            t.id,
-            opt(&t.height),
-            opt(&t.state_height),
-            opt(&t.state_lag)
-        ),
-        None => println!("  becomes active:  {target} (not a node of this cluster?)"),
-    }
-    let me = c.config.server.id.clone();
-    let asked_on = match &active {
-        _ if !c.etcd() => String::new(),
-        Some(a) if a.id == me => " (run on the active: it hands over)".to_string(),
-        _ if target == me => format!(
-            " (run on the target: this node asks {} through etcd to hand over)",
-            active.as_ref().map_or("the holder", |a| a.id.as_str())
-        ),
-        _ => format!(
-            " (run on {me}: it asks {} through etcd to hand over to {target})",
-            active.as_ref().map_or("the holder", |a| a.id.as_str())
-        ),
-    };
-    let hand = if c.etcd() {
-        format!("hands the lock in etcd to {target} with its final state")
-    } else {
-        format!("hands its final state to {target} with epoch +1")
-    };
-    println!(
-        "  steps{asked_on}: the active stops its validator and confirms the stop, swaps in the \
-         placeholder key and {hand}; {target} writes max(own, handed) state, installs the key \
-         and starts. Nothing is signed twice: the target only starts after the old holder's \
-         stop is confirmed."
-    );
-    // What the switchover costs, from the timing model (this host's config and node).
-    let n = syncguard::daemon::node_double_sign_check_height(&c.config);
-    let timing = c.config.timing_with(n);
-    let (blocks, secs) = timing.switchover_cost();
-    if n > 0 {
-        println!(
-            "  double_sign_check_height = {n}: {target} waits for {n} blocks without the \
-             validator's signature before it starts (about {}), or CometBFT would refuse to \
-             start",
-            syncguard_timing::words(timing.block * u32::try_from(n).unwrap_or(u32::MAX))
-        );
-    }
-    println!(
-        "  expected cost: at most about {blocks} missed blocks ({}: {target}'s restart{})",
-        syncguard_timing::words(secs),
-        if n > 0 { " and that wait" } else { "" }
-    );
-    let (code, check) = c
-        .post("/switchover", &json!({"to": target, "dry_run": true}))
-        .await?;
-    let blocked = check["error"].as_str().map(str::to_string);
-    match &blocked {
-        None if code == 200 => {
-            println!("  checks: passed (target healthy, caught up, passive, not paused)")
-        }
-        None => println!("  checks: the daemon answered HTTP {code}: {check}"),
-        Some(why) => println!("  checks: BLOCKED — {why}"),
-    }
-    if blocked.is_some() || code != 200 {
-        println!("refused: nothing was changed; the active keeps signing.");
-        return Ok(ExitCode::FAILURE);
-    }
-    if !args.yes {
-        println!("dry run: nothing was changed. Run again with --yes to do it.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let epoch_before = before.iter().filter_map(|r| r.epoch).max().unwrap_or(0);
-    let started = Instant::now();
-    let started_at = std::time::SystemTime::now();
-    let (code, answer) = c.post("/switchover", &json!({"to": target})).await?;
-    if code != 200 {
-        let why = answer["error"].as_str().unwrap_or("no reason given");
-        println!("refused (HTTP {code}): {why}");
-        println!("nothing was changed; the active keeps signing.");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("accepted; waiting for {target} to become active at epoch > {epoch_before} ...");
-    let bound = timing.handover_timeout * 2 + Duration::from_secs(30);
-    let done = loop {
-        if let Ok(now) = rows(c).await {
-            let t = now.iter().find(|r| r.id == target);
-            if t.is_some_and(|t| t.held_role == "active" && t.epoch.unwrap_or(0) > epoch_before)
-                && now.iter().filter(|r| r.held_role == "active").count() == 1
-            {
-                break Some(now);
-            }
-        }
-        // A refusal by the active arrives later when this runs on another node: it shows as
-        // the latest decision of this node or of the active.
-        if let Some(last) = later_refusal(c, active.as_ref(), &target, started_at).await {
-            println!("refused: {last}");
-            return Ok(ExitCode::FAILURE);
-        }
-        if started.elapsed() > bound {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let Some(after) = done else {
-        println!(
-            "NOT confirmed within {}s: see `syncguard status` and /events on every node",
-            bound.as_secs()
-        );
-        return Ok(ExitCode::FAILURE);
-    };
-    println!(
-        "done in {:.1}s: {target} is active",
-        started.elapsed().as_secs_f64()
-    );
-    print_table(&after);
-    // Per-step timings: the old holder's stop, then the new holder's start, each read from
-    // that node's own `GET /switchover`.
-    let old = active.as_ref().map(|a| a.id.clone()).unwrap_or_default();
-    let new_row = after.iter().find(|r| r.id == target);
-    let old_row = active.as_ref();
-    for (id, row, field, what) in [
-        (&old, old_row, "last_deactivation", "stop"),
-        (&target, new_row, "last_activation", "start"),
-    ] {
-        let steps = c.get_node(row, "/switchover").await;
-        match steps
-            .as_ref()
-            .map(|s| &s[field])
-            .and_then(|t| t["table"].as_str())
-        {
-            Some(table) => println!("\n{what} on {id}:\n{table}"),
-            None if row.is_some_and(|r| r.api.is_none() && r.id != me) => println!(
-                "\n{what} on {id}: no step table available (its API address is unknown: set \
-                 server.advertise_address on {id})"
-            ),
-            None => println!("\n{what} on {id}: no step table available"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {

@@ -489,11 +489,12 @@ impl Arbiter for Lease {
             Event::Acquire(report) => self.on_acquire(c, report, now),
             Event::LeaseEnded { why } => self.on_lease_end(c, why, now),
             Event::HandedOver { to, result } => self.on_handed_over(c, to, result, now),
-            Event::StateSeen { hrs } => {
-                if c.holding().is_some() && self.last_put.is_none_or(|p| hrs_key(hrs) > p) {
-                    self.last_put = Some(hrs_key(hrs));
-                    c.push(Action::PutWatermark { hrs });
-                }
+            // Only a holder writes the watermark, and only upwards.
+            Event::StateSeen { hrs }
+                if c.holding().is_some() && self.last_put.is_none_or(|p| hrs_key(hrs) > p) =>
+            {
+                self.last_put = Some(hrs_key(hrs));
+                c.push(Action::PutWatermark { hrs });
             }
             _ => {}
         }

@@ -254,10 +254,10 @@ impl Arbiter for Pair {
         match event {
             Event::Peer(obs) => self.on_peer(c, obs, now),
             Event::Message(m) => self.on_message(c, m, now),
-            Event::LocalHealth(_) => {
-                if self.peer.lost_since.is_some() && self.peer.height_at_loss.is_none() {
-                    self.peer.height_at_loss = c.local.latest_height;
-                }
+            Event::LocalHealth(_)
+                if self.peer.lost_since.is_some() && self.peer.height_at_loss.is_none() =>
+            {
+                self.peer.height_at_loss = c.local.latest_height;
             }
             _ => {}
         }
