@@ -6,6 +6,7 @@ mod files;
 mod init;
 mod man;
 mod story;
+mod switchover;
 mod witness;
 
 use std::process::ExitCode;
@@ -29,7 +30,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Witness(args) => witness::run(&args),
         Command::Status(args) => admin::status(&args),
-        Command::Switchover(args) => admin::switchover(&args),
+        Command::Switchover(args) => switchover::run(&args),
         Command::Pause(args) => admin::pause_resume(&args, true),
         Command::Resume(args) => admin::pause_resume(&args, false),
         Command::Takeover(args) => admin::takeover(&args),
