@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # CI: the Debian package builds, installs, works, and leaves nothing behind. Builds it
 # (scripts/build-deb.sh: the release build is reused when up to date), prints its contents,
-# installs it with dpkg -i (needs root), runs the installed binary, `systemd-analyze verify`
-# on the installed unit and the story drop-in (works without systemd as PID 1; installs
-# Debian's `systemd` when systemd-analyze is missing), `syncguard config check --offline` on the
-# installed example configs, checks the manual pages and the system user, then removes the
-# package (conffiles and the user stay) and purges it (nothing of the package, and no user or
-# group, may be left).
+# installs it with dpkg -i (needs root), runs the installed binary and checks that it has the
+# etcd backend, runs `systemd-analyze verify` on the installed unit and the story drop-in
+# (works without systemd as PID 1; installs Debian's `systemd` when systemd-analyze is
+# missing) and `syncguard config check --offline` on the installed example configs, checks the
+# manual pages and the system user, then removes the package (conffiles and the user stay) and
+# purges it (nothing of the package, and no user or group, may be left).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -16,11 +16,7 @@ fail() { echo "deb-check: FAILED: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root: it installs the package with dpkg -i"
 command -v dpkg >/dev/null 2>&1 || fail "dpkg not found: this check needs a Debian-like system"
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  say "installing Debian's systemd (for systemd-analyze)"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
-fi
+scripts/apt-install.sh systemd-analyze:systemd
 
 deb="$(scripts/build-deb.sh)"
 [ -f "$deb" ] || fail "scripts/build-deb.sh printed no package path (got: $deb)"
@@ -46,6 +42,12 @@ dpkg -i "$deb"
 
 say "syncguard --version"
 /usr/bin/syncguard --version | grep -E "^syncguard [0-9]" || fail "/usr/bin/syncguard --version"
+
+# The package serves etcd mode too (scripts/build-deb.sh builds with the etcd feature): etcd's
+# gRPC service names are in the binary only when etcd-client is linked in.
+say "etcd backend built in"
+grep -qF '/etcdserverpb.KV/' /usr/bin/syncguard || fail "/usr/bin/syncguard is built without the etcd backend"
+echo "etcd backend: yes"
 
 say "user and group"
 getent passwd syncguard || fail "postinst did not create the user syncguard"

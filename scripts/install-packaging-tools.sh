@@ -8,19 +8,11 @@
 # on PATH.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
 prefix="$root/.devtools/cargo"
 cargo_deb_version="3.8.0"
 
-if ! command -v dpkg-shlibdeps >/dev/null 2>&1; then
-  if [ "$(id -u)" -eq 0 ]; then sudo=(); elif command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
-    echo "install-packaging-tools: must run as root (or with sudo) to install dpkg-dev" >&2
-    exit 1
-  fi
-  echo "install-packaging-tools: installing dpkg-dev" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo[@]}" apt-get update -qq >/dev/null
-  "${sudo[@]}" apt-get install -y -qq --no-install-recommends dpkg-dev >/dev/null
-fi
+scripts/apt-install.sh dpkg-shlibdeps:dpkg-dev >&2
 
 if ! "$prefix/bin/cargo-deb" --version 2>/dev/null | grep -qx "cargo-deb $cargo_deb_version"; then
   echo "install-packaging-tools: installing cargo-deb $cargo_deb_version into $prefix" >&2

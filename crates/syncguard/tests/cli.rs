@@ -251,15 +251,24 @@ fn man_writes_one_page_per_visible_command_from_the_clap_definitions() {
         .filter_map(|l| l.split_whitespace().next())
         .filter(|c| *c != "help")
         .collect();
-    assert!(commands.contains(&"story") && commands.contains(&"init"), "{commands:?}");
+    assert!(
+        commands.contains(&"story") && commands.contains(&"init"),
+        "{commands:?}"
+    );
     for page in std::iter::once("syncguard.1".to_string())
         .chain(commands.iter().map(|c| format!("syncguard-{c}.1")))
-        .chain(["syncguard-config-check.1".to_string(), "syncguard-state-verify.1".to_string()])
+        .chain([
+            "syncguard-config-check.1".to_string(),
+            "syncguard-state-verify.1".to_string(),
+        ])
     {
         assert!(pages.contains(&page), "no {page} in {pages:?}");
     }
     for hidden in ["syncguard-devnet.1", "syncguard-man.1"] {
-        assert!(!pages.contains(&hidden.to_string()), "{hidden} in {pages:?}");
+        assert!(
+            !pages.contains(&hidden.to_string()),
+            "{hidden} in {pages:?}"
+        );
     }
     // What --help says is in the page.
     let page = std::fs::read_to_string(dir.path().join("syncguard-config-check.1")).expect("page");

@@ -538,8 +538,9 @@ fn deploy_every_runbook_link_of_the_alert_rules_exists_in_the_operations_guide()
 /// The first two quoted strings of each `["source", "dest", "mode"]` asset line of
 /// `[package.metadata.deb]` in this crate's Cargo.toml.
 fn deb_assets() -> Vec<(String, String)> {
-    let manifest = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .expect("read Cargo.toml");
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+            .expect("read Cargo.toml");
     let section = manifest
         .split_once("[package.metadata.deb]")
         .expect("[package.metadata.deb] in crates/syncguard/Cargo.toml")
@@ -564,9 +565,15 @@ fn deploy_debian_package_ships_the_kit_where_the_unit_expects_it() {
     for (source, dest) in &assets {
         // target/release/... is built by scripts/build-deb.sh; everything else is in the tree.
         if !source.starts_with("target/") {
-            assert!(crate_dir.join(source).is_file(), "asset {source} does not exist");
+            assert!(
+                crate_dir.join(source).is_file(),
+                "asset {source} does not exist"
+            );
         }
-        assert!(!dest.starts_with('/'), "asset destination {dest} must be relative");
+        assert!(
+            !dest.starts_with('/'),
+            "asset destination {dest} must be relative"
+        );
     }
     let dest_of = |source: &str| {
         assets
@@ -579,7 +586,10 @@ fn deploy_debian_package_ships_the_kit_where_the_unit_expects_it() {
     let unit = ini(&read("systemd/syncguard.service"));
     let exec = get(&unit, "Service", "ExecStart").expect("ExecStart");
     let binary = exec.split_whitespace().next().expect("a command");
-    assert_eq!(binary, format!("/{}syncguard", dest_of("target/release/syncguard")));
+    assert_eq!(
+        binary,
+        format!("/{}syncguard", dest_of("target/release/syncguard"))
+    );
     // Its Documentation= is shipped.
     let doc = get(&unit, "Unit", "Documentation").expect("Documentation");
     let doc = doc.strip_prefix("file:///").expect("a file:// URL");
@@ -588,12 +598,21 @@ fn deploy_debian_package_ships_the_kit_where_the_unit_expects_it() {
         doc
     );
     // Both example configs are conffiles (under /etc) and the unit's config lives beside them.
-    for example in ["../../deploy/config/primary.yaml", "../../deploy/config/secondary.yaml"] {
+    for example in [
+        "../../deploy/config/primary.yaml",
+        "../../deploy/config/secondary.yaml",
+    ] {
         let dest = dest_of(example);
         assert!(dest.starts_with("etc/syncguard/"), "{dest}");
-        assert!(dest.ends_with(".yaml"), "{dest}: config check takes it as it is");
+        assert!(
+            dest.ends_with(".yaml"),
+            "{dest}: config check takes it as it is"
+        );
     }
-    assert!(exec.contains("--config /etc/syncguard/syncguard.yaml"), "{exec}");
+    assert!(
+        exec.contains("--config /etc/syncguard/syncguard.yaml"),
+        "{exec}"
+    );
     // The story drop-in is shipped, but not where systemd reads it (the setup installs it).
     let dropin = dest_of("../../deploy/systemd/story.service.d/10-syncguard.conf");
     assert!(!dropin.contains("systemd/system"), "{dropin}");
