@@ -577,3 +577,43 @@ fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Two `ctl start`s racing on one home (the soak's recovery and a daemon's actuator did, seed
+/// 5027) leave one node, and `ctl stop` stops it: the loser never overwrites the pid file, so
+/// no node runs unseen (before: the loser claimed the pid file, failed to bind the RPC port
+/// and died; the winner ran on, and every later stop, kill and status missed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_racing_starts_leave_one_node_that_stop_stops() {
+    let devnet = Devnet::start(opts(1, 100)).await.unwrap();
+    let h = devnet.host(0).unwrap().clone();
+    let start = || async {
+        tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&h.start_command)
+            .output()
+            .await
+            .unwrap()
+    };
+    for round in 0..5 {
+        devnet.stop_node(0).await.unwrap();
+        let (x, y) = tokio::join!(start(), start());
+        for out in [&x, &y] {
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        until("the node's RPC", || async {
+            comet(&h.comet_rpc_url).status().await.ok()
+        })
+        .await;
+        assert!(devnet.node_running(0).await.unwrap(), "round {round}");
+        devnet.stop_node(0).await.unwrap();
+        assert!(!devnet.node_running(0).await.unwrap(), "round {round}");
+        assert!(
+            comet(&h.comet_rpc_url).status().await.is_err(),
+            "round {round}: a node still answers after ctl stop"
+        );
+    }
+}
