@@ -1,4 +1,4 @@
-//! `syncguard-devnet ctl`: start/stop/status of a node the way SyncGuard's actuator uses
+//! `syncguard devnet ctl`: start/stop/status of a node the way SyncGuard's actuator uses
 //! `systemctl` (`story.start_command`, `stop_command`, `status_command`), plus faults.
 //!
 //! - `start` spawns the node detached (own process group, output to `<home>/node.log`) and

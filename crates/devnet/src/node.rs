@@ -1,4 +1,4 @@
-//! A simulated Story node (`syncguard-devnet node`): what `story` does that SyncGuard can
+//! A simulated Story node (`syncguard devnet node`): what `story` does that SyncGuard can
 //! see or break.
 //!
 //! - Reads `<home>/config/priv_validator_key.json` and `<home>/data/priv_validator_state.json`
@@ -49,7 +49,7 @@ use crate::vote::VoteType;
 /// Voting power shown in `/status` by a node that runs the validator key.
 pub const VALIDATOR_VOTING_POWER: u64 = 10;
 
-/// Options of `syncguard-devnet node`.
+/// Options of `syncguard devnet node`.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// CometBFT home: `config/priv_validator_key.json`, `data/priv_validator_state.json`.

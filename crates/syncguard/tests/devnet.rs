@@ -8,11 +8,12 @@ use syncguard_devnet::{Devnet, DevnetOptions, Launcher, OffenseKind, RpcFault, R
 use syncguard_health::{fetch_witness, CometClient, EvmClient, EvmSyncing, ProbeError};
 use syncguard_validator::{verify_state, Hrs, SignState, Step, ValidatorKey};
 
-const BIN: &str = env!("CARGO_BIN_EXE_syncguard-devnet");
+/// The devnet runs inside the product's binary: `syncguard devnet …`.
+const BIN: &str = env!("CARGO_BIN_EXE_syncguard");
 const T: Duration = Duration::from_secs(20);
 
 fn opts(hosts: usize, block_ms: u64) -> DevnetOptions {
-    let mut o = DevnetOptions::new(Launcher::new(BIN));
+    let mut o = DevnetOptions::new(Launcher::with_prefix(BIN, ["devnet"]));
     o.hosts = hosts;
     o.block_time = Duration::from_millis(block_ms);
     o.node_restart = Duration::from_millis(100);
@@ -60,6 +61,7 @@ fn install_validator_key(devnet: &Devnet, i: usize) {
 fn run_node_directly(home: &Path) -> std::process::Output {
     Command::new(BIN)
         .args([
+            "devnet",
             "node",
             "--chain",
             "http://127.0.0.1:9",
