@@ -45,6 +45,9 @@ pub enum DevnetCommand {
     Soak(crate::soak::SoakArgs),
     /// Crash failover and planned switchover timings (p50/p95/max) on two real daemons.
     Bench(crate::bench::BenchArgs),
+    /// The playground: two daemons on a devnet left running, with the commands to try and
+    /// faults to inject printed; Ctrl-C tears everything down.
+    Up(crate::playground::UpArgs),
 }
 
 /// `chain` options.
@@ -195,6 +198,9 @@ pub enum DevnetError {
     /// soak or bench
     #[error("{0}")]
     Soak(#[from] crate::soak::SoakError),
+    /// The playground failed.
+    #[error("{0}")]
+    Playground(#[from] crate::playground::PlaygroundError),
     /// The program's own path is unknown (needed by `ctl start`).
     #[error("cannot find this program's path: {0}")]
     SelfExe(std::io::Error),
@@ -255,6 +261,7 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
         DevnetCommand::Ctl(c) => return run_ctl(c.action, self_prefix),
         DevnetCommand::Soak(a) => return Ok(crate::soak::run_args(a, self_prefix).await?),
         DevnetCommand::Bench(a) => return Ok(crate::bench::run_args(a, self_prefix).await?),
+        DevnetCommand::Up(a) => return Ok(crate::playground::run_args(a, self_prefix).await?),
     }
     Ok(ExitCode::SUCCESS)
 }

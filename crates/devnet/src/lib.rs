@@ -50,6 +50,7 @@ pub mod ledger;
 pub mod link_proxy;
 pub mod node;
 pub mod planner;
+pub mod playground;
 mod procs;
 pub mod signer;
 pub mod soak;
