@@ -1,4 +1,4 @@
-//! The chain process (`syncguard-devnet chain`): the thin HTTP shell around [`ChainCore`].
+//! The chain process (`syncguard devnet chain`): the thin HTTP shell around [`ChainCore`].
 //!
 //! | route | what |
 //! |---|---|
@@ -34,7 +34,7 @@ use crate::chain::{ChainConfig, ChainCore};
 use crate::fsutil::write_atomic;
 use crate::procs;
 
-/// Options of `syncguard-devnet chain`.
+/// Options of `syncguard devnet chain`.
 #[derive(Debug, Clone)]
 pub struct ChainOptions {
     /// Listen address (port 0 = any; the bound address is printed on stdout).
