@@ -62,9 +62,12 @@ pub struct ChainArgs {
     /// The validator's address (hex).
     #[arg(long)]
     pub validator_address: String,
-    /// The validator's secp256k1 public key (base64, 33 bytes compressed).
+    /// The validator's public key (base64: 33 bytes compressed secp256k1, or 32 ed25519).
     #[arg(long)]
     pub validator_pubkey: String,
+    /// Its amino type.
+    #[arg(long, default_value = "tendermint/PubKeySecp256k1")]
+    pub validator_pubkey_type: String,
     /// Directory for the chain's files (ledger.json).
     #[arg(long)]
     pub dir: PathBuf,
@@ -228,6 +231,7 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
                 block_time: Duration::from_millis(a.block_time_ms),
                 validator_address: a.validator_address,
                 validator_pubkey_b64: a.validator_pubkey,
+                validator_pubkey_type: a.validator_pubkey_type,
                 dir: a.dir,
                 chain_id: a.chain_id,
                 initial_height: a.initial_height,

@@ -466,6 +466,7 @@ server:
   bind: "127.0.0.1"
   port: {port}
 {token}story:
+  chain_profile: {profile}
   comet_rpc_url: {comet}
   evm_rpc_url: {evm}
   home: {home}
@@ -505,6 +506,11 @@ server:
         },
         site = if i == 0 { "primary" } else { "secondary" },
         primary = i == 0,
+        profile = if opts.devnet.geth {
+            "story"
+        } else {
+            "cometbft"
+        },
         comet = yaml_str(&host.comet_rpc_url),
         evm = yaml_str(&host.evm_rpc_url),
         home = p(&host.home),

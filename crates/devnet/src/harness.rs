@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
-use syncguard_validator::{KeyError, SignState, ValidatorKey};
+use syncguard_validator::{KeyError, KeyType, SignState, ValidatorKey};
 
 use crate::api::{BlockCommit, Head, LedgerReport};
 use crate::ctl;
@@ -255,6 +255,11 @@ pub struct DevnetOptions {
     /// with the validator key refuses to start when the key signed one of the last N-1
     /// commits, as CometBFT does. Default 0 (off).
     pub double_sign_check_height: u64,
+    /// The validator's (and the placeholders') key type. Default secp256k1 (Story's).
+    pub key_type: KeyType,
+    /// A story-geth beside every node (a Story chain). Default true; false: a plain
+    /// CometBFT chain, no EVM endpoint (`Host::evm_rpc_url` then names nothing).
+    pub geth: bool,
 }
 
 impl DevnetOptions {
@@ -272,6 +277,8 @@ impl DevnetOptions {
             chain_id: "syncguard-devnet-1".into(),
             dir: None,
             double_sign_check_height: 0,
+            key_type: KeyType::Secp256k1,
+            geth: true,
         }
     }
 }
@@ -495,7 +502,7 @@ impl Devnet {
                 what: "build client".into(),
                 source,
             })?;
-        let validator = ValidatorKey::generate_secp256k1();
+        let validator = ValidatorKey::generate(opts.key_type);
         let me = std::process::id().to_string();
         let mut devnet = Devnet {
             hosts: Vec::new(),
@@ -521,6 +528,8 @@ impl Devnet {
             &validator.address_hex(),
             "--validator-pubkey",
             &validator.public_key().to_base64(),
+            "--validator-pubkey-type",
+            opts.key_type.pub_key_type(),
             "--chain-id",
             &opts.chain_id,
             "--initial-height",
@@ -545,6 +554,14 @@ impl Devnet {
 
         for i in 0..opts.hosts {
             let host = devnet.prepare_host(i, &opts, &validator, &dir, &me)?;
+            if !opts.geth {
+                devnet.hosts.push(Host {
+                    // Nothing listens there: a chain without an EVM.
+                    evm_rpc_url: "http://127.0.0.1:9".into(),
+                    ..host
+                });
+                continue;
+            }
             let geth_args: Vec<OsString> = [
                 "geth",
                 "--node-rpc",
@@ -617,7 +634,7 @@ impl Devnet {
         let live_key = crate::node::key_path(&home);
         let state_file = crate::node::state_path(&home);
         validator.save_new(&key_store)?;
-        let placeholder = ValidatorKey::generate_secp256k1();
+        let placeholder = ValidatorKey::generate(opts.key_type);
         placeholder.save_new(&placeholder_key)?;
         if opts.validator_hosts.contains(&i) {
             validator.save_new(&live_key)?;

@@ -306,6 +306,7 @@ pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
         moniker: opts.node_id.clone(),
         address: key.address_hex(),
         pub_key_b64: key.public_key().to_base64(),
+        pub_key_type: key.key_type().pub_key_type(),
         voting_power: if is_validator {
             VALIDATOR_VOTING_POWER
         } else {

@@ -54,6 +54,8 @@ pub struct NodeView {
     pub last_deactivation: Option<StepTable>,
     /// What the chain says about the validator's signing (from the commit log, each round).
     pub signing: SigningSeen,
+    /// `story.chain_profile`: `story` (an EVM is checked) or `cometbft`.
+    pub chain_profile: &'static str,
     /// etcd mode: the lock and what etcd keeps beside it, at the last look.
     #[serde(skip)]
     pub etcd: Option<EtcdSeen>,
@@ -129,6 +131,7 @@ impl NodeView {
             last_activation: None,
             last_deactivation: None,
             signing: SigningSeen::default(),
+            chain_profile: "story",
             etcd: None,
         }
     }
