@@ -106,6 +106,13 @@ async fn wait_ready(c: &Cluster) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn story_status_page_renders_live_cluster_data_in_chromium() {
+    let how = format!(
+        "{CHROMIUM} not found: install it with `scripts/install-ops-tools.sh` (Debian package \
+         `chromium`)"
+    );
+    if !syncguard_testkit::tools::available(Path::new(CHROMIUM).is_file(), &how) {
+        return;
+    }
     let c = start(options()).await;
     wait_ready(&c).await;
     let port = c.daemon(0).or_panic().port;
