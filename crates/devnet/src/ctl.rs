@@ -81,8 +81,44 @@ pub fn log_file(home: &Path) -> PathBuf {
     home.join("node.log")
 }
 
-/// The pid recorded for `home` if that process is alive (and is the one recorded).
+/// The node running on `home`: the pid its pid file records if that process is alive (and
+/// is the one recorded), else the process that holds the home's lock open — so a node whose
+/// pid file went wrong (the soak's seed 5023) is still seen, stopped and killed.
 pub fn running_pid(home: &Path) -> Option<i32> {
+    recorded_pid(home).or_else(|| lock_holder(home))
+}
+
+/// The live process that has `home`'s lock file open (not this one: `ctl` opens it to test
+/// the lock).
+fn lock_holder(home: &Path) -> Option<i32> {
+    let lock = std::fs::canonicalize(lock_file(home)).ok()?;
+    let me = std::process::id() as i32;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|t| t == lock));
+        if holds && procs::alive(pid) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The pid the pid file records, if that process is alive and is the one recorded.
+fn recorded_pid(home: &Path) -> Option<i32> {
     let text = std::fs::read_to_string(pid_file(home)).ok()?;
     let mut parts = text.split_whitespace();
     let pid: i32 = parts.next()?.parse().ok()?;
@@ -161,6 +197,27 @@ pub fn claim_home(home: &Path) -> Result<HomeClaim, CtlError> {
     Ok(HomeClaim { _lock: lock })
 }
 
+/// Whether a live node holds `home`'s lock (the lock is free when its holder is gone).
+fn home_locked(home: &Path) -> bool {
+    let Ok(f) = OpenOptions::new().write(true).open(lock_file(home)) else {
+        return false;
+    };
+    matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// The lock holder's pid once its pid file names it, until `deadline`.
+fn wait_for_holder(home: &Path, deadline: Instant) -> Option<i32> {
+    loop {
+        if let Some(pid) = running_pid(home) {
+            return Some(pid);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// How long `ctl start` waits for the node it spawned to record itself.
 const CLAIM_WAIT: Duration = Duration::from_secs(5);
 
@@ -202,13 +259,18 @@ pub fn start(exe: &SelfExe, home: &Path, node_args: &[OsString]) -> Result<i32, 
             return Ok(pid);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return match running_pid(home) {
-                Some(other) => Ok(other),
-                None => Err(CtlError::ExitedAtOnce {
+            // Lost a race with another start: the winner holds the lock and is writing its
+            // pid file (or has). Otherwise the node failed on its own (see its log).
+            if home_locked(home) {
+                return wait_for_holder(home, deadline).ok_or_else(|| CtlError::ExitedAtOnce {
                     home: home.to_path_buf(),
                     status,
-                }),
-            };
+                });
+            }
+            return Err(CtlError::ExitedAtOnce {
+                home: home.to_path_buf(),
+                status,
+            });
         }
         if Instant::now() >= deadline {
             // Slow to start (a loaded host): it records itself when it gets there.

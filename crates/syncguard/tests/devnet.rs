@@ -619,3 +619,26 @@ async fn devnet_racing_starts_leave_one_node_that_stop_stops() {
         );
     }
 }
+
+/// A node whose pid file went wrong (overwritten, as in the soak's seed 5023) is still seen
+/// by `status` and stopped by `stop`: the node holding the home's lock is the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_node_with_a_wrong_pid_file_is_still_seen_and_stopped() {
+    let devnet = Devnet::start(opts(1, 100)).await.unwrap();
+    let h = devnet.host(0).unwrap().clone();
+    until("the node's RPC", || async {
+        comet(&h.comet_rpc_url).status().await.ok()
+    })
+    .await;
+    std::fs::write(&h.pid_file, "999999 1\n").unwrap();
+    assert!(
+        devnet.node_running(0).await.unwrap(),
+        "the lock holder runs"
+    );
+    devnet.stop_node(0).await.unwrap();
+    assert!(!devnet.node_running(0).await.unwrap());
+    assert!(
+        comet(&h.comet_rpc_url).status().await.is_err(),
+        "the node still answers after ctl stop"
+    );
+}
