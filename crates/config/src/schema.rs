@@ -81,6 +81,11 @@ pub struct ServerConfig {
     pub bind: String,
     /// HTTP API port (health, status, peer protocol). Default 8080.
     pub port: u16,
+    /// Where the other nodes' operators reach this node's public API, as `host:port`
+    /// (etcd mode publishes it with this node's status, so `syncguard status` and
+    /// `syncguard switchover` run on any node can read every node). Default:
+    /// `<bind>:<port>` when `bind` is one address; none when it is `0.0.0.0` or `::`.
+    pub advertise_address: Option<String>,
     /// Token for mutating admin calls (`POST /switchover`, `/pause`, `/resume`), compared in
     /// constant time. Default: none (admin calls then need mutual TLS).
     pub admin_token: Option<String>,
@@ -112,6 +117,19 @@ pub enum PublicAccess {
 }
 
 impl ServerConfig {
+    /// The public API's address as others should dial it: `advertise_address`, else
+    /// `<bind>:<port>` when `bind` is one address (not `0.0.0.0` / `::`).
+    pub fn advertised_api(&self) -> Option<String> {
+        if let Some(a) = &self.advertise_address {
+            return Some(a.clone());
+        }
+        let ip: std::net::IpAddr = self.bind.parse().ok()?;
+        if ip.is_unspecified() {
+            return None;
+        }
+        Some(std::net::SocketAddr::new(ip, self.port).to_string())
+    }
+
     pub fn header_timeout(&self) -> Duration {
         secs(self.header_timeout.unwrap_or(10.0))
     }
@@ -127,6 +145,7 @@ impl Default for ServerConfig {
             role: None,
             bind: "0.0.0.0".into(),
             port: 8080,
+            advertise_address: None,
             admin_token: None,
             public_access: PublicAccess::Any,
             max_body_bytes: 64 * 1024,

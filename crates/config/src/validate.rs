@@ -95,6 +95,26 @@ fn server(c: &Config, f: &mut Findings) {
             ),
         );
     }
+    if let Some(a) = &s.advertise_address {
+        let port = a.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>()));
+        match port {
+            Some((host, Ok(p))) if p > 0 && !host.is_empty() && !a.contains('/') => {}
+            _ => f.error(
+                "server.advertise_address",
+                format!("`{a}` is not host:port (e.g. 10.0.0.5:8080 or node-1.example:8080)"),
+            ),
+        }
+    } else if c.coordination.backend == Backend::Etcd && s.advertised_api().is_none() {
+        f.warn(
+            "server.advertise_address",
+            format!(
+                "not set and server.bind is `{}`: the other nodes' `syncguard status` and \
+                 `switchover` cannot read this node's API (set it to the host:port they reach \
+                 it at)",
+                s.bind
+            ),
+        );
+    }
     if let Some(token) = &s.admin_token {
         if token.len() < 16 {
             f.error(

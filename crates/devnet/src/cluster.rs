@@ -434,10 +434,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
+/// A port free on loopback now, for a process started later to listen on (see
+/// [`crate::harness`]'s: one pool for everything a test process starts).
 pub(crate) fn free_port() -> Result<u16, ClusterError> {
-    let addr = Path::new("127.0.0.1:0");
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(io_err("bind", addr))?;
-    Ok(l.local_addr().map_err(io_err("bind", addr))?.port())
+    Ok(crate::harness::free_port()?)
 }
 
 /// A YAML double-quoted scalar (paths and shell lines may hold `"` or `\`).
@@ -560,8 +560,28 @@ fn spawn_daemon(
     port: u16,
     dir: &Path,
 ) -> Result<Daemon, ClusterError> {
+    let (child, log) = spawn_story(bin, log_filter, config, role, dir)?;
+    Ok(Daemon {
+        child: Some(child),
+        id: id.to_string(),
+        port,
+        config: config.to_path_buf(),
+        log,
+        role,
+    })
+}
+
+/// Starts `syncguard story --config <config> --role <role>` with `RUST_LOG=<log_filter>`;
+/// its stderr is appended to `<dir>/syncguard.stderr.log` (returned), so a restarted
+/// daemon's log follows the previous run's.
+pub(crate) fn spawn_story(
+    bin: &Path,
+    log_filter: &str,
+    config: &Path,
+    role: StartRole,
+    dir: &Path,
+) -> Result<(Child, PathBuf), ClusterError> {
     let log = dir.join("syncguard.stderr.log");
-    // Appending: a restarted daemon's log follows the previous run's.
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -577,14 +597,7 @@ fn spawn_daemon(
         .stderr(Stdio::from(err))
         .spawn()
         .map_err(io_err("start", bin))?;
-    Ok(Daemon {
-        child: Some(child),
-        id: id.to_string(),
-        port,
-        config: config.to_path_buf(),
-        log,
-        role,
-    })
+    Ok((child, log))
 }
 
 /// The last `lines` lines of a file ("" when unreadable: it is only shown to a human).
@@ -749,21 +762,7 @@ impl Cluster {
         token: Option<&str>,
         body: &Value,
     ) -> Result<(u16, Value), ClusterError> {
-        let url = self.url(i, path)?;
-        let mut req = self
-            .http
-            .post(&url)
-            .json(body)
-            .timeout(Duration::from_secs(15));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await.map_err(|source| ClusterError::Http {
-            what: format!("POST {url}"),
-            source,
-        })?;
-        let status = resp.status().as_u16();
-        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+        post_json(&self.http, &self.url(i, path)?, token, body).await
     }
 
     /// Daemon `i`'s `/status`, the parts that matter (None when it does not answer).
@@ -793,21 +792,7 @@ impl Cluster {
 
     /// Runs the `syncguard` CLI with `args` and `--config` of daemon `i`: (exit code, output).
     pub async fn cli(&self, i: usize, args: &[&str]) -> Result<(i32, String), ClusterError> {
-        let config = self.daemon(i)?.config.clone();
-        let out = tokio::process::Command::new(&self.syncguard_bin)
-            .args(args)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(io_err("run", &self.syncguard_bin))?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok((out.status.code().unwrap_or(-1), text))
+        run_cli(&self.syncguard_bin, &self.daemon(i)?.config, args).await
     }
 
     /// The height in host `i`'s local state file (0 when unreadable).
@@ -922,6 +907,49 @@ impl Cluster {
 }
 
 // ---- shared with the etcd-mode cluster (`etcd_cluster.rs`) ----
+
+/// A POST of `body` to `url` (with `token` as the bearer, if any): (HTTP status, JSON body
+/// or null).
+pub(crate) async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value), ClusterError> {
+    let mut req = http.post(url).json(body).timeout(Duration::from_secs(15));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|source| ClusterError::Http {
+        what: format!("POST {url}"),
+        source,
+    })?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+/// Runs the `syncguard` CLI `bin` with `args` and `--config <config>`: (exit code, stdout
+/// and stderr).
+pub(crate) async fn run_cli(
+    bin: &Path,
+    config: &Path,
+    args: &[&str],
+) -> Result<(i32, String), ClusterError> {
+    let out = tokio::process::Command::new(bin)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(io_err("run", bin))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok((out.status.code().unwrap_or(-1), text))
+}
 
 /// `GET path` on the public API at `port`; None when it does not answer with JSON.
 pub(crate) async fn get_json(http: &reqwest::Client, port: u16, path: &str) -> Option<Value> {

@@ -20,8 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api::LedgerReport;
 use crate::cluster::{
-    describe_daemon, events_of, free_port, get_json, io_err, p, poll_until, signed_in_commits,
-    tail, yaml_str, ClusterError, StartRole, Timings,
+    describe_daemon, events_of, free_port, get_json, io_err, p, poll_until, post_json, run_cli,
+    signed_in_commits, spawn_story, tail, yaml_str, ClusterError, StartRole, Timings,
 };
 use crate::harness::{Devnet, DevnetOptions, Host, Launcher};
 use crate::link_proxy::LinkProxy;
@@ -345,6 +345,30 @@ logging:
     )
 }
 
+/// Starts one daemon, `--role passive` (the lock decides).
+fn spawn(
+    opts: &EtcdClusterOptions,
+    id: &str,
+    config: &Path,
+    port: u16,
+    dir: &Path,
+) -> Result<EtcdDaemon, ClusterError> {
+    let (child, log) = spawn_story(
+        &opts.syncguard_bin,
+        &opts.log_filter,
+        config,
+        StartRole::Passive,
+        dir,
+    )?;
+    Ok(EtcdDaemon {
+        child: Some(child),
+        id: id.to_string(),
+        port,
+        config: config.to_path_buf(),
+        log,
+    })
+}
+
 /// N daemons on a devnet, coordinating through a real etcd.
 pub struct EtcdCluster {
     daemons: Vec<EtcdDaemon>,
@@ -354,6 +378,7 @@ pub struct EtcdCluster {
     pub devnet: Devnet,
     etcd: LocalEtcd,
     http: reqwest::Client,
+    opts: EtcdClusterOptions,
 }
 
 impl std::fmt::Debug for EtcdCluster {
@@ -403,29 +428,13 @@ impl EtcdCluster {
             let config = host.dir.join("syncguard.yaml");
             let yaml = config_yaml(i, &host, port, &endpoints, block_time, &opts);
             std::fs::write(&config, yaml).map_err(io_err("write", &config))?;
-            let log = host.dir.join("syncguard.stderr.log");
-            let err = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .map_err(io_err("open", &log))?;
-            let child = Command::new(&opts.syncguard_bin)
-                .args(["story", "--config"])
-                .arg(&config)
-                .args(["--role", StartRole::Passive.as_str()])
-                .env("RUST_LOG", &opts.log_filter)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(err))
-                .spawn()
-                .map_err(io_err("start", &opts.syncguard_bin))?;
-            daemons.push(EtcdDaemon {
-                child: Some(child),
-                id: format!("node-{i}"),
+            daemons.push(spawn(
+                &opts,
+                &format!("node-{i}"),
+                &config,
                 port,
-                config,
-                log,
-            });
+                &host.dir,
+            )?);
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
@@ -440,7 +449,57 @@ impl EtcdCluster {
             devnet,
             etcd,
             http,
+            opts,
         })
+    }
+
+    /// The admin token every daemon accepts, if any.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.opts.admin_token.as_deref()
+    }
+
+    /// SIGKILL of daemon `i` (its node keeps running).
+    pub fn kill_daemon(&mut self, i: usize) -> Result<(), ClusterError> {
+        self.daemon_mut(i)?.kill();
+        Ok(())
+    }
+
+    /// Kills daemon `i` (if it runs) and starts it again, `--role passive`, same config and
+    /// port — a host coming back after [`EtcdCluster::crash_host`]: its daemon's boot
+    /// deactivation starts its node as a full node with the placeholder key.
+    pub fn restart_daemon(&mut self, i: usize) -> Result<(), ClusterError> {
+        let dir = self.devnet.host(i)?.dir.clone();
+        let d = self
+            .daemons
+            .get_mut(i)
+            .ok_or(ClusterError::NoSuchDaemon(i))?;
+        d.kill();
+        let (id, config, port) = (d.id.clone(), d.config.clone(), d.port);
+        *d = spawn(&self.opts, &id, &config, port, &dir)?;
+        Ok(())
+    }
+
+    /// A POST to daemon `i`'s public API with the admin token: (HTTP status, JSON body or
+    /// null).
+    pub async fn post(
+        &self,
+        i: usize,
+        path: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), ClusterError> {
+        let port = self
+            .daemons
+            .get(i)
+            .ok_or(ClusterError::NoSuchDaemon(i))?
+            .port;
+        let url = format!("http://127.0.0.1:{port}{path}");
+        post_json(&self.http, &url, self.admin_token(), body).await
+    }
+
+    /// Runs the `syncguard` CLI with `args` and `--config` of daemon `i`: (exit code, output).
+    pub async fn cli(&self, i: usize, args: &[&str]) -> Result<(i32, String), ClusterError> {
+        let d = self.daemons.get(i).ok_or(ClusterError::NoSuchDaemon(i))?;
+        run_cli(&self.opts.syncguard_bin, &d.config, args).await
     }
 
     /// How many daemons.
@@ -484,9 +543,14 @@ impl EtcdCluster {
         get_json(&self.http, self.daemons.get(i)?.port, path).await
     }
 
-    /// Daemon `i`'s role (`/status` `node.role`).
+    /// Daemon `i`'s role (`/status` `node.role`); `None` when it does not answer — or when
+    /// another node answers on its port (it could not listen there).
     pub async fn role(&self, i: usize) -> Option<String> {
         let v = self.get(i, "/status").await?;
+        let d = self.daemons.get(i)?;
+        if v["node"]["id"].as_str() != Some(d.id.as_str()) {
+            return None;
+        }
         v["node"]["role"].as_str().map(str::to_string)
     }
 

@@ -349,14 +349,44 @@ impl std::fmt::Debug for Devnet {
     }
 }
 
-fn free_port() -> Result<u16, HarnessError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(io_err("bind", Path::new("127.0.0.1:0")))?;
-    let port = l
-        .local_addr()
-        .map_err(io_err("bind", Path::new("127.0.0.1:0")))?
-        .port();
-    Ok(port)
+/// A port free on loopback now, for a process started later to listen on (a node, a
+/// daemon, an etcd member). It is released before its user binds it, so two things could
+/// meet on it; seen with five etcd clusters at once (a node, or a daemon, found its port
+/// taken):
+/// - never the same port twice in this process (the clusters of tests running side by side
+///   draw from one pool);
+/// - drawn at random below Linux's ephemeral range (32768–60999), where neither `bind(0)`
+///   nor the outgoing connections of every process here (etcd clients, HTTP, gRPC) take
+///   their ports from;
+/// - only a port that can be bound now.
+pub(crate) fn free_port() -> Result<u16, HarnessError> {
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut rng = rand::thread_rng();
+    for _ in 0..1000 {
+        let port = rng.gen_range(20_000..32_000);
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    // Crowded: let the kernel choose (an ephemeral port), still never one given before.
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(io_err("bind", Path::new("127.0.0.1:0")))?;
+        let port = l
+            .local_addr()
+            .map_err(io_err("bind", Path::new("127.0.0.1:0")))?
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return Ok(port);
+        }
+    }
 }
 
 fn mkdir(p: &Path) -> Result<(), HarnessError> {

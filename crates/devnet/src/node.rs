@@ -253,6 +253,9 @@ async fn double_sign_check(
 
 /// Run a node until SIGTERM/SIGINT (Ok) or a fatal error.
 pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
+    if let Err(e) = crate::ctl::claim_pid_file(&opts.home) {
+        tracing::warn!(error = %e, "pid file not written: stop and status may not see this node");
+    }
     let (key, state) = preflight(&opts.home)?;
     let check = crate::comet_config::read_double_sign_check_height(&opts.home)?;
     tracing::info!(

@@ -102,10 +102,14 @@ pub enum Action {
         #[serde(default, with = "crate::types::opt_hrs_serde")]
         final_state: Option<Hrs>,
     },
-    /// etcd mode: ask the holder for the role (a switchover to this node, a fallback).
+    /// etcd mode: ask the holder for the role (a switchover to this node, a fallback), or
+    /// — an operator's switchover run on a third node — for the role to go to `for_node`.
     PutRequest {
         /// What is asked.
         kind: crate::message::RequestKind,
+        /// The node that would get the role, when not this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        for_node: Option<NodeId>,
     },
     /// etcd mode: withdraw this node's request, or refuse `from`'s (the holder's answer).
     ClearRequest {

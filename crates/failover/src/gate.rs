@@ -40,7 +40,9 @@ enum Kind {
         reply_to: Option<NodeId>,
         height: Option<u64>,
     },
-    Resumed,
+    Resumed {
+        own: Option<HandedState>,
+    },
     Granted {
         fit: OwnFit,
     },
@@ -76,10 +78,10 @@ impl Evidence {
     }
 
     /// Two-node mode: the target of this node's own handover refused and provably never
-    /// started; this node resumes.
-    pub(crate) fn resumed() -> Evidence {
+    /// started; this node resumes, from `own`, the final state it stopped at (when read).
+    pub(crate) fn resumed(own: Option<HandedState>) -> Evidence {
         Evidence {
-            kind: Kind::Resumed,
+            kind: Kind::Resumed { own },
         }
     }
 
@@ -169,12 +171,15 @@ impl Common {
                 );
                 (ActivationCause::Handover { from }, base, handed, reply_to)
             }
-            Kind::Resumed => (
+            // Its own final state is handed to its own activation: the fence at that very
+            // state must not become an unsigned state at the HRS its file holds signed (the
+            // state file would refuse it as different data at one HRS, and the resume fail).
+            Kind::Resumed { own } => (
                 ActivationCause::Resume,
                 self.fence
                     .highest_seen
                     .unwrap_or(Hrs::new(0, 0, Step::None)),
-                None,
+                own,
                 None,
             ),
             Kind::Granted { fit } => (

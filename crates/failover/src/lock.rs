@@ -54,6 +54,10 @@ pub struct LockState {
     pub paused_by: Option<NodeId>,
     /// Every node's own status, as it published it (`members/`), itself included.
     pub members: Vec<PeerStatus>,
+    /// The watermark: the highest state the holders wrote (a passive keeps it as the
+    /// state it has seen, as a passive of two nodes keeps the replica).
+    #[serde(default, with = "opt_hrs_serde")]
+    pub watermark: Option<Hrs>,
 }
 
 /// The holder of the lock.

@@ -26,92 +26,101 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
             return;
         }
         match cmd {
-            OperatorCommand::Pause => {
-                self.c.paused = true;
-                let why = format!(
-                    "paused by the operator while {}: no automatic transition until `syncguard \
-                     resume` (safety stops — self-fencing, standing down for a newer epoch — \
-                     still act)",
-                    self.c.phase.role()
-                );
+            OperatorCommand::Pause => self.pause(true, now),
+            OperatorCommand::Resume => self.pause(false, now),
+            OperatorCommand::Switchover { to } => self.switchover(to, now),
+            OperatorCommand::Unfence => self.unfence(now),
+            OperatorCommand::Takeover => self.takeover(now),
+        }
+    }
+
+    fn pause(&mut self, paused: bool, now: Duration) {
+        self.c.paused = paused;
+        let why = if paused {
+            format!(
+                "paused by the operator while {}: no automatic transition until `syncguard \
+                 resume` (safety stops — self-fencing, standing down for a newer epoch — \
+                 still act)",
+                self.c.phase.role()
+            )
+        } else {
+            self.c.last_hold = None;
+            format!(
+                "resumed by the operator: automatic operation as {}",
+                self.c.phase.role()
+            )
+        };
+        self.c.record(now, RecordKind::Info, why);
+        self.a.on_pause(&mut self.c, paused, now);
+    }
+
+    /// The holder as this node knows it, for the records.
+    fn holder_name(&self, now: Duration) -> String {
+        self.a
+            .holder_seen(&self.c, now)
+            .map_or_else(|| "the holder".to_string(), |(id, _)| id.to_string())
+    }
+
+    fn switchover(&mut self, to: NodeId, now: Duration) {
+        // Every check runs before anything stops: a refused switchover leaves the active
+        // signing, untouched.
+        if let Err(why) = self.switchover_check(&to, now) {
+            self.c.record(now, RecordKind::Refusal, why);
+        } else if to == self.c.params.node_id {
+            let holder = self.holder_name(now);
+            self.c.phase = Phase::Passive {
+                pending: Pending::Request {
+                    kind: RequestKind::Switchover,
+                    deadline: now + self.c.params.timing.handover_timeout,
+                },
+            };
+            if self
+                .a
+                .ask_for_role(&mut self.c, RequestKind::Switchover, now)
+            {
+                let why = format!("switchover: asked {holder} to hand the role to this node");
                 self.c.record(now, RecordKind::Info, why);
-                self.a.on_pause(&mut self.c, true, now);
             }
-            OperatorCommand::Resume => {
-                self.c.paused = false;
-                self.c.last_hold = None;
-                let why = format!(
-                    "resumed by the operator: automatic operation as {}",
-                    self.c.phase.role()
-                );
-                self.c.record(now, RecordKind::Info, why);
-                self.a.on_pause(&mut self.c, false, now);
-            }
-            OperatorCommand::Switchover { to } => {
-                // Every check runs before anything stops: a refused switchover leaves the
-                // active signing, untouched.
-                if let Err(why) = self.switchover_check(&to, now) {
-                    self.c.record(now, RecordKind::Refusal, why);
-                } else if to == self.c.params.node_id {
-                    let holder = self
-                        .a
-                        .holder_seen(&self.c, now)
-                        .map_or_else(|| "the holder".to_string(), |(id, _)| id.to_string());
-                    self.c.phase = Phase::Passive {
-                        pending: Pending::Request {
-                            kind: RequestKind::Switchover,
-                            deadline: now + self.c.params.timing.handover_timeout,
-                        },
-                    };
-                    if self
-                        .a
-                        .ask_for_role(&mut self.c, RequestKind::Switchover, now)
-                    {
-                        self.c.record(
-                            now,
-                            RecordKind::Info,
-                            format!("switchover: asked {holder} to hand the role to this node"),
-                        );
-                    }
-                } else {
-                    start_handover(
-                        &mut self.c,
-                        to,
-                        "an operator asked for a switchover".into(),
-                        now,
-                    );
-                }
-            }
-            OperatorCommand::Unfence => {
-                if matches!(self.c.phase, Phase::Fenced { .. }) {
-                    self.c.enter_passive(now);
-                    self.c.record(
-                        now,
-                        RecordKind::RoleChange,
-                        "unfenced by the operator: passive, the normal rules apply".into(),
-                    );
-                } else {
-                    let why = format!("unfence ignored: this node is {}", self.c.phase.role());
-                    self.c.record(now, RecordKind::Refusal, why);
-                }
-            }
-            OperatorCommand::Takeover => {
-                if matches!(self.c.phase, Phase::Passive { .. }) {
-                    let until = now + self.c.window() + self.c.round();
-                    self.c.takeover = Some((now, until));
-                    self.c.last_hold = None;
-                    let why = format!(
-                        "takeover requested by the operator: this node takes the role if its \
-                         own node is healthy and the chain shows no signature from the \
-                         validator (valid for {})",
-                        words_duration(until - now)
-                    );
-                    self.c.record(now, RecordKind::Info, why);
-                } else {
-                    let why = format!("takeover refused: this node is {}", self.c.phase.role());
-                    self.c.record(now, RecordKind::Refusal, why);
-                }
-            }
+        } else if matches!(self.c.phase, Phase::Active { .. }) {
+            let why = "an operator asked for a switchover".into();
+            start_handover(&mut self.c, to, why, now);
+        } else {
+            // Neither the holder nor the target: passed on to the holder.
+            let holder = self.holder_name(now);
+            self.a.relay(&mut self.c, to.clone(), now);
+            let why = format!("switchover: asked {holder} to hand the role to {to}");
+            self.c.record(now, RecordKind::Info, why);
+        }
+    }
+
+    fn unfence(&mut self, now: Duration) {
+        if matches!(self.c.phase, Phase::Fenced { .. }) {
+            self.c.enter_passive(now);
+            self.c.record(
+                now,
+                RecordKind::RoleChange,
+                "unfenced by the operator: passive, the normal rules apply".into(),
+            );
+        } else {
+            let why = format!("unfence ignored: this node is {}", self.c.phase.role());
+            self.c.record(now, RecordKind::Refusal, why);
+        }
+    }
+
+    fn takeover(&mut self, now: Duration) {
+        if matches!(self.c.phase, Phase::Passive { .. }) {
+            let until = now + self.c.window() + self.c.round();
+            self.c.takeover = Some((now, until));
+            self.c.last_hold = None;
+            let why = format!(
+                "takeover requested by the operator: this node takes the role if its own node \
+                 is healthy and the chain shows no signature from the validator (valid for {})",
+                words_duration(until - now)
+            );
+            self.c.record(now, RecordKind::Info, why);
+        } else {
+            let why = format!("takeover refused: this node is {}", self.c.phase.role());
+            self.c.record(now, RecordKind::Refusal, why);
         }
     }
 
@@ -135,11 +144,15 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                 .knows(c, to)
                 .map_err(|why| format!("switchover refused: {why}"))?;
             if !matches!(c.phase, Phase::Active { .. }) {
-                return Err(format!(
-                    "switchover to {to} refused: this node is {}, not active — run it on the \
-                     active node",
-                    c.phase.role()
-                ));
+                return match self.a.relay_check(c, to, now) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(why)) => Err(format!("switchover to {to} refused: {why}")),
+                    None => Err(format!(
+                        "switchover to {to} refused: this node is {}, not active — run it on \
+                         the active node",
+                        c.phase.role()
+                    )),
+                };
             }
             return self
                 .a

@@ -387,6 +387,42 @@ fn handing_over() -> Node {
     a
 }
 
+/// Found by the flapping-primary test (peer mode, `failover_operator.rs`), flaky: `a`
+/// stopped at 300/0/precommit, offered the role, `b` refused; `a` resumed with the fence at
+/// its own final state — an unsigned state at the HRS its file holds signed, which the state
+/// file refuses as different data at one HRS, so the resume failed and nobody signed. The
+/// resume now starts from its own final state, handed to itself: no unsigned state at that
+/// HRS (`activation_plan` writes a fence only above a handed state).
+#[test]
+fn double_sign_resume_after_a_refusal_starts_from_its_own_final_state() {
+    let mut a = handing_over();
+    let acts = a.feed(msg(
+        "b",
+        3,
+        MessageBody::HandoverReply {
+            outcome: HandoverOutcome::Refused,
+            reason: "my own node is not healthy".into(),
+        },
+    ));
+    let activate = acts.iter().find_map(|x| match x {
+        Action::Activate {
+            fence,
+            handed_state,
+            cause: ActivationCause::Resume,
+            ..
+        } => Some((*fence, handed_state.clone())),
+        _ => None,
+    });
+    let (fence, handed) = activate.unwrap_or_else(|| panic!("a resumes: {acts:#?}"));
+    let own = hrs(300, 0, Step::Precommit);
+    assert_eq!(fence, own, "never below its own last signature");
+    assert_eq!(
+        handed.map(|h| h.hrs),
+        Some(own),
+        "its own final state is what it starts from"
+    );
+}
+
 #[test]
 fn double_sign_handover_timeout_leaves_the_old_holder_passive() {
     let mut a = handing_over();

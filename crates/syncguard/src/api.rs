@@ -26,14 +26,14 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use syncguard_failover::{NodeId, OperatorCommand, Record, RecordKind, Role};
+use syncguard_failover::{NodeId, OperatorCommand, PeerStatus, Record, RecordKind, Role};
 use syncguard_health::{HealthReport, Verdict};
 use syncguard_peer::{AdminCaller, PeerClient};
 use syncguard_validator::Hrs;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{OperatorAnswer, OperatorRequest, OperatorRequestKind};
-use crate::view::{format_time, NodeView, Shared};
+use crate::view::{format_time, EtcdSeen, NodeView, Shared};
 
 /// Who may call the mutating routes, and where their commands go.
 ///
@@ -533,8 +533,17 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
                 "last_contact": v.peer_last_contact.map(format_time),
             }),
         };
-        let active_somewhere =
-            f.role == Role::Active || f.peer.as_ref().is_some_and(|p| p.role == Role::Active);
+        if let Some(e) = &v.etcd {
+            // etcd mode: no one peer — every node's own status as etcd showed it, and the
+            // lock itself.
+            out.as_object_mut().map(|o| o.remove("peer"));
+            out["coordination"] = json!("etcd");
+            out["etcd"] = etcd_json(e);
+            out["members"] = members_json(&f.members, e);
+        }
+        let active_somewhere = f.role == Role::Active
+            || f.peer.as_ref().is_some_and(|p| p.role == Role::Active)
+            || f.members.iter().any(|m| m.role == Role::Active);
         if !active_somewhere {
             out["notice"] = json!("no node reports itself active. If the whole chain has stopped (every node stalled), nobody promotes: a validator with more than 1/3 of the voting power halts the chain when its active dies, and only the operator's switchover or takeover can restart signing.");
         }
@@ -542,6 +551,42 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
         out["notice"] = json!("no peer configured: this node only monitors health");
     }
     Json(out)
+}
+
+/// etcd mode: every node's own status as it published it, with whether it holds the lock
+/// and where its API is reached.
+fn members_json(members: &[PeerStatus], e: &EtcdSeen) -> Value {
+    members
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m.node_id,
+                "role": m.role,
+                "paused": m.paused,
+                "epoch": m.epoch,
+                "healthy": m.healthy,
+                "latest_height": m.latest_height,
+                "last_state": hrs_json(m.last_state),
+                "is_primary_site": m.is_primary_site,
+                "holds_lock": e.holder.as_ref().is_some_and(|(h, _)| *h == m.node_id.as_str()),
+                "api": e.apis.get(m.node_id.as_str()),
+            })
+        })
+        .collect()
+}
+
+/// etcd mode: the lock and the keys beside it, as the last look showed them.
+fn etcd_json(e: &EtcdSeen) -> Value {
+    json!({
+        "holder": e.holder.as_ref().map(|(id, _)| id),
+        "epoch": e.holder.as_ref().map(|(_, epoch)| epoch),
+        "handover": e.handover.as_ref().map(|(from, to)| json!({"from": from, "to": to})),
+        "request": e.request.as_ref().map(|(from, kind)| json!({"from": from, "kind": kind})),
+        "paused_by": e.paused_by,
+        "watermark": hrs_json(e.watermark),
+        "last_look": e.at.map(format_time),
+        "unreachable": e.error,
+    })
 }
 
 /// Local state file, the replica pulled from the active, the watermark and the sync lag.

@@ -42,18 +42,22 @@ pub enum Command {
     /// Ask the chain (through the local node) whether the validator signed the last blocks:
     /// the evidence SyncGuard needs before any unplanned promotion.
     Witness(WitnessArgs),
-    /// The cluster as a table (role, epoch, health, heights, state lag, last contact).
-    /// Exit 0 only when exactly one node is active and healthy.
+    /// The cluster as a table (role, epoch, health, heights, state lag, last contact): this
+    /// node and its peer, or (etcd mode) every node etcd shows, and the lock. Exit 0 only when
+    /// exactly one node is active and healthy.
     Status(StatusArgs),
-    /// Planned handover of the validator role to another node. Prints the plan (a dry run)
-    /// unless --yes.
+    /// Planned handover of the validator role to another node, run on the active or on the
+    /// target (etcd mode: on any node). Prints the plan (a dry run) unless --yes.
     Switchover(SwitchoverArgs),
-    /// Maintenance: stop every automatic transition, on this node and its peer.
+    /// Maintenance: stop every automatic transition, on this node and its peer (etcd mode:
+    /// on every node, through etcd).
     Pause(AdminArgs),
-    /// End maintenance: automatic transitions again, on this node and its peer.
+    /// End maintenance: automatic transitions again, on this node and its peer (etcd mode:
+    /// on every node).
     Resume(AdminArgs),
     /// Last resort when the peer is down for good: take the validator role here without the
-    /// peer's agreement. This node's own health and a clean chain witness (no signature from
+    /// peer's agreement (etcd mode: removing the lock a gone holder's lease still holds).
+    /// This node's own health and a clean chain witness (no signature from
     /// the validator in the last blocks) are still required. Prints what it would do unless
     /// --yes.
     Takeover(ConfirmArgs),

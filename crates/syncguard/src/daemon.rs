@@ -530,7 +530,10 @@ async fn start_etcd(
         tokio::spawn(driver.run(inbox, op_rx, stop.clone())),
         tokio::spawn(crate::coordination::lease::poll_lock(
             backend,
-            config.server.id.clone(),
+            crate::coordination::lease::Me {
+                node_id: config.server.id.clone(),
+                api: config.server.advertised_api(),
+            },
             base.origin,
             interval,
             shared.clone(),

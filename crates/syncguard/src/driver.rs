@@ -64,7 +64,9 @@ pub struct Deps {
     pub alerts: syncguard_alerts::Alerter,
 }
 
-/// What wakes the machine.
+/// What wakes the machine. One at a time, moved straight into the machine: boxing the
+/// event would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Event(Event),
     Timeout,

@@ -58,6 +58,31 @@ pub struct NodeView {
     /// (served as `signing.strip` by `/status`, see [`crate::signing_strip`]).
     #[serde(skip)]
     pub strip: Option<Strip>,
+    /// etcd mode: the lock and what etcd keeps beside it, at the last look.
+    #[serde(skip)]
+    pub etcd: Option<EtcdSeen>,
+}
+
+/// etcd mode: the last look at the lock (`coordination/lease.rs`), for `/status` and the
+/// CLI — what etcd itself says, beside the members' own statuses the machine keeps.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdSeen {
+    /// When the look was made.
+    pub at: Option<SystemTime>,
+    /// Why the last look failed (the others are from the last one that answered).
+    pub error: Option<String>,
+    /// The lock's holder and its epoch.
+    pub holder: Option<(String, u64)>,
+    /// A planned handover waiting for its target: (from, to).
+    pub handover: Option<(String, String)>,
+    /// A request to the holder: (from, kind).
+    pub request: Option<(String, String)>,
+    /// The cluster-wide pause, and who set it.
+    pub paused_by: Option<String>,
+    /// The watermark: the highest state the holders wrote.
+    pub watermark: Option<Hrs>,
+    /// Every member's advertised public API (`host:port`), by node id.
+    pub apis: std::collections::BTreeMap<String, String>,
 }
 
 /// The validator's signing as the recent commits show it (from the chain, not from the
@@ -109,6 +134,7 @@ impl NodeView {
             last_deactivation: None,
             signing: SigningSeen::default(),
             strip: None,
+            etcd: None,
         }
     }
 

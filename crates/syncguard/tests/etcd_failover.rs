@@ -11,52 +11,10 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
+use common::etcd::{assert_ledger_clean, options, steady, wait_other_active, FAILOVER, SETTLE};
 use common::OrPanic;
 use serde_json::Value;
-use syncguard_devnet::etcd_cluster::{etcd_binary, EtcdCluster, EtcdClusterOptions};
-use syncguard_devnet::Launcher;
-
-const SETTLE: Duration = Duration::from_secs(30);
-const FAILOVER: Duration = Duration::from_secs(30);
-
-fn skip_or_fail(why: &str) -> Option<EtcdClusterOptions> {
-    if std::env::var_os("CI").is_some() {
-        panic!("{why} (CI is set: this is a failure, not a skip)");
-    }
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
-fn options() -> Option<EtcdClusterOptions> {
-    let etcd = match etcd_binary() {
-        Ok(p) => p,
-        Err(why) => return skip_or_fail(&why),
-    };
-    if !syncguard_coordination::ETCD_SUPPORT {
-        return skip_or_fail(syncguard_coordination::NO_ETCD_SUPPORT);
-    }
-    Some(EtcdClusterOptions::new(
-        env!("CARGO_BIN_EXE_syncguard"),
-        etcd,
-        Launcher::locate().expect("syncguard-devnet binary (cargo test --workspace builds it)"),
-    ))
-}
-
-/// Three daemons up, exactly one active and signing; returns it.
-async fn steady(c: &EtcdCluster) -> usize {
-    let a = c.wait_one_active(SETTLE).await.or_panic();
-    c.wait_signing_by(a, SETTLE).await.or_panic();
-    a
-}
-
-async fn assert_ledger_clean(c: &EtcdCluster) {
-    let l = c.ledger().await.or_panic();
-    assert!(
-        l.double_signs == 0 && l.s1_violations == 0,
-        "double sign or S1 violation in the ledger: {l:#?}\n{}",
-        c.describe().await
-    );
-}
+use syncguard_devnet::etcd_cluster::EtcdCluster;
 
 /// The `at` of the last record of daemon `i` with `tag`.
 async fn last_at(c: &EtcdCluster, i: usize, tag: &str) -> Option<SystemTime> {
@@ -69,26 +27,6 @@ async fn last_at(c: &EtcdCluster, i: usize, tag: &str) -> Option<SystemTime> {
         .and_then(|t| humantime::parse_rfc3339(&t).ok())
 }
 
-fn other_active(actives: &[usize], not: usize) -> Option<usize> {
-    match actives {
-        [b] if *b != not => Some(*b),
-        _ => None,
-    }
-}
-
-/// Waits until exactly one daemon other than `not` is active; returns it.
-async fn wait_other_active(c: &EtcdCluster, not: usize) -> usize {
-    c.wait_until("another node active", FAILOVER, || async {
-        other_active(&c.actives().await, not).is_some()
-    })
-    .await
-    .or_panic();
-    match other_active(&c.actives().await, not) {
-        Some(b) => b,
-        None => panic!("the active changed again at once\n{}", c.describe().await),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_sign_etcd_crash_of_the_active_host_promotes_another_after_the_lease() {
     let Some(opts) = options() else { return };
@@ -99,7 +37,7 @@ async fn double_sign_etcd_crash_of_the_active_host_promotes_another_after_the_le
     let epoch_before = c.epoch(a).await.unwrap_or(0);
     let crash = std::time::Instant::now();
     c.crash_host(a).await.or_panic();
-    let b = wait_other_active(&c, a).await;
+    let b = wait_other_active(&c, &[a]).await;
     let promoted = crash.elapsed();
     c.wait_signing_by(b, SETTLE).await.or_panic();
     let epoch_after = c.epoch(b).await.unwrap_or(0);
@@ -132,7 +70,7 @@ async fn double_sign_etcd_active_cut_off_from_etcd_fences_before_another_promote
     .await
     .or_panic();
     let fenced = cut.elapsed();
-    let b = wait_other_active(&c, a).await;
+    let b = wait_other_active(&c, &[a]).await;
     let promoted = cut.elapsed();
     c.wait_signing_by(b, SETTLE).await.or_panic();
     let fence_at = last_at(&c, a, "self_fenced").await;

@@ -171,6 +171,16 @@ pub trait Arbiter: std::fmt::Debug + Clone {
 
     /// Whether `to` is a node of this cluster (the refusal in words).
     fn knows(&self, c: &Common, to: &NodeId) -> Result<(), String>;
+
+    /// An operator's switchover to `to` run on a node that is neither the holder nor `to`:
+    /// whether this node can pass it on to the holder now (`None`: this arbiter does not
+    /// relay — run it on the active or on the target).
+    fn relay_check(&self, _c: &Common, _to: &NodeId, _now: Duration) -> Option<Result<(), String>> {
+        None
+    }
+
+    /// Passes the switchover to `to` on to the holder (after `relay_check` said yes).
+    fn relay(&mut self, _c: &mut Common, _to: NodeId, _now: Duration) {}
 }
 
 /// Whether `name`, last seen as `st` (`None`: no fresh status), can take the role in a

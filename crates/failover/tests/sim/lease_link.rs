@@ -54,6 +54,8 @@ pub(super) enum EtcdOp {
     },
     PutRequest {
         kind: RequestKind,
+        /// The node the role would go to, when not the asking one (a relayed switchover).
+        for_node: Option<NodeId>,
     },
     ClearRequest {
         from: NodeId,
@@ -233,8 +235,8 @@ impl World {
                     self.answer_later(n, inc, reply, 1, true);
                 }
             },
-            Action::PutRequest { kind } if kind != RequestKind::Claim => {
-                self.request(n, EtcdOp::PutRequest { kind });
+            Action::PutRequest { kind, for_node } if kind != RequestKind::Claim => {
+                self.request(n, EtcdOp::PutRequest { kind, for_node });
             }
             Action::ClearRequest { from } => self.request(n, EtcdOp::ClearRequest { from }),
             Action::SetPaused { paused } => self.request(n, EtcdOp::SetPaused { paused }),
@@ -314,8 +316,8 @@ impl World {
                 let ok = e.hand_over(&lease, &me, &to, final_state, handover_ttl, now);
                 event(Event::HandedOver { to, result: Ok(ok) })
             }
-            EtcdOp::PutRequest { kind } => {
-                e.put_request(&me, kind, handover_ttl, now);
+            EtcdOp::PutRequest { kind, for_node } => {
+                e.put_request(for_node.as_ref().unwrap_or(&me), kind, handover_ttl, now);
                 None
             }
             EtcdOp::ClearRequest { from } => {

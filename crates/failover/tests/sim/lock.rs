@@ -254,6 +254,7 @@ impl Etcd {
             request: self.request.as_ref().map(|(r, _)| r.clone()),
             paused_by: self.paused.clone(),
             members: self.members.values().map(|(s, _)| s.clone()).collect(),
+            watermark: self.watermark,
         }
     }
 }

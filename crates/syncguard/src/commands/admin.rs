@@ -1,4 +1,5 @@
-//! `status`, `switchover`, `pause`, `resume`: the operator's commands, spoken to the local
+//! `status`, `pause`, `resume`, `takeover`, `unfence` (and what `switchover.rs` shares: the
+//! cluster's rows): the operator's commands, spoken to the local
 //! daemon's public API (and read-only to the peer's). Nothing is decided here: the daemon's
 //! failover machine accepts or refuses, and this prints what it said.
 //!
@@ -11,26 +12,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use syncguard_config::Config;
+use syncguard_config::{Backend, Config};
 use syncguard_failover::NodeId;
 use syncguard_peer::PeerSecurity;
 
 use super::EXIT_INVALID;
-use crate::cli::{AdminArgs, StatusArgs, SwitchoverArgs};
+use crate::cli::{AdminArgs, StatusArgs};
 
 /// The local daemon and, read-only, its peer.
-struct Cluster {
-    config: Config,
+pub(super) struct Cluster {
+    pub(super) config: Config,
     local: String,
     /// Client for the local daemon's admin routes (token or mutual TLS).
     admin: reqwest::Client,
     admin_base: String,
     token: Option<String>,
     plain: reqwest::Client,
+    /// Peer mode: the one peer (id, address).
     peer: Option<(String, String)>,
+    /// Every configured peer (id, address): etcd mode reaches a member that advertises no
+    /// API address through its entry here.
+    peers: Vec<(String, String)>,
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
+pub(super) fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
     match syncguard_config::load(path) {
         Ok(loaded) => Ok(Ok(loaded.config)),
         Err(e) => {
@@ -41,7 +46,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Result<Config, ExitCode>> {
 }
 
 impl Cluster {
-    fn new(config: Config) -> anyhow::Result<Cluster> {
+    pub(super) fn new(config: Config) -> anyhow::Result<Cluster> {
         // A daemon bound to every interface is reached on loopback from its own host.
         let host = match config.server.bind.as_str() {
             "0.0.0.0" | "::" | "" => "127.0.0.1".to_string(),
@@ -76,11 +81,16 @@ impl Cluster {
             }
             _ => (plain.clone(), format!("http://{local}")),
         };
-        let peer = config
+        let peers: Vec<(String, String)> = config
             .communication
             .peers
-            .first()
-            .map(|p| (p.id.clone(), p.address.clone()));
+            .iter()
+            .map(|p| (p.id.clone(), p.address.clone()))
+            .collect();
+        let peer = match config.coordination.backend {
+            Backend::Peer => peers.first().cloned(),
+            Backend::Etcd => None,
+        };
         Ok(Cluster {
             config,
             local: format!("http://{local}"),
@@ -89,10 +99,37 @@ impl Cluster {
             token,
             plain,
             peer,
+            peers,
         })
     }
 
-    async fn get_local(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) fn etcd(&self) -> bool {
+        self.config.coordination.backend == Backend::Etcd
+    }
+
+    /// Another node's public API at `address` (`host:port`); `None` when it does not answer.
+    async fn get_at(&self, address: &str, path: &str) -> Option<Value> {
+        let resp = self
+            .plain
+            .get(format!("http://{address}{path}"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    /// A node's `GET path`: the local daemon's for this node, else the address its row
+    /// carries.
+    pub(super) async fn get_node(&self, row: Option<&Row>, path: &str) -> Option<Value> {
+        let row = row?;
+        if row.id == self.config.server.id {
+            return self.get_local(path).await.ok();
+        }
+        self.get_at(row.api.as_deref()?, path).await
+    }
+
+    pub(super) async fn get_local(&self, path: &str) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.local);
         let resp = self
             .plain
@@ -118,7 +155,7 @@ impl Cluster {
     }
 
     /// POST to a local admin route: (HTTP status, body).
-    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    pub(super) async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let url = format!("{}{path}", self.admin_base);
         let mut req = self.admin.post(&url).json(body);
         if let Some(t) = &self.token {
@@ -134,7 +171,7 @@ impl Cluster {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -143,18 +180,21 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// One row of the cluster table.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Row {
-    id: String,
-    role: String,
-    held_role: String,
-    paused: bool,
-    epoch: Option<u64>,
-    healthy: Option<bool>,
-    height: Option<u64>,
-    state_height: Option<i64>,
-    state_lag: Option<i64>,
-    last_contact: String,
-    source: &'static str,
+pub(super) struct Row {
+    pub(super) id: String,
+    pub(super) role: String,
+    pub(super) held_role: String,
+    pub(super) paused: bool,
+    pub(super) epoch: Option<u64>,
+    pub(super) healthy: Option<bool>,
+    pub(super) height: Option<u64>,
+    pub(super) state_height: Option<i64>,
+    pub(super) state_lag: Option<i64>,
+    pub(super) last_contact: String,
+    pub(super) source: &'static str,
+    /// Where its public API is reached (`host:port`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) api: Option<String>,
 }
 
 fn height_of(v: &Value) -> Option<i64> {
@@ -186,6 +226,26 @@ fn own_row(s: &Value, source: &'static str) -> Row {
         state_lag: None,
         last_contact: "-".into(),
         source,
+        api: None,
+    }
+}
+
+/// etcd mode: a member's row as it published its status in etcd (its API did not answer,
+/// or its address is unknown).
+fn member_row(m: &Value, source: &'static str) -> Row {
+    Row {
+        id: m["id"].as_str().unwrap_or("?").to_string(),
+        role: m["role"].as_str().unwrap_or("?").to_string(),
+        held_role: m["role"].as_str().unwrap_or("?").to_string(),
+        paused: m["paused"].as_bool().unwrap_or(false),
+        epoch: m["epoch"].as_u64(),
+        healthy: m["healthy"].as_bool(),
+        height: m["latest_height"].as_u64(),
+        state_height: height_of(&m["last_state"]),
+        state_lag: None,
+        last_contact: "via etcd".into(),
+        source,
+        api: m["api"].as_str().map(str::to_string),
     }
 }
 
@@ -213,13 +273,71 @@ fn seen_row(s: &Value, id: &str) -> Row {
         state_lag: None,
         last_contact: p["last_contact"].as_str().unwrap_or("never").to_string(),
         source: "as seen by the local node",
+        api: None,
     }
 }
 
-async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
+/// etcd mode: every member the local daemon's last look at etcd showed, each from its own
+/// API when it answers (else as it published itself in etcd), and every configured peer that
+/// publishes nothing (down, or not running SyncGuard).
+async fn member_rows(c: &Cluster, local: &Value, out: &mut Vec<Row>) {
+    let me = out.first().map(|r| r.id.clone()).unwrap_or_default();
+    for m in local["members"].as_array().into_iter().flatten() {
+        let Some(id) = m["id"].as_str().filter(|id| *id != me) else {
+            continue;
+        };
+        let api = m["api"].as_str().map(str::to_string).or_else(|| {
+            c.peers
+                .iter()
+                .find(|(p, _)| p == id)
+                .map(|(_, a)| a.clone())
+        });
+        let answer = match &api {
+            Some(a) => c.get_at(a, "/status").await,
+            None => None,
+        };
+        let mut row = match answer {
+            Some(p) if p["node"]["id"].as_str() == Some(id) => own_row(&p, "its daemon"),
+            _ if api.is_none() => {
+                member_row(m, "etcd (no API address: set server.advertise_address)")
+            }
+            _ => member_row(m, "etcd (its API does not answer)"),
+        };
+        row.api = api;
+        out.push(row);
+    }
+    for (id, address) in &c.peers {
+        if out.iter().any(|r| r.id == *id) {
+            continue;
+        }
+        out.push(Row {
+            id: id.clone(),
+            role: "unreachable".into(),
+            held_role: "?".into(),
+            paused: false,
+            epoch: None,
+            healthy: None,
+            height: None,
+            state_height: None,
+            state_lag: None,
+            last_contact: "not in etcd".into(),
+            source: "configured peer that publishes no status in etcd (down?)",
+            api: Some(address.clone()),
+        });
+    }
+}
+
+pub(super) async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
+    Ok(snapshot(c).await?.0)
+}
+
+/// The rows, and the local daemon's `/status` they started from.
+pub(super) async fn snapshot(c: &Cluster) -> anyhow::Result<(Vec<Row>, Value)> {
     let local = c.get_local("/status").await?;
     let mut out = vec![own_row(&local, "local daemon")];
-    if let Some((id, _)) = &c.peer {
+    if local["coordination"] == "etcd" {
+        member_rows(c, &local, &mut out).await;
+    } else if let Some((id, address)) = &c.peer {
         let mut row = match c.get_peer("/status").await {
             Some(p) if p["node"]["id"].as_str() == Some(id.as_str()) => own_row(&p, "peer daemon"),
             _ => seen_row(&local, id),
@@ -228,6 +346,7 @@ async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
             .as_str()
             .unwrap_or("never")
             .to_string();
+        row.api = Some(address.clone());
         out.push(row);
     }
     // State lag: how far each node's sign state is behind the active's.
@@ -242,14 +361,44 @@ async fn rows(c: &Cluster) -> anyhow::Result<Vec<Row>> {
             _ => None,
         };
     }
-    Ok(out)
+    Ok((out, local))
 }
 
-fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+/// etcd mode: the lock as the local daemon's last look showed it, in one line.
+pub(super) fn etcd_line(local: &Value) -> Option<String> {
+    let e = local.get("etcd")?;
+    let mut parts = vec![match (e["holder"].as_str(), e["epoch"].as_u64()) {
+        (Some(h), Some(epoch)) => format!("{h} holds the lock at epoch {epoch}"),
+        _ => "nobody holds the lock".to_string(),
+    }];
+    if let Some(h) = e["handover"].as_object() {
+        parts.push(format!(
+            "handover from {} to {} pending",
+            h["from"].as_str().unwrap_or("?"),
+            h["to"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(r) = e["request"].as_object() {
+        parts.push(format!(
+            "{} request for {}",
+            r["kind"].as_str().unwrap_or("?"),
+            r["from"].as_str().unwrap_or("?")
+        ));
+    }
+    if let Some(by) = e["paused_by"].as_str() {
+        parts.push(format!("PAUSED cluster-wide (by {by})"));
+    }
+    if let Some(why) = e["unreachable"].as_str() {
+        parts.push(format!("the last look FAILED: {why}"));
+    }
+    Some(format!("etcd: {}", parts.join("; ")))
+}
+
+pub(super) fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref().map_or_else(|| "-".into(), |x| x.to_string())
 }
 
-fn print_table(rows: &[Row]) {
+pub(super) fn print_table(rows: &[Row]) {
     println!(
         "{:<16} {:<12} {:>5} {:<9} {:>8} {:>8} {:>9}  last contact",
         "id", "role", "epoch", "health", "height", "state", "state lag"
@@ -316,16 +465,22 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let c = Cluster::new(config)?;
-    let rows = runtime()?.block_on(rows(&c))?;
+    let (rows, local) = runtime()?.block_on(snapshot(&c))?;
     let (ok, verdict) = cluster_ok(&rows);
     if args.json {
-        let out = json!({"ok": ok, "verdict": verdict, "nodes": rows});
+        let mut out = json!({"ok": ok, "verdict": verdict, "nodes": rows});
+        if let Some(e) = local.get("etcd") {
+            out["etcd"] = e.clone();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).context("encoding JSON")?
         );
     } else {
         print_table(&rows);
+        if let Some(line) = etcd_line(&local) {
+            println!("{line}");
+        }
         println!("{verdict}");
     }
     Ok(if ok {
@@ -335,159 +490,6 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub fn switchover(args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
-    let config = match load(&args.config)? {
-        Ok(c) => c,
-        Err(code) => return Ok(code),
-    };
-    let c = Cluster::new(config)?;
-    runtime()?.block_on(run_switchover(&c, args))
-}
-
-async fn run_switchover(c: &Cluster, args: &SwitchoverArgs) -> anyhow::Result<ExitCode> {
-    let before = rows(c).await?;
-    let active = before.iter().find(|r| r.held_role == "active").cloned();
-    let target = match (&args.to, &active) {
-        (Some(t), _) => t.clone(),
-        (None, Some(a)) => match before.iter().find(|r| r.id != a.id) {
-            Some(r) => r.id.clone(),
-            None => bail!("no other node to switch over to"),
-        },
-        (None, None) => bail!("no node is active: nothing to switch over (see `syncguard status`)"),
-    };
-    let target_row = before.iter().find(|r| r.id == target).cloned();
-    println!("switchover plan:");
-    print_table(&before);
-    match &active {
-        Some(a) => println!(
-            "  active now:      {} (height {}, state height {})",
-            a.id,
-            opt(&a.height),
-            opt(&a.state_height)
-        ),
-        None => println!("  active now:      none"),
-    }
-    match &target_row {
-        Some(t) => println!(
-            "  becomes active:  {} (height {}, state height {}, state lag {})",
-            t.id,
-            opt(&t.height),
-            opt(&t.state_height),
-            opt(&t.state_lag)
-        ),
-        None => println!("  becomes active:  {target} (not a node of this cluster?)"),
-    }
-    println!(
-        "  steps: the active stops its validator and confirms the stop, swaps in the placeholder \
-         key and hands its final state to {target} with epoch +1; {target} writes max(own, \
-         handed) state, installs the key and starts. Nothing is signed twice: the target only \
-         starts after the old holder's stop is confirmed."
-    );
-    // What the switchover costs, from the timing model (this host's config and node).
-    let n = syncguard::daemon::node_double_sign_check_height(&c.config);
-    let timing = c.config.timing_with(n);
-    let (blocks, secs) = timing.switchover_cost();
-    if n > 0 {
-        println!(
-            "  double_sign_check_height = {n}: {target} waits for {n} blocks without the \
-             validator's signature before it starts (about {}), or CometBFT would refuse to \
-             start",
-            syncguard_timing::words(timing.block * u32::try_from(n).unwrap_or(u32::MAX))
-        );
-    }
-    println!(
-        "  expected cost: at most about {blocks} missed blocks ({}: {target}'s restart{})",
-        syncguard_timing::words(secs),
-        if n > 0 { " and that wait" } else { "" }
-    );
-    let (code, check) = c
-        .post("/switchover", &json!({"to": target, "dry_run": true}))
-        .await?;
-    let blocked = check["error"].as_str().map(str::to_string);
-    match &blocked {
-        None if code == 200 => {
-            println!("  checks: passed (target healthy, caught up, passive, not paused)")
-        }
-        None => println!("  checks: the daemon answered HTTP {code}: {check}"),
-        Some(why) => println!("  checks: BLOCKED — {why}"),
-    }
-    if blocked.is_some() || code != 200 {
-        println!("refused: nothing was changed; the active keeps signing.");
-        return Ok(ExitCode::FAILURE);
-    }
-    if !args.yes {
-        println!("dry run: nothing was changed. Run again with --yes to do it.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let epoch_before = before.iter().filter_map(|r| r.epoch).max().unwrap_or(0);
-    let started = Instant::now();
-    let (code, answer) = c.post("/switchover", &json!({"to": target})).await?;
-    if code != 200 {
-        let why = answer["error"].as_str().unwrap_or("no reason given");
-        println!("refused (HTTP {code}): {why}");
-        println!("nothing was changed; the active keeps signing.");
-        return Ok(ExitCode::FAILURE);
-    }
-    println!("accepted; waiting for {target} to become active at epoch > {epoch_before} ...");
-    let bound = timing.handover_timeout * 2 + Duration::from_secs(30);
-    let done = loop {
-        if let Ok(now) = rows(c).await {
-            let t = now.iter().find(|r| r.id == target);
-            if t.is_some_and(|t| t.held_role == "active" && t.epoch.unwrap_or(0) > epoch_before)
-                && now.iter().filter(|r| r.held_role == "active").count() == 1
-            {
-                break Some(now);
-            }
-        }
-        // A refusal by the active arrives later when this runs on the target: it shows as
-        // the local node's latest decision.
-        if let Ok(s) = c.get_local("/status").await {
-            let last = s["node"]["last_decision"].as_str().unwrap_or("");
-            if last.contains("declined my request") || last.contains("refused the handover") {
-                println!("refused: {last}");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-        if started.elapsed() > bound {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    let Some(after) = done else {
-        println!(
-            "NOT confirmed within {}s: see `syncguard status` and /events on both nodes",
-            bound.as_secs()
-        );
-        return Ok(ExitCode::FAILURE);
-    };
-    println!(
-        "done in {:.1}s: {target} is active",
-        started.elapsed().as_secs_f64()
-    );
-    print_table(&after);
-    // Per-step timings: the old holder's stop, then the new holder's start.
-    let old = active.as_ref().map(|a| a.id.clone()).unwrap_or_default();
-    for (id, field, what) in [
-        (&old, "last_deactivation", "stop"),
-        (&target, "last_activation", "start"),
-    ] {
-        let steps = if c.peer.as_ref().is_some_and(|(p, _)| p == id) {
-            c.get_peer("/switchover").await
-        } else {
-            c.get_local("/switchover").await.ok()
-        };
-        match steps
-            .as_ref()
-            .map(|s| &s[field])
-            .and_then(|t| t["table"].as_str())
-        {
-            Some(table) => println!("\n{what} on {id}:\n{table}"),
-            None => println!("\n{what} on {id}: no step table available"),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     let config = match load(&args.config)? {
         Ok(c) => c,
@@ -495,7 +497,8 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     };
     let c = Cluster::new(config)?;
     let path = if pause { "/pause" } else { "/resume" };
-    let (code, body) = runtime()?.block_on(c.post(path, &json!({})))?;
+    let rt = runtime()?;
+    let (code, body) = rt.block_on(c.post(path, &json!({})))?;
     if code != 200 {
         let why = body["error"].as_str().unwrap_or("no reason given");
         println!("refused (HTTP {code}): {why}");
@@ -504,6 +507,9 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     let node = body["node_id"].as_str().unwrap_or("this node");
     let word = if pause { "paused" } else { "resumed" };
     println!("{node}: {word}");
+    if c.etcd() {
+        return rt.block_on(wait_cluster_pause(&c, node, pause));
+    }
     let peer = &body["peer"];
     let peer_id = peer["id"].as_str().unwrap_or("the peer");
     if peer["done"].as_bool() == Some(true) {
@@ -524,16 +530,77 @@ pub fn pause_resume(args: &AdminArgs, pause: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// etcd mode: the pause is one key in etcd that every node follows at its next look at the
+/// lock; waits (a few health rounds) until every node shows it, and names those that do not.
+async fn wait_cluster_pause(c: &Cluster, me: &str, pause: bool) -> anyhow::Result<ExitCode> {
+    let word = if pause { "paused" } else { "resumed" };
+    let bound = c.config.failover.health_check_interval() * 6 + Duration::from_secs(5);
+    let started = Instant::now();
+    let mut last = Vec::new();
+    loop {
+        if let Ok((rows, local)) = snapshot(c).await {
+            let key_ok = local["etcd"]["paused_by"].is_null() != pause;
+            let pending: Vec<String> = rows
+                .iter()
+                .filter(|r| r.id != me && (r.paused != pause || r.role == "unreachable"))
+                .map(|r| r.id.clone())
+                .collect();
+            if key_ok && pending.is_empty() {
+                for r in rows.iter().filter(|r| r.id != me) {
+                    println!("{}: {word}", r.id);
+                }
+                if pause {
+                    println!(
+                        "paused cluster-wide (etcd's pause key): no automatic transition on any \
+                         node until `syncguard resume` (safety stops still act)"
+                    );
+                } else {
+                    println!("resumed cluster-wide: automatic operation on every node");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            last = rows
+                .iter()
+                .filter(|r| pending.contains(&r.id))
+                .map(|r| (r.id.clone(), r.role.clone()))
+                .collect();
+            if !key_ok {
+                last.push(("etcd".into(), "the pause key is not stored yet".into()));
+            }
+        }
+        if started.elapsed() > bound {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (id, role) in last {
+        println!(
+            "{id}: NOT {word} after {}s ({role}) — every node follows etcd's pause key at its \
+             next look at the lock; check it with `syncguard status`",
+            bound.as_secs()
+        );
+    }
+    Ok(ExitCode::FAILURE)
+}
+
 /// `syncguard takeover`: the operator vouches that the peer is down for good.
 pub fn takeover(args: &crate::cli::ConfirmArgs) -> anyhow::Result<ExitCode> {
     if !args.yes {
+        let etcd = syncguard_config::load(&args.config)
+            .is_ok_and(|l| l.config.coordination.backend == Backend::Etcd);
+        let what = if etcd {
+            "REMOVE the lock of the holder etcd still shows (its lease may outlive its host) and \
+             take the validator role itself"
+        } else {
+            "take the validator role WITHOUT its peer's agreement"
+        };
+        let who = if etcd { "holder's" } else { "peer" };
         println!(
-            "takeover (dry run): this node would take the validator role WITHOUT its peer's \
-             agreement.\n  still required: this node's own Story node healthy and caught up, and \
-             the chain showing no signature from the validator in the last blocks (if the \
-             validator signs anywhere, the takeover is refused).\n  use it only when the peer \
-             host is down for good and cannot come back with the key live.\nrun again with --yes \
-             to do it."
+            "takeover (dry run): this node would {what}.\n  still required: this node's own \
+             Story node healthy and caught up, and the chain showing no signature from the \
+             validator in the last blocks (if the validator signs anywhere, the takeover is \
+             refused).\n  use it only when the {who} host is down for good and cannot come back \
+             with the key live.\nrun again with --yes to do it."
         );
         return Ok(ExitCode::from(2));
     }
@@ -557,16 +624,75 @@ fn local_command(config: &std::path::Path, path: &str) -> anyhow::Result<ExitCod
         println!("refused (HTTP {code}): {why}");
         return Ok(ExitCode::FAILURE);
     }
-    let node = body["node_id"].as_str().unwrap_or("this node");
+    let node = body["node_id"].as_str().unwrap_or("this node").to_string();
     let mut refused = false;
     for r in body["records"].as_array().into_iter().flatten() {
-        refused |= r["kind"] == "refusal";
-        println!("{node}: {}", r["why"].as_str().unwrap_or(""));
+        let why = r["why"].as_str().unwrap_or("");
+        // An unfence is refused only by its own record; a hold the passive it made records
+        // at once (etcd unreachable, the lock held) is the normal rules applying.
+        refused |= match path {
+            "/unfence" => why.starts_with("unfence ignored"),
+            _ => r["kind"] == "refusal",
+        };
+        println!("{node}: {why}");
     }
-    println!("{node} is {}", body["role"].as_str().unwrap_or("unknown"));
+    let role = body["role"].as_str().unwrap_or("unknown").to_string();
+    if path == "/takeover" && !refused && role == "passive" {
+        // The machine decides at its next looks (the witness, the lock): wait for the outcome.
+        return runtime()?.block_on(wait_takeover(&c, &node));
+    }
+    println!("{node} is {role}");
     Ok(if refused {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// After an accepted takeover: waits until this node is active, or says why not (the chain
+/// showed the validator signing, the lock could not be taken, the activation failed), within
+/// the takeover's validity and an activation. Reads this node's records from the takeover's
+/// own on: a later record may already have replaced the refusal as the latest decision.
+async fn wait_takeover(c: &Cluster, node: &str) -> anyhow::Result<ExitCode> {
+    let n = syncguard::daemon::node_double_sign_check_height(&c.config);
+    let timing = c.config.timing_with(n);
+    let bound =
+        timing.window + timing.round + timing.handover_timeout * 2 + Duration::from_secs(10);
+    let started = Instant::now();
+    let mut said = 0;
+    while started.elapsed() < bound {
+        let events = c.get_local("/events").await.unwrap_or(Value::Null);
+        let list = events["events"].as_array().cloned().unwrap_or_default();
+        let from = list
+            .iter()
+            .rposition(|e| {
+                e["why"]
+                    .as_str()
+                    .is_some_and(|w| w.starts_with("takeover requested by the operator"))
+            })
+            .map_or(list.len(), |i| i + 1);
+        let since = &list[from.min(list.len())..];
+        for e in since.iter().skip(said) {
+            let why = e["why"].as_str().unwrap_or("");
+            println!("{node}: {why}");
+            let failed = ["takeover refused", "ACTIVATION FAILED", "not promoting"]
+                .iter()
+                .any(|w| why.contains(w));
+            if failed {
+                println!("{node} is {}", e["role"].as_str().unwrap_or("passive"));
+                return Ok(ExitCode::FAILURE);
+            }
+            if e["role"] == "active" || why.starts_with("active at epoch") {
+                println!("{node} is active");
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        said = since.len();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "{node}: NOT active after {}s: see `syncguard status` and /events",
+        bound.as_secs()
+    );
+    Ok(ExitCode::FAILURE)
 }

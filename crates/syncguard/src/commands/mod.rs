@@ -5,6 +5,7 @@ mod config_check;
 mod files;
 mod init;
 mod story;
+mod switchover;
 mod witness;
 
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Witness(args) => witness::run(&args),
         Command::Status(args) => admin::status(&args),
-        Command::Switchover(args) => admin::switchover(&args),
+        Command::Switchover(args) => switchover::run(&args),
         Command::Pause(args) => admin::pause_resume(&args, true),
         Command::Resume(args) => admin::pause_resume(&args, false),
         Command::Takeover(args) => admin::takeover(&args),

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::Coordination;
 use crate::daemon::{next_tick, ticker};
-use crate::view::Shared;
+use crate::view::{EtcdSeen, Shared};
 
 /// The lease this node holds, with the task keeping it.
 struct Held {
@@ -220,6 +220,7 @@ pub fn lock_state(v: ClusterView) -> LockState {
             },
         }),
         paused_by: v.paused.map(|p| NodeId::new(p.by)),
+        watermark: v.watermark.map(|w| w.hrs),
         members: v
             .members
             .into_iter()
@@ -285,11 +286,12 @@ impl Coordination for LeaseLink {
                     let _ = events.send(Event::HandedOver { to, result }).await;
                 });
             }
-            Action::PutRequest { kind } => {
+            Action::PutRequest { kind, for_node } => {
                 let Some(kind) = wire(kind) else {
                     return;
                 };
-                let (node_id, ttl) = (self.node_id.clone(), self.handover_ttl);
+                let node_id = for_node.map_or_else(|| self.node_id.clone(), |n| n.to_string());
+                let ttl = self.handover_ttl;
                 tokio::spawn(async move {
                     if let Err(e) = backend.put_request(&node_id, kind, ttl).await {
                         tracing::error!("the request for the role was not stored in etcd: {e}");
@@ -328,11 +330,22 @@ impl Coordination for LeaseLink {
     }
 }
 
+/// The key of a member status that carries its advertised public API (`host:port`): the
+/// daemon adds it to the machine's status, the CLI reads it (the machine ignores it).
+pub const API_FIELD: &str = "api";
+
+/// Who this node is in etcd: its id, and where its public API is reached (published with
+/// its status).
+pub struct Me {
+    pub node_id: String,
+    pub api: Option<String>,
+}
+
 /// One look at the lock per health round, after publishing this node's own status (what
-/// the others' switchover checks and `syncguard status` read).
+/// the others' switchover checks and `syncguard status` read) with its API address.
 pub async fn poll_lock(
     backend: Arc<dyn LockBackend>,
-    node_id: String,
+    Me { node_id, api }: Me,
     origin: Instant,
     interval: Duration,
     shared: Shared,
@@ -345,7 +358,10 @@ pub async fn poll_lock(
     while next_tick(&mut t, &mut stop).await {
         if let Some(own) = shared.read(|v| v.own_peer_status.clone()) {
             match serde_json::to_value(&own) {
-                Ok(status) => {
+                Ok(mut status) => {
+                    if let (Some(api), Some(map)) = (&api, status.as_object_mut()) {
+                        map.insert(API_FIELD.into(), serde_json::Value::from(api.clone()));
+                    }
                     if let Err(e) = backend.put_member(&node_id, &status, member_ttl).await {
                         tracing::debug!("own status not published in etcd: {e}");
                     }
@@ -355,10 +371,17 @@ pub async fn poll_lock(
         }
         let asked_at = origin.elapsed();
         let view = match backend.view().await {
-            Ok(v) => LockView::Seen(lock_state(v)),
-            Err(e) => LockView::Unreachable {
-                reason: e.to_string(),
-            },
+            Ok(v) => {
+                shared.update(|s| s.etcd = Some(seen(&v)));
+                LockView::Seen(lock_state(v))
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                shared.update(|s| {
+                    s.etcd.get_or_insert_with(EtcdSeen::default).error = Some(reason.clone())
+                });
+                LockView::Unreachable { reason }
+            }
         };
         if tx.send(Event::Lock { asked_at, view }).await.is_err() {
             break;
@@ -366,6 +389,33 @@ pub async fn poll_lock(
     }
     if let Err(e) = backend.remove_member(&node_id).await {
         tracing::debug!("own status not removed from etcd (it expires): {e}");
+    }
+}
+
+/// What `/status` shows of a look at the lock.
+fn seen(v: &ClusterView) -> EtcdSeen {
+    EtcdSeen {
+        at: Some(std::time::SystemTime::now()),
+        error: None,
+        holder: v.holder.as_ref().map(|h| (h.node_id.clone(), h.epoch)),
+        handover: v.handover.as_ref().map(|h| (h.from.clone(), h.to.clone())),
+        request: v.request.as_ref().map(|r| {
+            let kind = match r.kind {
+                WireKind::Switchover => "switchover",
+                WireKind::Fallback => "fallback",
+            };
+            (r.from.clone(), kind.to_string())
+        }),
+        paused_by: v.paused.as_ref().map(|p| p.by.clone()),
+        watermark: v.watermark.map(|w| w.hrs),
+        apis: v
+            .members
+            .iter()
+            .filter_map(|m| {
+                let api = m.status.get(API_FIELD)?.as_str()?;
+                Some((m.node_id.clone(), api.to_string()))
+            })
+            .collect(),
     }
 }
 

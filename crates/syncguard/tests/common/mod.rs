@@ -59,3 +59,5 @@ pub async fn assert_no_double_sign(c: &Cluster) {
         c.describe().await
     );
 }
+
+pub mod etcd;

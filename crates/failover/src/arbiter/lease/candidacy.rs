@@ -187,8 +187,28 @@ impl Lease {
         asked_at: Duration,
         now: Duration,
     ) {
-        if self.pause_sent_at.is_some_and(|t| asked_at < t) {
-            return;
+        if let Some((at, want)) = self.pause_sent {
+            if asked_at < at {
+                return;
+            }
+            if st.paused_by.is_some() != want {
+                // The write may not have landed when this look was read: the operator's
+                // pause (or resume) here stands until etcd shows it, or for as long as a
+                // write may take — then etcd, the cluster's record, decides.
+                if now.saturating_sub(at) <= c.params.timing.handover_timeout {
+                    return;
+                }
+                let (asked, shows) = match want {
+                    true => ("pause", "no pause"),
+                    false => ("resume", "the pause"),
+                };
+                let why = format!(
+                    "the cluster-wide {asked} asked on this node was not stored in etcd (it \
+                     still shows {shows}): following etcd"
+                );
+                c.record(now, RecordKind::Alert, why);
+            }
+            self.pause_sent = None;
         }
         match (&st.paused_by, c.paused) {
             (Some(by), false) => {

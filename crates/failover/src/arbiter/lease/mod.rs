@@ -82,8 +82,10 @@ pub struct Lease {
     seen_holder: Option<u64>,
     /// When the last look etcd answered was asked: a longer gap may hide a holder.
     last_answered: Option<Duration>,
-    /// When this node last set or lifted the cluster-wide pause: older looks do not undo it.
-    pause_sent_at: Option<Duration>,
+    /// When this node last set (`true`) or lifted the cluster-wide pause, until a look at
+    /// etcd shows it stored: looks asked before it, or before the write landed, do not undo
+    /// it.
+    pause_sent: Option<(Duration, bool)>,
     /// The request last answered (by the holder), so it is answered once.
     answered_request: Option<(NodeId, RequestKind)>,
     /// The takeover's target: the epoch of the gone holder's lock to remove first.
@@ -134,7 +136,7 @@ impl Lease {
             off_since: None,
             seen_holder: None,
             last_answered: None,
-            pause_sent_at: None,
+            pause_sent: None,
             answered_request: None,
             takeover_release: None,
         }
@@ -200,6 +202,9 @@ impl Lease {
             return;
         };
         self.after_blindness(c, asked_at, now);
+        // The watermark is a state signed with the key: no fence of this node goes below it
+        // (the acquisition reads it again; this keeps it known when that read fails).
+        c.fence.see(st.watermark);
         self.follow_pause(c, &st, asked_at, now);
         // Another holder's epoch is learned; this node's own lock is its own to learn from
         // the acquisition's answer (a look may show it first: adopting it here would make
@@ -345,6 +350,12 @@ impl Lease {
             story,
             now,
         );
+        // A request for the role this node made (or one made for it) is answered now: left
+        // in etcd until it expires, a later holder would answer it again and hand the role
+        // back here.
+        c.push(Action::ClearRequest {
+            from: c.params.node_id.clone(),
+        });
     }
 
     fn on_lease_end(&mut self, c: &mut Common, why: LeaseEnd, now: Duration) {
@@ -439,7 +450,7 @@ impl Lease {
                 "{from}, the primary site, has been healthy for the grace period and asks for \
                  its role back"
             ),
-            _ => format!("an operator asked on {from} for a switchover to it"),
+            _ => format!("an operator asked for a switchover to {from}"),
         };
         crate::operator::start_handover(c, from, why, now);
     }
@@ -478,11 +489,12 @@ impl Arbiter for Lease {
             Event::Acquire(report) => self.on_acquire(c, report, now),
             Event::LeaseEnded { why } => self.on_lease_end(c, why, now),
             Event::HandedOver { to, result } => self.on_handed_over(c, to, result, now),
-            Event::StateSeen { hrs } => {
-                if c.holding().is_some() && self.last_put.is_none_or(|p| hrs_key(hrs) > p) {
-                    self.last_put = Some(hrs_key(hrs));
-                    c.push(Action::PutWatermark { hrs });
-                }
+            // Only a holder writes the watermark, and only upwards.
+            Event::StateSeen { hrs }
+                if c.holding().is_some() && self.last_put.is_none_or(|p| hrs_key(hrs) > p) =>
+            {
+                self.last_put = Some(hrs_key(hrs));
+                c.push(Action::PutWatermark { hrs });
             }
             _ => {}
         }
@@ -572,7 +584,10 @@ impl Arbiter for Lease {
                 },
             };
         }
-        c.push(Action::PutRequest { kind });
+        c.push(Action::PutRequest {
+            kind,
+            for_node: None,
+        });
         true
     }
 
@@ -697,7 +712,7 @@ impl Arbiter for Lease {
     }
 
     fn on_pause(&mut self, c: &mut Common, paused: bool, now: Duration) {
-        self.pause_sent_at = Some(now);
+        self.pause_sent = Some((now, paused));
         c.push(Action::SetPaused { paused });
     }
 
@@ -748,6 +763,31 @@ impl Arbiter for Lease {
 
     fn holder_words(&self, _c: &Common) -> String {
         "the lock's holder".to_string()
+    }
+
+    fn relay_check(&self, c: &Common, to: &NodeId, now: Duration) -> Option<Result<(), String>> {
+        if !matches!(c.phase, Phase::Passive { .. }) {
+            return None;
+        }
+        let Some((holder, _)) = self.holder_seen(c, now) else {
+            return Some(Err(
+                "no other node holds the lock now: there is no holder to hand \
+                             the role over (`syncguard takeover` on the target if the holder \
+                             is gone for good)"
+                    .into(),
+            ));
+        };
+        if holder == *to {
+            return Some(Err(format!("{to} already holds the lock")));
+        }
+        Some(self.target_ready(c, to, now))
+    }
+
+    fn relay(&mut self, c: &mut Common, to: NodeId, _now: Duration) {
+        c.push(Action::PutRequest {
+            kind: RequestKind::Switchover,
+            for_node: Some(to),
+        });
     }
 
     fn knows(&self, _c: &Common, to: &NodeId) -> Result<(), String> {

@@ -232,7 +232,8 @@ impl Pair {
                     "{to} refused the handover ({reason}) and provably never started, so this \
                      node takes its role back, at epoch {epoch}"
                 );
-                c.promote(epoch, Evidence::resumed(), story, now);
+                let own = self.offered_state.take();
+                c.promote(epoch, Evidence::resumed(own), story, now);
             }
             HandoverOutcome::Ignored => {
                 c.enter_passive(now);

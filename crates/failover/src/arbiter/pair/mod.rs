@@ -46,6 +46,10 @@ pub struct Pair {
     /// The clean witness a pending claim was made on (the grant promotes on it).
     #[serde(skip)]
     claim_witness: Option<CleanWitness>,
+    /// The final state this node stopped at before its offer (a refused offer resumes from
+    /// it: this node's own last signature, kept as it is on disk).
+    #[serde(skip)]
+    offered_state: Option<HandedState>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -250,10 +254,10 @@ impl Arbiter for Pair {
         match event {
             Event::Peer(obs) => self.on_peer(c, obs, now),
             Event::Message(m) => self.on_message(c, m, now),
-            Event::LocalHealth(_) => {
-                if self.peer.lost_since.is_some() && self.peer.height_at_loss.is_none() {
-                    self.peer.height_at_loss = c.local.latest_height;
-                }
+            Event::LocalHealth(_)
+                if self.peer.lost_since.is_some() && self.peer.height_at_loss.is_none() =>
+            {
+                self.peer.height_at_loss = c.local.latest_height;
             }
             _ => {}
         }
@@ -421,6 +425,7 @@ impl Arbiter for Pair {
         }
         c.adopt_epoch(epoch);
         self.acted_at = Some(epoch);
+        self.offered_state.clone_from(&final_state);
         self.send(c, epoch, MessageBody::HandoverOffer { final_state });
         c.holder_may_start(now);
         c.phase = Phase::HandingOver {
