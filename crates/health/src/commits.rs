@@ -10,7 +10,10 @@
 //! `earliest_block_height` (a pruned or state-synced node) are never asked for: the node
 //! does not have them, and asking again every round would cost up to `per_round` failed
 //! calls each time; they stay unread (Unknown, never Absent). The log is pure;
-//! [`ChainReader`] fetches.
+//! [`ChainReader`] fetches, one reader at a time (the health loop's catch-up, a witness), so
+//! the two never ask for the same commit. A steady health round thus costs the node its
+//! probes, the commits of the blocks made since the round before, and — on a passive asking
+//! the chain as witness — one more `/status` (`crates/syncguard/tests/rpc_economy.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -268,12 +271,16 @@ impl Strip {
     }
 }
 
-/// Reads commits into a shared [`CommitLog`].
+/// Reads commits into a shared [`CommitLog`]. One read at a time (the health loop's
+/// catch-up, a witness): the second waits for the first, then asks only what the first did
+/// not read — two readers never ask the node for the same commit.
 #[derive(Debug, Clone)]
 pub struct ChainReader {
     client: CometClient,
     log: Arc<Mutex<CommitLog>>,
     per_round: u64,
+    /// Held while a reader decides what to ask and asks it.
+    turn: Arc<Mutex<()>>,
 }
 
 impl ChainReader {
@@ -285,6 +292,7 @@ impl ChainReader {
             client,
             log: Arc::new(Mutex::new(CommitLog::new(address, keep))),
             per_round: per_round.max(1),
+            turn: Arc::new(Mutex::new(())),
         }
     }
 
@@ -295,6 +303,7 @@ impl ChainReader {
     pub async fn catch_up(&self, latest: u64, earliest: u64) -> SigningView {
         let hi = latest.saturating_sub(1);
         let lo = hi.saturating_sub(self.per_round.saturating_sub(1));
+        let _turn = self.turn.lock().await;
         let wanted = {
             let mut log = self.log.lock().await;
             log.set_floor(earliest);
@@ -305,8 +314,10 @@ impl ChainReader {
     }
 
     /// The witness of the last `n` canonical commits: `/status` for the latest height, then
-    /// only the commits not read yet. Fails only when `/status` fails.
+    /// only the commits not read yet. Fails only when `/status` fails. The head is asked once
+    /// it is this reader's turn, so a wait for a catch-up under way never makes it older.
     pub async fn witness(&self, n: u64) -> Result<WitnessReport, ProbeError> {
+        let _turn = self.turn.lock().await;
         let status = self.client.status().await?;
         let hi = status.latest_block_height.saturating_sub(1);
         let lo = hi.saturating_sub(n.saturating_sub(1));

@@ -4,24 +4,48 @@
 //! `/net_info`, `/commit?height=` and story-geth's JSON-RPC from the recorded fixtures in
 //! `../shared/fixtures` (heights, times and the validator's address patched in, the shapes
 //! as recorded), counting every request by path (and by JSON-RPC method) — drives the real
-//! daemon binary. Its chain advances with wall time; its node is pruned (it still has only
-//! the last few hundred blocks), as a state-synced node is.
+//! daemon binary. Its chain advances with wall time. A **pruned** stand-in keeps only the
+//! last [`RETAINED`] blocks (its `earliest_block_height` follows the head, as on a
+//! state-synced or pruning node); an **archive** one has every block from 1. Its CometBFT port
+//! is behind a switch that the daemon's `story.stop_command` / `start_command` flip (files in
+//! the test's directory): stopped, it refuses connections, as a stopped `story` does.
 //!
-//! - `story_rpc_economy_a_round_costs_its_probes_plus_the_new_blocks_commits` (asserted, at the
-//!   seed's intervals scaled down ten times: 0.5 s rounds, 50 ms blocks — ten new blocks
-//!   a round as with the seed's 5 s rounds and 0.5 s blocks): every round asks the six probes
-//!   once, and commits only for the heights that became canonical since the round before;
-//!   no commit is asked twice, none the node has pruned, none not canonical yet.
-//! - `story_rpc_economy_bench_at_the_seed_intervals` (`--ignored`; prints, asserts nothing
-//!   about time): the same at the seed's intervals for `SYNCGUARD_BENCH_SECS` (default 300),
-//!   with the daemon's RSS and CPU from `/proc`. Run against a release binary with
-//!   `SYNCGUARD_BIN=target/release/syncguard`. Its numbers are in `BENCHMARKS.md`.
+//! The rules of the economy, checked on the requests (`check`):
+//! 1. a `/commit` is asked only for a canonical height (below the node's head when it is
+//!    asked) and, in the steady rounds, one the node still has (not below its
+//!    `earliest_block_height` then);
+//! 2. no height is asked twice (the health loop's signing monitor and the witness share one
+//!    commit log: what one read, the other does not ask again) — unless the node was stopped
+//!    in between, which may have cut the first answer;
+//! 3. in the steady rounds, the commits asked are at most the blocks that became canonical
+//!    (plus the heights not read yet when the steady rounds began);
+//! 4. each steady round asks the six health probes once (`/status`, `/net_info`, four
+//!    story-geth calls) and nothing else but commits — plus, on a passive whose peer is lost,
+//!    the witness's own `/status` (at most one a round: it asks for the head, then only the
+//!    commits not read yet).
 //!
-//! The daemon runs with no peer (monitoring only): the health loop — probes, then the commit
-//! log's catch-up — is the same task on an active, a passive or a monitor. A passive adds the
-//! witness only when its peer is lost (one `/status` and the commits not read yet).
+//! Tests:
+//! - `story_rpc_economy_a_round_costs_its_probes_plus_the_new_blocks_commits` (monitor: no
+//!   peer; the seed's intervals ten times faster — 0.5 s rounds, 50 ms blocks: ten new blocks
+//!   a round as with the seed's 5 s rounds and 0.5 s blocks), against a pruned stand-in; and
+//!   the strip of `/status` drawn from the same reads.
+//! - `story_rpc_economy_a_passive_whose_peer_is_lost_shares_the_commits_with_its_witness`:
+//!   a passive with a peer configured that never answers; after its start (it makes sure the
+//!   key is not live: stop, placeholder, start) it asks the chain as witness every round or
+//!   so; the chain shows the validator signing (every commit carries its signature), so it
+//!   never promotes. Same rules, one more `/status` a round allowed.
+//! - `story_rpc_economy_bench_at_the_seed_intervals` (`--ignored`): the seed's intervals
+//!   (5 s rounds, 0.5 s blocks) for `SYNCGUARD_BENCH_SECS` (default 300), printing calls
+//!   per round and the daemon's RSS and CPU from `/proc`, then checking the rules.
+//!   `SYNCGUARD_BENCH_PEER=lost` for the passive with a lost peer (default: monitor),
+//!   `SYNCGUARD_BENCH_NODE=archive` for an archive stand-in (default: pruned),
+//!   `SYNCGUARD_BENCH_DUMP=1` to print the commits asked, round by round. Its numbers are in
+//!   `BENCHMARKS.md`.
+//!
+//! Every test runs `SYNCGUARD_BIN` when set (another build, e.g. main's, to measure the
+//! "before"; the rules then say what it breaks), else this crate's binary.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,12 +59,23 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
 
 /// The stand-in chain's height when it starts.
 const INITIAL_HEIGHT: u64 = 5_000;
-/// The oldest height the stand-in node still has when it starts (a pruned node: fewer than
-/// the 200 commits a daemon's first round would like to read).
-const EARLIEST_HEIGHT: u64 = 4_900;
+/// Blocks a pruned stand-in keeps: fewer than the 200 commits a daemon's round may read.
+const RETAINED: u64 = 100;
+
+/// The six health probes of a round, as the stand-in counts them.
+const PROBES: [&str; 6] = [
+    "GET /status",
+    "GET /net_info",
+    "POST eth_blockNumber",
+    "POST eth_syncing",
+    "POST net_peerCount",
+    "POST eth_getBlockByNumber",
+];
 
 fn fixture(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -88,18 +123,33 @@ struct Request {
     height: Option<u64>,
     /// The chain's newest height when it was answered.
     head: u64,
+    /// The node's earliest height then.
+    earliest: u64,
+    /// How many times the node had been stopped (a stop cuts the requests in flight).
+    stops: u64,
+}
+
+/// What kind of node the stand-in is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    /// Keeps the last [`RETAINED`] blocks.
+    Pruned,
+    /// Has every block from 1.
+    Archive,
 }
 
 struct Chain {
     started: Instant,
     start_time: SystemTime,
     block: Duration,
+    node: Node,
     address: String,
     status: Value,
     commit: Value,
     net_info: Value,
     evm: HashMap<String, Value>,
     log: Mutex<Vec<Request>>,
+    stops: std::sync::atomic::AtomicU64,
 }
 
 impl Chain {
@@ -108,10 +158,12 @@ impl Chain {
         INITIAL_HEIGHT + u64::try_from(blocks).unwrap_or(u64::MAX / 2)
     }
 
-    /// The oldest height the node still has: it keeps the last `INITIAL - EARLIEST` blocks
-    /// and prunes as it goes.
+    /// The oldest height the node still has.
     fn earliest(&self, head: u64) -> u64 {
-        head - (INITIAL_HEIGHT - EARLIEST_HEIGHT)
+        match self.node {
+            Node::Pruned => head - RETAINED,
+            Node::Archive => 1,
+        }
     }
 
     fn time_of(&self, height: u64) -> String {
@@ -125,8 +177,16 @@ impl Chain {
 
     fn count(&self, key: String, height: Option<u64>) -> u64 {
         let head = self.head();
+        let earliest = self.earliest(head);
+        let stops = self.stops.load(std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut log) = self.log.lock() {
-            log.push(Request { key, height, head });
+            log.push(Request {
+                key,
+                height,
+                head,
+                earliest,
+                stops,
+            });
         }
         head
     }
@@ -232,25 +292,99 @@ async fn other(State(chain): State<Shared>, OriginalUri(uri): OriginalUri) -> Re
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-/// The stand-in: CometBFT on one port, story-geth on another, one chain and one count.
+/// A TCP front on a fixed loopback port that forwards to `target` while on; off, nothing
+/// listens there (connections are refused) and the open ones are closed — a stopped node.
+struct Switch {
+    addr: SocketAddr,
+    target: SocketAddr,
+    front: tokio::sync::Mutex<Option<(JoinHandle<()>, Arc<Mutex<Vec<AbortHandle>>>)>>,
+}
+
+impl Switch {
+    async fn start(target: SocketAddr) -> Arc<Switch> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let switch = Arc::new(Switch {
+            addr,
+            target,
+            front: tokio::sync::Mutex::new(None),
+        });
+        *switch.front.lock().await = Some(Switch::serve(listener, target));
+        switch
+    }
+
+    fn serve(
+        listener: TcpListener,
+        target: SocketAddr,
+    ) -> (JoinHandle<()>, Arc<Mutex<Vec<AbortHandle>>>) {
+        let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let kept = conns.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                if let Ok(mut c) = kept.lock() {
+                    c.retain(|h| !h.is_finished());
+                    c.push(task.abort_handle());
+                }
+            }
+        });
+        (accept, conns)
+    }
+
+    async fn set(&self, on: bool) {
+        let mut front = self.front.lock().await;
+        match (on, front.is_some()) {
+            (false, true) => {
+                if let Some((accept, conns)) = front.take() {
+                    accept.abort();
+                    let _ = accept.await;
+                    for c in conns.lock().map(|c| c.clone()).unwrap_or_default() {
+                        c.abort();
+                    }
+                }
+            }
+            (true, false) => {
+                // The same port again (the listener sets SO_REUSEADDR).
+                for _ in 0..50 {
+                    if let Ok(listener) = TcpListener::bind(self.addr).await {
+                        *front = Some(Switch::serve(listener, self.target));
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                panic!("cannot listen on {} again", self.addr);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The stand-in: CometBFT (behind its switch) on one port, story-geth on another, one chain
+/// and one count.
 struct StandIn {
     chain: Shared,
-    comet: SocketAddr,
+    comet: Arc<Switch>,
     evm: SocketAddr,
 }
 
 impl StandIn {
-    async fn start(block: Duration, address: &str) -> StandIn {
+    async fn start(block: Duration, node: Node, address: &str) -> StandIn {
         let chain = Arc::new(Chain {
             started: Instant::now(),
             start_time: SystemTime::now(),
             block,
+            node,
             address: address.to_string(),
             status: comet_result("tmrs_v0_38_status.json"),
             commit: comet_result("tmrs_v0_38_commit_at_height_10.json"),
             net_info: comet_result("tmrs_v0_38_net_info.json"),
             evm: evm_results(),
             log: Mutex::new(Vec::new()),
+            stops: Default::default(),
         });
         let comet = Router::new()
             .route("/status", get(status))
@@ -263,7 +397,7 @@ impl StandIn {
             .fallback(other)
             .with_state(chain.clone());
         let serve = |app: Router| async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            let listener = TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind a loopback port");
             let addr = listener.local_addr().expect("local addr");
@@ -276,17 +410,37 @@ impl StandIn {
         let evm_addr = serve(evm_app).await;
         StandIn {
             chain,
-            comet: comet_addr,
+            comet: Switch::start(comet_addr).await,
             evm: evm_addr,
         }
     }
 
+    /// Health rounds seen so far (each asks `/net_info` once; nothing else does).
     fn rounds(&self) -> usize {
         self.chain
             .requests()
             .iter()
-            .filter(|r| r.key == "GET /status")
+            .filter(|r| r.key == "GET /net_info")
             .count()
+    }
+
+    /// Runs `story` as the daemon's commands say: `story.stopped` in `dir` present = stopped.
+    fn follow_commands(&self, dir: &Path) {
+        let switch = self.comet.clone();
+        let chain = self.chain.clone();
+        let flag = dir.join("story.stopped");
+        tokio::spawn(async move {
+            let mut was_on = true;
+            loop {
+                let on = !flag.exists();
+                if was_on && !on {
+                    chain.stops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                was_on = on;
+                switch.set(on).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
     }
 }
 
@@ -306,35 +460,98 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// The validator key the daemon watches for (the recorded secp256k1 example key) and its
-/// address.
+/// The validator key the daemon watches for (the recorded secp256k1 example key, 0600) and
+/// its address.
 fn key_store(dir: &Path) -> (PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join("priv_validator_key.json");
     std::fs::write(&path, fixture("privval/privval_key_secp256k1_cometbft_docs.json"))
         .expect("key store");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let address = syncguard_validator::ValidatorKey::load_public(&path)
         .expect("the fixture key loads")
         .address_hex();
     (path, address)
 }
 
-/// `syncguard story` (monitoring only) against the stand-in, with `round` health rounds and
-/// `block_ms` as the configured block interval; and its API port.
+/// Who the daemon is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No peer: it monitors its node only (the health loop, the commit log, the strip).
+    Monitor,
+    /// A passive whose configured peer never answers: the health loop, and the witness.
+    PassiveLostPeer,
+}
+
+/// The `communication:` section of a peer that never answers, with this node's certificates.
+fn lost_peer_yaml(dir: &Path) -> String {
+    use syncguard_peer::certs::ClusterCa;
+    let tls = dir.join("tls");
+    std::fs::create_dir_all(&tls).expect("tls dir");
+    let ca = ClusterCa::generate().expect("a cluster CA");
+    ca.write_cert(&tls.join("ca.pem")).expect("ca.pem");
+    ca.issue(
+        &syncguard_failover::NodeId::new("story-validator-2"),
+        &["127.0.0.1".to_string()],
+    )
+    .expect("a node certificate")
+    .write(&tls.join("node.pem"), &tls.join("node.key"))
+    .expect("write the certificate");
+    format!(
+        r#"communication:
+  peers:
+    - id: "story-validator-1"
+      address: "127.0.0.1:{port}"
+  tls:
+    ca_cert: "{dir}/tls/ca.pem"
+    cert: "{dir}/tls/node.pem"
+    key: "{dir}/tls/node.key"
+"#,
+        port = free_port(),
+        dir = dir.display()
+    )
+}
+
+/// `syncguard story` against the stand-in, with `round` health rounds and `block_ms` as the
+/// configured block interval; and its API port. Its story commands flip the stand-in's
+/// switch through a file (never a service of this host).
+#[allow(clippy::too_many_arguments)]
 fn start_daemon(
     bin: &Path,
     dir: &Path,
     node: &StandIn,
     key: &Path,
+    mode: Mode,
     round: f64,
     block_ms: u64,
 ) -> (Daemon, u16) {
     let port = free_port();
-    std::fs::create_dir_all(dir.join("data")).expect("state dir");
+    for sub in ["data", "backup", "config"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("a directory");
+    }
     std::fs::write(
         dir.join("data/priv_validator_state.json"),
         "{\n  \"height\": \"0\",\n  \"round\": 0,\n  \"step\": 0\n}",
     )
     .expect("state file");
+    let placeholder = dir.join("placeholder_key.json");
+    syncguard_validator::ValidatorKey::generate_secp256k1()
+        .save_new(&placeholder)
+        .expect("placeholder key");
+    let flag = dir.join("story.stopped");
+    let communication = match mode {
+        Mode::Monitor => String::new(),
+        Mode::PassiveLostPeer => {
+            // The designated standby of epoch 1 (its active was signing when it last saw
+            // it): with its peer lost, it asks the chain before it may fail over alone.
+            std::fs::write(
+                dir.join("backup/syncguard-epoch.json"),
+                r#"{"epoch": 1, "standby_right": true}"#,
+            )
+            .expect("epoch file");
+            lost_peer_yaml(dir)
+        }
+    };
     let config = format!(
         r#"
 server:
@@ -348,22 +565,34 @@ story:
   validator_state_path: "{dir}/data/priv_validator_state.json"
   validator_state_backup: "{dir}/backup/priv_validator_state.json"
   validator_key_store: "{key}"
+  validator_key_path: "{dir}/config/priv_validator_key.json"
+  placeholder_key_path: "{placeholder}"
+  node_config_path: "{dir}/config/config.toml"
+  start_command: "rm -f {flag}"
+  stop_command: "touch {flag}"
+  kill_command: "touch {flag}"
+  status_command: "test ! -e {flag}"
   node_role: "passive"
   is_primary_site: false
   block_interval: {block_ms}
 failover:
   health_check_interval: {round}
-logging:
+{communication}logging:
   level: "info"
   file: "{dir}/syncguard.log"
 "#,
-        comet = node.comet,
+        comet = node.comet.addr,
         evm = node.evm,
         dir = dir.display(),
         key = key.display(),
+        placeholder = placeholder.display(),
+        flag = flag.display(),
     );
+    std::fs::write(dir.join("config/config.toml"), "double_sign_check_height = 0\n")
+        .expect("config.toml");
     let path = dir.join("config-story.yaml");
     std::fs::write(&path, config).expect("write config");
+    node.follow_commands(dir);
     let child = Command::new(bin)
         .args(["story", "--config"])
         .arg(&path)
@@ -375,141 +604,262 @@ logging:
     (Daemon(child), port)
 }
 
-/// Waits (bounded) until the stand-in has answered `n` rounds' `/status`.
+fn bin() -> PathBuf {
+    std::env::var_os("SYNCGUARD_BIN")
+        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_syncguard")), PathBuf::from)
+}
+
+fn daemon_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("syncguard.log")).unwrap_or_default()
+}
+
+/// Waits (bounded) until the stand-in has seen `n` health rounds.
 async fn wait_rounds(node: &StandIn, n: usize, bound: Duration, dir: &Path) {
     let start = Instant::now();
     while node.rounds() < n {
         if start.elapsed() > bound {
-            let log = std::fs::read_to_string(dir.join("syncguard.log")).unwrap_or_default();
             panic!(
-                "only {} rounds within {bound:?}; the daemon's log:\n{log}",
-                node.rounds()
+                "only {} rounds within {bound:?}; the daemon's log:\n{}",
+                node.rounds(),
+                daemon_log(dir)
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// What the requests say, round by round: a round starts at its `/status` (the commits of a
-/// round are read after its probes, before the next round's `/status`).
+async fn get_status(port: u16) -> Option<Value> {
+    reqwest::get(format!("http://127.0.0.1:{port}/status"))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Waits (bounded) until the daemon's `/status` says `role`.
+async fn wait_role(port: u16, role: &str, bound: Duration, dir: &Path) {
+    let start = Instant::now();
+    loop {
+        let seen = get_status(port).await;
+        if seen.as_ref().is_some_and(|s| s["node"]["role"] == role) {
+            return;
+        }
+        if start.elapsed() > bound {
+            panic!(
+                "not {role} within {bound:?}: {seen:#?}\nthe daemon's log:\n{}",
+                daemon_log(dir)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The steady rounds: a round starts at its `/net_info` (asked by the health round only)
+/// and lasts until the next one; the last round may be cut by the end of the run and is
+/// left out.
 #[derive(Debug, Default)]
 struct Tally {
-    /// Rounds after the first (the first reads the history the log keeps).
     rounds: u64,
-    /// Requests by key over those rounds.
+    /// Requests by key over the steady rounds.
     by_key: BTreeMap<String, u64>,
-    /// Blocks that became canonical over those rounds.
+    /// Blocks made over the steady rounds.
     new_blocks: u64,
+    /// The most `/status` requests in one steady round.
+    max_status: u64,
+    /// The most commits asked in one steady round, and the blocks made in it.
+    max_commits: (u64, u64),
 }
 
-/// Checks every rule of the economy on `requests` and tallies the rounds after the first.
-/// Panics with the round and the rule broken.
-fn check_and_tally(requests: &[Request]) -> Tally {
-    let starts: Vec<usize> = (0..requests.len())
-        .filter(|&i| requests[i].key == "GET /status")
-        .collect();
-    assert!(starts.len() >= 3, "too few rounds: {}", starts.len());
-    let mut asked: BTreeMap<u64, u32> = BTreeMap::new();
-    let mut tally = Tally::default();
-    // The last round may have been cut by the end of the run: leave it out.
-    for (k, w) in starts.windows(2).enumerate() {
-        let (from, to) = (w[0], w[1]);
-        let head = requests[from].head;
-        let earliest = head - (INITIAL_HEIGHT - EARLIEST_HEIGHT);
-        let commits: Vec<u64> = requests[from..to]
-            .iter()
-            .filter(|r| r.key == "GET /commit")
-            .map(|r| r.height.unwrap_or(0))
-            .collect();
-        for &h in &commits {
-            *asked.entry(h).or_default() += 1;
-            assert!(
-                h < head,
-                "round {k}: the commit of {h} asked, not canonical at head {head}"
-            );
-            assert!(
-                h >= earliest,
-                "round {k}: the commit of {h} asked, below the node's earliest {earliest}"
-            );
-        }
-        if k == 0 {
-            assert!(
-                commits.len() as u64 <= head - earliest,
-                "the first round asked {} commits",
-                commits.len()
-            );
-            continue;
-        }
-        let before = requests[starts[k - 1]].head;
-        let new = head - before;
-        assert!(
-            commits.len() as u64 <= new,
-            "round {k}: {} commits asked for {new} new blocks: {commits:?}",
-            commits.len()
-        );
-        assert!(
-            commits.iter().all(|&h| h >= before),
-            "round {k}: a commit read the round before (head then {before}): {commits:?}"
-        );
-        tally.rounds += 1;
-        tally.new_blocks += new;
-        for r in &requests[from..to] {
-            *tally.by_key.entry(r.key.clone()).or_default() += 1;
-        }
+impl Tally {
+    fn commits(&self) -> u64 {
+        self.by_key.get("GET /commit").copied().unwrap_or(0)
     }
-    let twice: Vec<(&u64, &u32)> = asked.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "commits asked more than once: {twice:?}");
-    // The six probes, once each per round (a probe answered just before its round's
-    // `/status` lands in the previous round: ±1 over the run); nothing else.
-    let probes = [
-        "GET /status",
-        "GET /net_info",
-        "POST eth_blockNumber",
-        "POST eth_syncing",
-        "POST net_peerCount",
-        "POST eth_getBlockByNumber",
-    ];
-    for key in tally.by_key.keys() {
-        assert!(
-            key == "GET /commit" || probes.contains(&key.as_str()),
-            "an unexpected request: {key}"
-        );
-    }
-    for p in probes {
-        let n = tally.by_key.get(p).copied().unwrap_or(0);
-        assert!(
-            n.abs_diff(tally.rounds) <= 1,
-            "{p}: {n} requests in {} rounds",
-            tally.rounds
-        );
-    }
-    let total: u64 = tally.by_key.values().sum();
-    assert!(
-        total <= 6 * tally.rounds + tally.new_blocks + 6,
-        "{total} requests in {} rounds with {} new blocks",
-        tally.rounds,
-        tally.new_blocks
-    );
-    tally
-}
 
-fn per_round_table(t: &Tally) -> String {
-    let mut out = String::new();
-    for (k, n) in &t.by_key {
+    fn total(&self) -> u64 {
+        self.by_key.values().sum()
+    }
+
+    fn per_round(&self, n: u64) -> f64 {
+        n as f64 / self.rounds.max(1) as f64
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::new();
+        for (k, n) in &self.by_key {
+            out.push_str(&format!(
+                "  {k:<28} {:>6.2} per round ({n} in {} rounds)\n",
+                self.per_round(*n),
+                self.rounds
+            ));
+        }
         out.push_str(&format!(
-            "  {k:<28} {:>6.2} per round ({n} in {} rounds)\n",
-            *n as f64 / t.rounds as f64,
-            t.rounds
+            "  {:<28} {:>6.2} per round; new blocks {:.2} per round\n",
+            "all",
+            self.per_round(self.total()),
+            self.per_round(self.new_blocks)
+        ));
+        out
+    }
+}
+
+/// Indices of the round starts at or after `from`.
+fn round_starts(requests: &[Request], from: usize) -> Vec<usize> {
+    (from..requests.len())
+        .filter(|&i| requests[i].key == "GET /net_info")
+        .collect()
+}
+
+/// Counts the steady rounds: those starting at or after `from`. Pure counting, no rule.
+fn tally(requests: &[Request], from: usize) -> Tally {
+    let starts = round_starts(requests, from);
+    let mut t = Tally::default();
+    for w in starts.windows(2) {
+        let round = &requests[w[0]..w[1]];
+        let new = requests[w[1]].head - requests[w[0]].head;
+        let count = |key: &str| round.iter().filter(|r| r.key == key).count() as u64;
+        t.rounds += 1;
+        t.new_blocks += new;
+        t.max_status = t.max_status.max(count("GET /status"));
+        if count("GET /commit") > t.max_commits.0 {
+            t.max_commits = (count("GET /commit"), new);
+        }
+        for r in round {
+            *t.by_key.entry(r.key.clone()).or_default() += 1;
+        }
+    }
+    t
+}
+
+/// The rules of the economy (the module's doc), over the whole run (1, 2) and the steady
+/// rounds from `from` (3, 4). `Err` lists every rule broken.
+fn check(requests: &[Request], from: usize, mode: Mode) -> Result<Tally, String> {
+    let mut broken = Vec::new();
+    // 1. Only canonical heights the node still has.
+    let commits: Vec<&Request> = requests.iter().filter(|r| r.key == "GET /commit").collect();
+    let not_canonical: Vec<u64> = commits
+        .iter()
+        .filter_map(|r| r.height.filter(|h| *h >= r.head))
+        .collect();
+    // Below the earliest height: in the steady rounds. (The first round's read of the
+    // history may race the node's pruning: a height it had when its `/status` answered may
+    // be gone a moment later.)
+    let pruned: Vec<u64> = requests[from..]
+        .iter()
+        .filter(|r| r.key == "GET /commit")
+        .filter_map(|r| r.height.filter(|h| *h < r.earliest))
+        .collect();
+    let unnamed = commits.iter().filter(|r| r.height.is_none()).count();
+    if !not_canonical.is_empty() {
+        broken.push(format!(
+            "rule 1: {} commits asked at or above the head (not canonical yet), e.g. {:?}",
+            not_canonical.len(),
+            &not_canonical[..not_canonical.len().min(8)]
         ));
     }
-    let total: u64 = t.by_key.values().sum();
-    out.push_str(&format!(
-        "  {:<28} {:>6.2} per round; new blocks {:.2} per round\n",
-        "all",
-        total as f64 / t.rounds as f64,
-        t.new_blocks as f64 / t.rounds as f64
-    ));
-    out
+    if !pruned.is_empty() {
+        broken.push(format!(
+            "rule 1: {} commits asked in the steady rounds below the node's earliest height (it \
+             no longer has them), e.g. {:?}",
+            pruned.len(),
+            &pruned[..pruned.len().min(8)]
+        ));
+    }
+    if unnamed > 0 {
+        broken.push(format!("rule 1: {unnamed} commits asked without a height"));
+    }
+    // 2. Never twice — unless the node was stopped in between (the stop may have cut the
+    // first answer).
+    let mut asked: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut last_ask: BTreeMap<u64, u64> = BTreeMap::new();
+    for r in &commits {
+        let Some(h) = r.height else { continue };
+        match last_ask.insert(h, r.stops) {
+            Some(stops) if stops == r.stops => *asked.entry(h).or_default() += 1,
+            _ => {
+                asked.entry(h).or_insert(1);
+            }
+        }
+    }
+    let twice: Vec<(u64, u32)> = asked
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(h, n)| (*h, *n))
+        .collect();
+    if !twice.is_empty() {
+        broken.push(format!(
+            "rule 2: {} heights asked more than once (height, times), e.g. {:?}",
+            twice.len(),
+            &twice[..twice.len().min(8)]
+        ));
+    }
+    // 3. The steady rounds ask at most the blocks made in them, plus what was not read yet
+    // when they began (heights the node had, below its head, not asked before).
+    let starts = round_starts(requests, from);
+    if starts.len() < 4 {
+        broken.push(format!("too few steady rounds: {}", starts.len().saturating_sub(1)));
+        return Err(broken.join("\n"));
+    }
+    let t = tally(requests, from);
+    let (first, last) = (starts[0], starts[starts.len() - 1]);
+    let before: BTreeSet<u64> = requests[..first]
+        .iter()
+        .filter(|r| r.key == "GET /commit")
+        .filter_map(|r| r.height)
+        .collect();
+    let at = &requests[first];
+    let backlog = (at.earliest.max(1)..at.head)
+        .filter(|h| !before.contains(h))
+        .count() as u64;
+    let steady_commits = requests[first..last]
+        .iter()
+        .filter(|r| r.key == "GET /commit")
+        .count() as u64;
+    if steady_commits > t.new_blocks + backlog {
+        broken.push(format!(
+            "rule 3: {steady_commits} commits asked in {} steady rounds, with {} new blocks and \
+             {backlog} heights not read before them",
+            t.rounds, t.new_blocks
+        ));
+    }
+    // 4. The six probes once a round (a probe answered just before its round's `/net_info`
+    // counts in the round before: ±1 over the run), the witness's `/status` at most once a
+    // round, nothing else.
+    for key in t.by_key.keys() {
+        if key != "GET /commit" && !PROBES.contains(&key.as_str()) {
+            broken.push(format!("rule 4: an unexpected request: {key}"));
+        }
+    }
+    for p in PROBES {
+        let n = t.by_key.get(p).copied().unwrap_or(0);
+        let allowed = match (p, mode) {
+            ("GET /status", Mode::PassiveLostPeer) => 2 * t.rounds,
+            _ => t.rounds,
+        };
+        if n + 1 < t.rounds || n > allowed + 1 {
+            broken.push(format!(
+                "rule 4: {p}: {n} requests in {} rounds (allowed {}..={})",
+                t.rounds,
+                t.rounds.saturating_sub(1),
+                allowed + 1
+            ));
+        }
+    }
+    let status_cap = match mode {
+        Mode::Monitor => 2,
+        Mode::PassiveLostPeer => 3,
+    };
+    if t.max_status > status_cap {
+        broken.push(format!(
+            "rule 4: {} `/status` requests in one round (at most {status_cap})",
+            t.max_status
+        ));
+    }
+    if broken.is_empty() {
+        Ok(t)
+    } else {
+        Err(broken.join("\n"))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -517,32 +867,87 @@ async fn story_rpc_economy_a_round_costs_its_probes_plus_the_new_blocks_commits(
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, address) = key_store(dir.path());
     // The seed's 5 s rounds and 0.5 s blocks, ten times faster: ten new blocks a round.
-    let node = StandIn::start(Duration::from_millis(50), &address).await;
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_syncguard"));
-    let (daemon, port) = start_daemon(&bin, dir.path(), &node, &key, 0.5, 100);
-    wait_rounds(&node, 16, Duration::from_secs(60), dir.path()).await;
+    let node = StandIn::start(Duration::from_millis(50), Node::Pruned, &address).await;
+    let (daemon, port) = start_daemon(&bin(), dir.path(), &node, &key, Mode::Monitor, 0.5, 100);
+    // Past the first round (it reads the history the node has).
+    wait_rounds(&node, 2, Duration::from_secs(30), dir.path()).await;
+    let from = node.chain.requests().len();
+    wait_rounds(&node, 18, Duration::from_secs(60), dir.path()).await;
     // The strip is drawn from the same reads: every commit of the stand-in carries the
     // validator's signature; only the newest height is not known yet.
-    let status: Value = reqwest::get(format!("http://127.0.0.1:{port}/status"))
-        .await
-        .expect("GET /status")
-        .json()
-        .await
-        .expect("JSON");
+    let status = get_status(port).await.unwrap_or(Value::Null);
+    drop(daemon);
     let strip = &status["node"]["signing"]["strip"];
     let cells = strip["cells"].as_str().unwrap_or_default();
     assert_eq!(cells.len(), 100, "{strip:#}");
     assert_eq!(cells.trim_end_matches('?').trim_start_matches('S'), "", "{strip:#}");
     assert!(cells.ends_with("S?"), "{strip:#}");
-    drop(daemon);
     let requests = node.chain.requests();
-    let tally = check_and_tally(&requests);
+    let tally = check(&requests, from, Mode::Monitor).unwrap_or_else(|why| {
+        panic!("{why}\n{}", tally(&requests, from).table());
+    });
     println!(
-        "stand-in node, 0.5 s rounds, 50 ms blocks, {} rounds after the first:\n{}",
+        "stand-in node (pruned), monitor, 0.5 s rounds, 50 ms blocks, {} steady rounds:\n{}",
         tally.rounds,
-        per_round_table(&tally)
+        tally.table()
     );
-    assert!(tally.by_key.get("GET /commit").copied().unwrap_or(0) > 0);
+    // The claim in words: a round costs its six probes and the new blocks' commits.
+    assert!(tally.commits() > 0);
+    assert!(
+        tally.total() <= 6 * tally.rounds + tally.new_blocks + 6,
+        "{}",
+        tally.table()
+    );
+    let (most, made) = tally.max_commits;
+    assert!(most <= made + 2, "{most} commits in a round that made {made} blocks");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn story_rpc_economy_a_passive_whose_peer_is_lost_shares_the_commits_with_its_witness() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, address) = key_store(dir.path());
+    let node = StandIn::start(Duration::from_millis(50), Node::Pruned, &address).await;
+    let (daemon, port) = start_daemon(
+        &bin(),
+        dir.path(),
+        &node,
+        &key,
+        Mode::PassiveLostPeer,
+        0.5,
+        100,
+    );
+    // Its start: the key made safe (stop, placeholder, start), then passive.
+    wait_role(port, "passive", Duration::from_secs(60), dir.path()).await;
+    let start = node.rounds();
+    wait_rounds(&node, start + 2, Duration::from_secs(30), dir.path()).await;
+    let from = node.chain.requests().len();
+    wait_rounds(&node, start + 22, Duration::from_secs(60), dir.path()).await;
+    let status = get_status(port).await.unwrap_or(Value::Null);
+    drop(daemon);
+    let log = daemon_log(dir.path());
+    assert_eq!(status["node"]["role"], "passive", "{status:#}\n{log}");
+    let requests = node.chain.requests();
+    let tally = check(&requests, from, Mode::PassiveLostPeer).unwrap_or_else(|why| {
+        panic!("{why}\n{}\n{log}", tally(&requests, from).table());
+    });
+    println!(
+        "stand-in node (pruned), passive with a lost peer, 0.5 s rounds, 50 ms blocks, {} \
+         steady rounds:\n{}",
+        tally.rounds,
+        tally.table()
+    );
+    // The witness did run (its `/status` beside the round's), and read nothing twice.
+    let statuses = tally.by_key.get("GET /status").copied().unwrap_or(0);
+    assert!(
+        statuses > tally.rounds + 1,
+        "no witness in {} rounds ({statuses} `/status`)\n{log}",
+        tally.rounds
+    );
+    assert!(
+        tally.total() <= 7 * tally.rounds + tally.new_blocks + 7,
+        "{}",
+        tally.table()
+    );
 }
 
 /// `/proc/<pid>/status` VmRSS and VmHWM (kB), and `/proc/<pid>/stat` utime + stime (ticks).
@@ -575,21 +980,33 @@ fn clock_ticks() -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a benchmark: minutes at the seed's intervals; prints, asserts only the economy"]
+#[ignore = "a benchmark: minutes at the seed's intervals; prints, then checks the rules"]
 async fn story_rpc_economy_bench_at_the_seed_intervals() {
     let secs: u64 = std::env::var("SYNCGUARD_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let bin = std::env::var_os("SYNCGUARD_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_syncguard")), PathBuf::from);
+    let mode = match std::env::var("SYNCGUARD_BENCH_PEER").as_deref() {
+        Ok("lost") => Mode::PassiveLostPeer,
+        _ => Mode::Monitor,
+    };
+    let kind = match std::env::var("SYNCGUARD_BENCH_NODE").as_deref() {
+        Ok("archive") => Node::Archive,
+        _ => Node::Pruned,
+    };
+    let bin = bin();
     let dir = tempfile::tempdir().expect("tempdir");
     let (key, address) = key_store(dir.path());
-    let node = StandIn::start(Duration::from_millis(500), &address).await;
-    let (daemon, _) = start_daemon(&bin, dir.path(), &node, &key, 5.0, 500);
+    let node = StandIn::start(Duration::from_millis(500), kind, &address).await;
+    let (daemon, port) = start_daemon(&bin, dir.path(), &node, &key, mode, 5.0, 500);
     let pid = daemon.0.id();
+    if mode == Mode::PassiveLostPeer {
+        wait_role(port, "passive", Duration::from_secs(120), dir.path()).await;
+    }
     // Past the first rounds (the history read, the allocator warmed up).
-    wait_rounds(&node, 3, Duration::from_secs(60), dir.path()).await;
+    let start = node.rounds();
+    wait_rounds(&node, start + 2, Duration::from_secs(60), dir.path()).await;
+    let from = node.chain.requests().len();
     let (_, _, cpu0) = proc_sample(pid);
     let t0 = Instant::now();
     let mut rss_max = 0;
@@ -600,17 +1017,42 @@ async fn story_rpc_economy_bench_at_the_seed_intervals() {
     let (rss, hwm, cpu1) = proc_sample(pid);
     let wall = t0.elapsed().as_secs_f64();
     drop(daemon);
-    let tally = check_and_tally(&node.chain.requests());
+    let requests = node.chain.requests();
+    let t = tally(&requests, from);
+    let failed = requests[from..]
+        .iter()
+        .filter(|r| r.key == "GET /commit" && r.height.is_some_and(|h| h < r.earliest || h >= r.head))
+        .count() as u64;
+    if std::env::var_os("SYNCGUARD_BENCH_DUMP").is_some() {
+        // What was asked, round by round: the head, then the commits (`!` = refused).
+        let starts = round_starts(&requests, 0);
+        for w in starts.windows(2) {
+            let round = &requests[w[0]..w[1]];
+            let asked: Vec<String> = round
+                .iter()
+                .filter(|r| r.key == "GET /commit")
+                .map(|r| {
+                    let h = r.height.unwrap_or(0);
+                    let refused = h < r.earliest || h >= r.head;
+                    format!("{h}{}", if refused { "!" } else { "" })
+                })
+                .collect();
+            println!("head {} (earliest {}): {}", round[0].head, round[0].earliest, asked.join(" "));
+        }
+    }
     let cpu_s = (cpu1 - cpu0) as f64 / clock_ticks() as f64;
     println!(
-        "{} ({}), 5 s rounds, 0.5 s blocks, {:.0} s measured, {} rounds after the first:\n{}\
+        "{} (pid {pid}), {mode:?}, {kind:?} stand-in, 5 s rounds, 0.5 s blocks, {wall:.0} s \
+         measured, {} steady rounds:\n{}  commits the node could not answer: {:.2} per round\n\
          RSS {rss} kB at the end (max sampled {rss_max} kB, VmHWM {hwm} kB); CPU {cpu_s:.2} s \
          in {wall:.0} s = {:.3} % of one core",
         bin.display(),
-        pid,
-        wall,
-        tally.rounds,
-        per_round_table(&tally),
+        t.rounds,
+        t.table(),
+        t.per_round(failed),
         100.0 * cpu_s / wall
     );
+    if let Err(why) = check(&requests, from, mode) {
+        panic!("{why}");
+    }
 }

@@ -409,11 +409,23 @@ async fn story_status_page_signing_strip_shows_a_crash_failover_in_chromium() {
     );
     let explain = || format!("--- strip in /status ---\n{strip:#}\n--- DOM ---\n{dom_text}");
     let cols = dom_columns(&dom_text);
-    assert!(cols.len() >= 50, "{} columns\n{}", cols.len(), explain());
-    // Consecutive heights, each with its title.
+    // The last 100 heights up to the node's newest (every height from 1 on a younger chain),
+    // consecutive, each with its title.
+    let (Some(oldest), Some(newest)) = (cols.first(), cols.last()) else {
+        panic!("no strip columns in the DOM\n{}", explain());
+    };
+    assert!(newest.height >= 12, "{}", explain());
+    assert_eq!(
+        oldest.height,
+        newest.height.saturating_sub(99).max(1),
+        "{} columns\n{}",
+        cols.len(),
+        explain()
+    );
     for pair in cols.windows(2) {
         assert_eq!(pair[1].height, pair[0].height + 1, "{}", explain());
     }
+    assert_eq!(newest.seen, '?', "the newest height is not known yet\n{}", explain());
     for col in &cols {
         assert!(
             col.title.starts_with(&format!("height {}: ", col.height)),
