@@ -37,6 +37,26 @@ pub enum SiteRole {
     Secondary,
 }
 
+/// The kind of chain the node serves (`story.chain_profile`): what is probed besides
+/// CometBFT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChainProfile {
+    /// Story: CometBFT plus story-geth (the EVM checks of `story.evm_rpc_url`).
+    #[default]
+    Story,
+    /// Any CometBFT v0.37/v0.38 chain whose validator signs with a local key file
+    /// (secp256k1 or ed25519): CometBFT only — the EVM checks are absent, not failing.
+    Cometbft,
+}
+
+impl ChainProfile {
+    /// Whether an EVM node stands beside CometBFT (and is probed).
+    pub fn has_evm(self) -> bool {
+        self == ChainProfile::Story
+    }
+}
+
 /// What the node should be doing now (`story.node_role`, `--role`). A wish, not an order:
 /// a node asked to start active still checks that nobody else signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -160,9 +180,13 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct StoryConfig {
+    /// `story` (CometBFT + story-geth) or `cometbft` (any CometBFT chain: no EVM checks).
+    /// Default `story`.
+    pub chain_profile: ChainProfile,
     /// CometBFT RPC of the local node. Default `http://localhost:26657`.
     pub comet_rpc_url: String,
-    /// story-geth JSON-RPC of the local node. Default `http://localhost:8545`.
+    /// story-geth JSON-RPC of the local node (the `story` profile only). Default
+    /// `http://localhost:8545`.
     pub evm_rpc_url: String,
     /// Story's CometBFT home; the default file paths below hang off it.
     /// Default `/root/.story/story` (`$HOME/.story/story` of the root user).
@@ -227,6 +251,7 @@ pub struct StoryConfig {
 impl Default for StoryConfig {
     fn default() -> Self {
         Self {
+            chain_profile: ChainProfile::Story,
             comet_rpc_url: "http://localhost:26657".into(),
             evm_rpc_url: "http://localhost:8545".into(),
             home: PathBuf::from("/root/.story/story"),

@@ -169,7 +169,9 @@ fn server(c: &Config, f: &mut Findings) {
 fn story(c: &Config, f: &mut Findings) {
     let s = &c.story;
     url_field(f, "story.comet_rpc_url", &s.comet_rpc_url);
-    url_field(f, "story.evm_rpc_url", &s.evm_rpc_url);
+    if s.chain_profile.has_evm() {
+        url_field(f, "story.evm_rpc_url", &s.evm_rpc_url);
+    }
     if s.state_path() == s.validator_state_backup {
         f.error(
             "story.validator_state_backup",

@@ -387,8 +387,7 @@ pub struct BenchArgs {
     /// Keep the devnet's files under this new directory.
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
-    /// The syncguard binary running the daemons (default: this program, or
-    /// $SYNCGUARD_BIN / target/<profile>/syncguard for syncguard-devnet).
+    /// The syncguard binary running the daemons (default: this program).
     #[arg(long)]
     pub syncguard_bin: Option<PathBuf>,
 }

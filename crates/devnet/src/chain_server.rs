@@ -1,4 +1,4 @@
-//! The chain process (`syncguard-devnet chain`): the thin HTTP shell around [`ChainCore`].
+//! The chain process (`syncguard devnet chain`): the thin HTTP shell around [`ChainCore`].
 //!
 //! | route | what |
 //! |---|---|
@@ -34,7 +34,7 @@ use crate::chain::{ChainConfig, ChainCore};
 use crate::fsutil::write_atomic;
 use crate::procs;
 
-/// Options of `syncguard-devnet chain`.
+/// Options of `syncguard devnet chain`.
 #[derive(Debug, Clone)]
 pub struct ChainOptions {
     /// Listen address (port 0 = any; the bound address is printed on stdout).
@@ -43,8 +43,10 @@ pub struct ChainOptions {
     pub block_time: Duration,
     /// The validator's address (checked against the public key).
     pub validator_address: String,
-    /// The validator's secp256k1 public key, base64 of 33 bytes.
+    /// The validator's public key, base64.
     pub validator_pubkey_b64: String,
+    /// Its amino type (`tendermint/PubKeySecp256k1` or `tendermint/PubKeyEd25519`).
+    pub validator_pubkey_type: String,
     /// Where `ledger.json` is kept.
     pub dir: PathBuf,
     /// Chain id.
@@ -113,16 +115,18 @@ impl Ctx {
     }
 }
 
-fn parse_pubkey(b64: &str) -> Result<PublicKey, ChainError> {
+fn parse_pubkey(type_name: &str, b64: &str) -> Result<PublicKey, ChainError> {
+    let key_type = KeyType::from_pub_key_type(type_name)
+        .ok_or_else(|| ChainError::PubKey(format!("unknown key type {type_name}")))?;
     let bytes = BASE64
         .decode(b64.trim())
         .map_err(|e| ChainError::PubKey(format!("not base64: {e}")))?;
-    PublicKey::from_bytes(KeyType::Secp256k1, &bytes).map_err(|e| ChainError::PubKey(e.to_string()))
+    PublicKey::from_bytes(key_type, &bytes).map_err(|e| ChainError::PubKey(e.to_string()))
 }
 
 /// Run the chain until SIGTERM/SIGINT. Prints `listening on http://ADDR` once bound.
 pub async fn run_chain(opts: ChainOptions) -> Result<(), ChainError> {
-    let validator = parse_pubkey(&opts.validator_pubkey_b64)?;
+    let validator = parse_pubkey(&opts.validator_pubkey_type, &opts.validator_pubkey_b64)?;
     if !validator
         .address_hex()
         .eq_ignore_ascii_case(opts.validator_address.trim())

@@ -1,5 +1,5 @@
-//! The command line of `syncguard-devnet`, as a library so another binary (e.g. `syncguard`
-//! for `syncguard demo`) can embed it as a subcommand: parse [`DevnetCommand`] (a clap
+//! The devnet's command line, as a library so that a binary (`syncguard`, as its hidden
+//! `devnet` subcommand) can embed it: parse [`DevnetCommand`] (a clap
 //! `Subcommand`) and call [`run`] with the arguments that select it (`&["devnet"]`), so that
 //! `ctl start` re-invokes the right program.
 
@@ -16,10 +16,10 @@ use crate::ctl::{self, CtlError, SelfExe};
 use crate::geth::{run_geth, GethError, GethOptions};
 use crate::node::{run_node, NodeError, NodeOptions};
 
-/// `syncguard-devnet`.
+/// The devnet's commands on their own (what `syncguard devnet` parses; tests use it).
 #[derive(Debug, Parser)]
 #[command(
-    name = "syncguard-devnet",
+    name = "syncguard devnet",
     version,
     about = "SyncGuard's devnet: a simulated chain with a double-sign ledger, simulated Story nodes and story-geth, and systemctl-like control"
 )]
@@ -45,6 +45,9 @@ pub enum DevnetCommand {
     Soak(crate::soak::SoakArgs),
     /// Crash failover and planned switchover timings (p50/p95/max) on two real daemons.
     Bench(crate::bench::BenchArgs),
+    /// The playground: two daemons on a devnet left running, with the commands to try and
+    /// faults to inject printed; Ctrl-C tears everything down.
+    Up(crate::playground::UpArgs),
 }
 
 /// `chain` options.
@@ -59,9 +62,12 @@ pub struct ChainArgs {
     /// The validator's address (hex).
     #[arg(long)]
     pub validator_address: String,
-    /// The validator's secp256k1 public key (base64, 33 bytes compressed).
+    /// The validator's public key (base64: 33 bytes compressed secp256k1, or 32 ed25519).
     #[arg(long)]
     pub validator_pubkey: String,
+    /// Its amino type.
+    #[arg(long, default_value = "tendermint/PubKeySecp256k1")]
+    pub validator_pubkey_type: String,
     /// Directory for the chain's files (ledger.json).
     #[arg(long)]
     pub dir: PathBuf,
@@ -195,6 +201,9 @@ pub enum DevnetError {
     /// soak or bench
     #[error("{0}")]
     Soak(#[from] crate::soak::SoakError),
+    /// The playground failed.
+    #[error("{0}")]
+    Playground(#[from] crate::playground::PlaygroundError),
     /// The program's own path is unknown (needed by `ctl start`).
     #[error("cannot find this program's path: {0}")]
     SelfExe(std::io::Error),
@@ -213,7 +222,7 @@ fn default_node_id(home: &std::path::Path) -> String {
 }
 
 /// Run a devnet command. `self_prefix` are the arguments that select the devnet in the
-/// current program (`&[]` for `syncguard-devnet` itself).
+/// current program (`&["devnet"]` in `syncguard`).
 pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, DevnetError> {
     match cmd {
         DevnetCommand::Chain(a) => {
@@ -222,6 +231,7 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
                 block_time: Duration::from_millis(a.block_time_ms),
                 validator_address: a.validator_address,
                 validator_pubkey_b64: a.validator_pubkey,
+                validator_pubkey_type: a.validator_pubkey_type,
                 dir: a.dir,
                 chain_id: a.chain_id,
                 initial_height: a.initial_height,
@@ -255,12 +265,13 @@ pub async fn run(cmd: DevnetCommand, self_prefix: &[&str]) -> Result<ExitCode, D
         DevnetCommand::Ctl(c) => return run_ctl(c.action, self_prefix),
         DevnetCommand::Soak(a) => return Ok(crate::soak::run_args(a, self_prefix).await?),
         DevnetCommand::Bench(a) => return Ok(crate::bench::run_args(a, self_prefix).await?),
+        DevnetCommand::Up(a) => return Ok(crate::playground::run_args(a, self_prefix).await?),
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Entry point for a binary that embeds the devnet CLI as a subcommand (`syncguard devnet
-/// …`): logs to stderr like `syncguard-devnet` (a node's stderr is its `node.log`, so without
+/// …`): logs to stderr (a node's stderr is its `node.log`, so without
 /// this the node logs would be empty), runs `cmd` on its own runtime and maps errors to exit
 /// code 1. `self_prefix` selects the devnet in that binary (`&["devnet"]`).
 pub fn main_embedded(cmd: DevnetCommand, self_prefix: &[&str]) -> ExitCode {

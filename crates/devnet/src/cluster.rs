@@ -10,7 +10,7 @@
 //!
 //! The syncguard binary is a parameter (the demo passes its own executable, tests the one
 //! cargo built — see [`locate_syncguard`]); so is the devnet's [`Launcher`], so the same code
-//! works with `syncguard-devnet` and with a `syncguard devnet …` subcommand.
+//! works with any program embedding the devnet CLI (`syncguard devnet …`).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,7 +30,7 @@ use crate::node::NodeInfo;
 pub const NODE_IDS: [&str; 2] = ["node-a", "node-b"];
 
 /// Environment variable naming the syncguard binary for [`locate_syncguard`].
-pub const SYNCGUARD_BIN_ENV: &str = "SYNCGUARD_BIN";
+pub const SYNCGUARD_BIN_ENV: &str = crate::harness::BIN_ENV;
 
 /// An admin token both daemons accept (`server.admin_token`), for demos and tests only.
 pub const DEMO_ADMIN_TOKEN: &str = "devnet-admin-token-0123456789";
@@ -44,7 +44,7 @@ pub enum ClusterError {
     /// The syncguard binary is not there.
     #[error(
         "the syncguard binary is not at {}: build it with `cargo build -p syncguard` \
-         (`cargo test --workspace` builds it too) or set {SYNCGUARD_BIN_ENV}", .0.display()
+         (`cargo test` at the root builds it too) or set {SYNCGUARD_BIN_ENV}", .0.display()
     )]
     BinaryNotFound(PathBuf),
     /// A file operation failed.
@@ -106,32 +106,12 @@ pub(crate) fn io_err<'a>(
     }
 }
 
-/// `$SYNCGUARD_BIN`, else `target/<profile>/syncguard` found from the running executable
-/// (a test in `target/<profile>/deps/`, or a binary in `target/<profile>/`), like
-/// [`Launcher::locate`] does for the devnet.
+/// The syncguard binary ([`crate::harness::find_syncguard`]).
 pub fn locate_syncguard() -> Result<PathBuf, ClusterError> {
-    if let Some(p) = std::env::var_os(SYNCGUARD_BIN_ENV) {
-        let p = PathBuf::from(p);
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(ClusterError::BinaryNotFound(p))
-        };
-    }
-    let exe = std::env::current_exe().map_err(io_err("find", Path::new("current exe")))?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
-    let candidates = [
-        dir.parent().map(|p| p.join("syncguard")),
-        Some(dir.join("syncguard")),
-    ];
-    for c in candidates.iter().flatten() {
-        if c.is_file() {
-            return Ok(c.clone());
-        }
-    }
-    Err(ClusterError::BinaryNotFound(
-        dir.parent().unwrap_or(dir).join("syncguard"),
-    ))
+    crate::harness::find_syncguard().map_err(|looked| match looked {
+        crate::harness::Looked::At(p) => ClusterError::BinaryNotFound(p),
+        crate::harness::Looked::NoSelf(e) => io_err("find", Path::new("current exe"))(e),
+    })
 }
 
 /// The `--role` a daemon is started with (a wish: the cluster decides).
@@ -486,6 +466,7 @@ server:
   bind: "127.0.0.1"
   port: {port}
 {token}story:
+  chain_profile: {profile}
   comet_rpc_url: {comet}
   evm_rpc_url: {evm}
   home: {home}
@@ -525,6 +506,11 @@ server:
         },
         site = if i == 0 { "primary" } else { "secondary" },
         primary = i == 0,
+        profile = if opts.devnet.geth {
+            "story"
+        } else {
+            "cometbft"
+        },
         comet = yaml_str(&host.comet_rpc_url),
         evm = yaml_str(&host.evm_rpc_url),
         home = p(&host.home),

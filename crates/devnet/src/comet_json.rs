@@ -38,6 +38,8 @@ pub struct NodeIdentity {
     pub address: String,
     /// Key public key, base64.
     pub pub_key_b64: String,
+    /// Its amino type, e.g. `tendermint/PubKeySecp256k1`.
+    pub pub_key_type: &'static str,
     /// Voting power (the validator's on a signing node, 0 on a full node).
     pub voting_power: u64,
     /// `tcp://host:port` of the RPC.
@@ -70,7 +72,7 @@ pub fn status(id: &NodeIdentity, head: &Head) -> Value {
         },
         "validator_info": {
             "address": id.address,
-            "pub_key": {"type": "tendermint/PubKeySecp256k1", "value": id.pub_key_b64},
+            "pub_key": {"type": id.pub_key_type, "value": id.pub_key_b64},
             "voting_power": id.voting_power.to_string()
         }
     })

@@ -1,9 +1,10 @@
-//! `syncguard-devnet ctl`: start/stop/status of a node the way SyncGuard's actuator uses
+//! `syncguard devnet ctl`: start/stop/status of a node the way SyncGuard's actuator uses
 //! `systemctl` (`story.start_command`, `stop_command`, `status_command`), plus faults.
 //!
-//! - `start` spawns the node detached (own process group, `<home>/node.pid`, output to
-//!   `<home>/node.log`) and returns at once, like `systemctl start` of a simple unit; a
-//!   start while the node runs is a no-op success.
+//! - `start` spawns the node detached (own process group, output to `<home>/node.log`) and
+//!   returns once the node has recorded itself in `<home>/node.pid`, like `systemctl start`
+//!   of a simple unit; a start while the node runs is a no-op success, also when two starts
+//!   race (the soak's recovery and a daemon's actuator did, seed 5027).
 //! - `stop` sends SIGTERM to the group, SIGKILL after a bound, returns once the process is
 //!   gone and removes the pid file; stopping a stopped node succeeds.
 //! - `status` exits 0 iff the recorded process is alive (a SIGSTOPped node counts as alive,
@@ -12,7 +13,10 @@
 //!   (SIGSTOP / SIGCONT, a hang).
 //!
 //! The pid file holds "PID STARTTIME": the start time (from `/proc`) guards against a
-//! recycled pid being mistaken for the node.
+//! recycled pid being mistaken for the node. Only the node that holds `<home>/node.lock`
+//! (an exclusive `flock`, released by the kernel when the process dies) writes it: a second
+//! node on the same home exits at once without touching it, so a duplicate start can never
+//! make the pid file name a dead process while the running node goes unseen.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -46,6 +50,22 @@ pub enum CtlError {
     /// The node is not running (for pause/resume).
     #[error("the node of {} is not running", .0.display())]
     NotRunning(PathBuf),
+    /// Another node holds the home's lock: this one must not run.
+    #[error("another node already runs on {} (pid {pid}): not starting a second one", home.display())]
+    AlreadyRunning {
+        /// The home.
+        home: PathBuf,
+        /// Its pid as its pid file says (0 if unreadable).
+        pid: i32,
+    },
+    /// The node started by `ctl start` exited before recording itself.
+    #[error("the node of {} exited at once ({status}): see {}", home.display(), log_file(home).display())]
+    ExitedAtOnce {
+        /// The home.
+        home: PathBuf,
+        /// How it exited.
+        status: std::process::ExitStatus,
+    },
     /// The process survived SIGKILL (should not happen).
     #[error("pid {0} is still alive after SIGKILL")]
     Unkillable(i32),
@@ -98,18 +118,55 @@ pub struct SelfExe {
     pub prefix: Vec<OsString>,
 }
 
-/// Records the calling process as `home`'s node: the node does this itself first thing, so
-/// a `ctl start` killed between its spawn and its own write (its caller SIGKILLed, as a soak
-/// does to a daemon) never leaves a node that `stop`, `kill` and `status` cannot see — as a
-/// service manager never loses track of its service.
-pub fn claim_pid_file(home: &Path) -> Result<(), CtlError> {
+/// The lock file of a home: held by its one running node.
+pub fn lock_file(home: &Path) -> PathBuf {
+    home.join("node.lock")
+}
+
+/// `home`'s lock, held by its node for as long as it lives (the kernel releases it when the
+/// process dies, however it dies).
+#[derive(Debug)]
+pub struct HomeClaim {
+    _lock: std::fs::File,
+}
+
+/// Makes the calling process `home`'s one node: takes the home's lock, then records itself
+/// in the pid file. The node does this itself first thing, so a `ctl start` killed between
+/// its spawn and its return (its caller SIGKILLed, as a soak does to a daemon; seed 5016)
+/// never leaves a node that `stop`, `kill` and `status` cannot see; and a second node on the
+/// same home gets [`CtlError::AlreadyRunning`] before it writes anything (seed 5027: two
+/// racing starts, the loser overwrote the pid file and died, the winner ran unseen).
+pub fn claim_home(home: &Path) -> Result<HomeClaim, CtlError> {
+    let lf = lock_file(home);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lf)
+        .map_err(io_err("open", &lf))?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(CtlError::AlreadyRunning {
+                home: home.to_path_buf(),
+                pid: running_pid(home).unwrap_or(0),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err("lock", &lf)(e)),
+    }
     let pid = std::process::id() as i32;
     let start = procs::stat(pid).map(|(_, s)| s).unwrap_or(0);
     let pf = pid_file(home);
-    write_atomic(&pf, format!("{pid} {start}\n").as_bytes()).map_err(io_err("write", &pf))
+    write_atomic(&pf, format!("{pid} {start}\n").as_bytes()).map_err(io_err("write", &pf))?;
+    Ok(HomeClaim { _lock: lock })
 }
 
-/// `ctl start`: spawn the node detached unless it already runs. Returns the pid.
+/// How long `ctl start` waits for the node it spawned to record itself.
+const CLAIM_WAIT: Duration = Duration::from_secs(5);
+
+/// `ctl start`: spawn the node detached unless it already runs, and wait until it has
+/// recorded itself ([`claim_home`]). Returns the running node's pid: the new one, or the one
+/// that won a race with another start.
 pub fn start(exe: &SelfExe, home: &Path, node_args: &[OsString]) -> Result<i32, CtlError> {
     if let Some(pid) = running_pid(home) {
         return Ok(pid);
@@ -121,7 +178,7 @@ pub fn start(exe: &SelfExe, home: &Path, node_args: &[OsString]) -> Result<i32, 
         .open(&log_path)
         .map_err(io_err("open", &log_path))?;
     let log2 = log.try_clone().map_err(io_err("open", &log_path))?;
-    let child = Command::new(&exe.program)
+    let mut child = Command::new(&exe.program)
         .args(&exe.prefix)
         .arg("node")
         .arg("--home")
@@ -136,12 +193,29 @@ pub fn start(exe: &SelfExe, home: &Path, node_args: &[OsString]) -> Result<i32, 
         .spawn()
         .map_err(io_err("spawn", &exe.program))?;
     let pid = child.id() as i32;
-    let start = procs::stat(pid).map(|(_, s)| s).unwrap_or(0);
-    let pf = pid_file(home);
-    write_atomic(&pf, format!("{pid} {start}\n").as_bytes()).map_err(io_err("write", &pf))?;
-    // Not waited for: the node outlives this command, as a service outlives systemctl.
-    drop(child);
-    Ok(pid)
+    // The node writes its pid file itself, under its lock: this only waits for that (or for
+    // a duplicate's exit). The node is never reaped here: it outlives this command, as a
+    // service outlives systemctl.
+    let deadline = Instant::now() + CLAIM_WAIT;
+    loop {
+        if running_pid(home) == Some(pid) {
+            return Ok(pid);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return match running_pid(home) {
+                Some(other) => Ok(other),
+                None => Err(CtlError::ExitedAtOnce {
+                    home: home.to_path_buf(),
+                    status,
+                }),
+            };
+        }
+        if Instant::now() >= deadline {
+            // Slow to start (a loaded host): it records itself when it gets there.
+            return Ok(pid);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn wait_gone(pid: i32, bound: Duration) -> bool {
@@ -236,7 +310,28 @@ mod tests {
     #[test]
     fn devnet_ctl_node_that_claims_its_home_is_seen_without_ctl_start() {
         let dir = tempfile::tempdir().unwrap();
-        claim_pid_file(dir.path()).unwrap();
+        let _claim = claim_home(dir.path()).unwrap();
         assert_eq!(running_pid(dir.path()), Some(std::process::id() as i32));
+    }
+
+    /// A second node on a claimed home is refused before it writes anything: the pid file
+    /// keeps naming the running one (seed 5027: the loser of two racing starts overwrote it
+    /// and died, and the winner ran on unseen, unstoppable). The lock goes with its holder.
+    #[test]
+    fn devnet_ctl_second_claim_of_a_home_is_refused_and_leaves_the_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = claim_home(dir.path()).unwrap();
+        let me = std::process::id() as i32;
+        let (_, start) = procs::stat(me).unwrap();
+        // As if the first claimant were another process: the second must not touch this.
+        std::fs::write(pid_file(dir.path()), format!("{me} {start} first\n")).unwrap();
+        match claim_home(dir.path()) {
+            Err(CtlError::AlreadyRunning { pid, .. }) => assert_eq!(pid, me),
+            other => panic!("second claim: {other:?}"),
+        }
+        let text = std::fs::read_to_string(pid_file(dir.path())).unwrap();
+        assert!(text.ends_with("first\n"), "pid file rewritten: {text}");
+        drop(first);
+        claim_home(dir.path()).expect("the lock is free once its holder is gone");
     }
 }

@@ -186,6 +186,9 @@ pub fn main_embedded(args: DemoArgs, devnet_prefix: &[&str]) -> Result<ExitCode,
         .build()
         .map_err(DemoError::Runtime)?;
     let summary = rt.block_on(run(opts))?;
+    if !args.json {
+        println!("Try it yourself: `syncguard devnet up` leaves a cluster running to play with.");
+    }
     Ok(if summary.ok {
         ExitCode::SUCCESS
     } else {

@@ -1,4 +1,4 @@
-//! A story-geth stand-in (`syncguard-devnet geth`): EVM JSON-RPC whose head follows the
+//! A story-geth stand-in (`syncguard devnet geth`): EVM JSON-RPC whose head follows the
 //! node's `/status`. Like the real pair, it is a separate process that keeps answering while
 //! `story` is stopped or restarting — its head simply stops advancing (DESIGN §9).
 //!
@@ -21,7 +21,7 @@ use crate::procs;
 /// Story mainnet's EVM chain id (1514).
 pub const EVM_CHAIN_ID: u64 = 1514;
 
-/// Options of `syncguard-devnet geth`.
+/// Options of `syncguard devnet geth`.
 #[derive(Debug, Clone)]
 pub struct GethOptions {
     /// The node's CometBFT RPC base URL.

@@ -5,12 +5,12 @@
 //! (also on a test panic); each process also exits by itself once the test process is gone
 //! (`--watch-pid`).
 //!
-//! Finding the binary: the harness runs `syncguard-devnet` (or any program embedding the
-//! devnet CLI, see [`Launcher::with_prefix`]) as child processes. Tests of this crate use
-//! `env!("CARGO_BIN_EXE_syncguard-devnet")`; other crates' tests use [`Launcher::locate`],
-//! which honours `SYNCGUARD_DEVNET_BIN` and otherwise looks in `target/<profile>/` next to
-//! the test executable (built by `cargo test --workspace`, or `cargo build -p
-//! syncguard-devnet`).
+//! Finding the binary: the devnet's processes run inside the product's own binary, as
+//! `syncguard devnet …` ([`Launcher::with_prefix`]) — one binary, so that a plain `cargo test`
+//! builds everything its tests start. The `syncguard` crate's tests pass
+//! `env!("CARGO_BIN_EXE_syncguard")`; anything else uses [`Launcher::locate`], which honours
+//! `SYNCGUARD_BIN` and otherwise looks in `target/<profile>/` next to the running
+//! executable.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
-use syncguard_validator::{KeyError, SignState, ValidatorKey};
+use syncguard_validator::{KeyError, KeyType, SignState, ValidatorKey};
 
 use crate::api::{BlockCommit, Head, LedgerReport};
 use crate::ctl;
@@ -29,19 +29,20 @@ use crate::fsutil::write_atomic;
 use crate::node::{CutRequest, NodeInfo, PeersRequest, RpcFault};
 use crate::procs;
 
-/// Environment variable naming the devnet binary for [`Launcher::locate`].
-pub const BIN_ENV: &str = "SYNCGUARD_DEVNET_BIN";
+/// Environment variable naming the `syncguard` binary for [`Launcher::locate`].
+pub const BIN_ENV: &str = "SYNCGUARD_BIN";
 
-/// The binary's file name.
-pub const BIN_NAME: &str = "syncguard-devnet";
+/// The binary's file name: the devnet is its hidden `devnet` subcommand.
+pub const BIN_NAME: &str = "syncguard";
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
     /// The devnet binary is not where it was looked for.
     #[error(
-        "the syncguard-devnet binary is not at {}: build it with `cargo build -p syncguard-devnet` \
-         (`cargo test --workspace` builds it too) or set {BIN_ENV}", .0.display()
+        "the syncguard binary (which runs the devnet as `syncguard devnet …`) is not at {}: \
+         build it with `cargo build -p syncguard` (`cargo test` at the root builds it too) or \
+         set {BIN_ENV}", .0.display()
     )]
     BinaryNotFound(PathBuf),
     /// A file operation failed.
@@ -124,8 +125,40 @@ pub struct Launcher {
     prefix: Vec<OsString>,
 }
 
+/// Where [`find_syncguard`] looked in vain.
+#[derive(Debug)]
+pub enum Looked {
+    /// The path it expected.
+    At(PathBuf),
+    /// The running executable's own path is unknown.
+    NoSelf(std::io::Error),
+}
+
+/// The `syncguard` binary: `$SYNCGUARD_BIN`, else `target/<profile>/syncguard` found from the
+/// running executable (a test in `target/<profile>/deps/`, or a binary in `target/<profile>/`).
+pub fn find_syncguard() -> Result<PathBuf, Looked> {
+    if let Some(p) = std::env::var_os(BIN_ENV) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(Looked::At(p))
+        };
+    }
+    let exe = std::env::current_exe().map_err(Looked::NoSelf)?;
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    let candidates = [
+        dir.parent().map(|p| p.join(BIN_NAME)),
+        Some(dir.join(BIN_NAME)),
+    ];
+    match candidates.iter().flatten().find(|c| c.is_file()) {
+        Some(c) => Ok(c.clone()),
+        None => Err(Looked::At(dir.parent().unwrap_or(dir).join(BIN_NAME))),
+    }
+}
+
 impl Launcher {
-    /// The `syncguard-devnet` binary at `program`.
+    /// A program that is the devnet CLI itself (no prefix).
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Launcher {
             program: program.into(),
@@ -145,31 +178,13 @@ impl Launcher {
         }
     }
 
-    /// `$SYNCGUARD_DEVNET_BIN`, else `target/<profile>/syncguard-devnet` found from the
-    /// running test executable (`target/<profile>/deps/<test>`), else next to it.
+    /// `syncguard devnet` with the binary [`find_syncguard`] finds.
     pub fn locate() -> Result<Self, HarnessError> {
-        if let Some(p) = std::env::var_os(BIN_ENV) {
-            let p = PathBuf::from(p);
-            return if p.is_file() {
-                Ok(Launcher::new(p))
-            } else {
-                Err(HarnessError::BinaryNotFound(p))
-            };
-        }
-        let exe = std::env::current_exe().map_err(io_err("find", Path::new("current exe")))?;
-        let dir = exe.parent().unwrap_or(Path::new("."));
-        let candidates = [
-            dir.parent().map(|p| p.join(BIN_NAME)),
-            Some(dir.join(BIN_NAME)),
-        ];
-        for c in candidates.iter().flatten() {
-            if c.is_file() {
-                return Ok(Launcher::new(c.clone()));
-            }
-        }
-        Err(HarnessError::BinaryNotFound(
-            dir.parent().unwrap_or(dir).join(BIN_NAME),
-        ))
+        let program = find_syncguard().map_err(|looked| match looked {
+            Looked::At(p) => HarnessError::BinaryNotFound(p),
+            Looked::NoSelf(e) => io_err("find", Path::new("current exe"))(e),
+        })?;
+        Ok(Launcher::with_prefix(program, ["devnet"]))
     }
 
     /// The program.
@@ -240,6 +255,11 @@ pub struct DevnetOptions {
     /// with the validator key refuses to start when the key signed one of the last N-1
     /// commits, as CometBFT does. Default 0 (off).
     pub double_sign_check_height: u64,
+    /// The validator's (and the placeholders') key type. Default secp256k1 (Story's).
+    pub key_type: KeyType,
+    /// A story-geth beside every node (a Story chain). Default true; false: a plain
+    /// CometBFT chain, no EVM endpoint (`Host::evm_rpc_url` then names nothing).
+    pub geth: bool,
 }
 
 impl DevnetOptions {
@@ -257,6 +277,8 @@ impl DevnetOptions {
             chain_id: "syncguard-devnet-1".into(),
             dir: None,
             double_sign_check_height: 0,
+            key_type: KeyType::Secp256k1,
+            geth: true,
         }
     }
 }
@@ -480,7 +502,7 @@ impl Devnet {
                 what: "build client".into(),
                 source,
             })?;
-        let validator = ValidatorKey::generate_secp256k1();
+        let validator = ValidatorKey::generate(opts.key_type);
         let me = std::process::id().to_string();
         let mut devnet = Devnet {
             hosts: Vec::new(),
@@ -506,6 +528,8 @@ impl Devnet {
             &validator.address_hex(),
             "--validator-pubkey",
             &validator.public_key().to_base64(),
+            "--validator-pubkey-type",
+            opts.key_type.pub_key_type(),
             "--chain-id",
             &opts.chain_id,
             "--initial-height",
@@ -530,6 +554,14 @@ impl Devnet {
 
         for i in 0..opts.hosts {
             let host = devnet.prepare_host(i, &opts, &validator, &dir, &me)?;
+            if !opts.geth {
+                devnet.hosts.push(Host {
+                    // Nothing listens there: a chain without an EVM.
+                    evm_rpc_url: "http://127.0.0.1:9".into(),
+                    ..host
+                });
+                continue;
+            }
             let geth_args: Vec<OsString> = [
                 "geth",
                 "--node-rpc",
@@ -602,7 +634,7 @@ impl Devnet {
         let live_key = crate::node::key_path(&home);
         let state_file = crate::node::state_path(&home);
         validator.save_new(&key_store)?;
-        let placeholder = ValidatorKey::generate_secp256k1();
+        let placeholder = ValidatorKey::generate(opts.key_type);
         placeholder.save_new(&placeholder_key)?;
         if opts.validator_hosts.contains(&i) {
             validator.save_new(&live_key)?;

@@ -2,7 +2,8 @@
 //! over real HTTP, with a ledger that flags every double sign (DESIGN §9). Never part of
 //! the product's failover path.
 //!
-//! Processes (all one binary, `syncguard-devnet`, see [`cli`]):
+//! Processes (all run by the product's own binary as `syncguard devnet <command>`, see
+//! [`cli`]):
 //! - `chain` — block production, commits, chain-wide halt, the double-sign ledger
 //!   ([`chain_server`] around the pure [`chain::ChainCore`] and [`ledger::Ledger`]).
 //! - `node` — a Story node: CometBFT-shaped RPC, FilePV signing on real key/state files
@@ -49,6 +50,7 @@ pub mod ledger;
 pub mod link_proxy;
 pub mod node;
 pub mod planner;
+pub mod playground;
 mod procs;
 pub mod signer;
 pub mod soak;

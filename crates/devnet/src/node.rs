@@ -1,4 +1,4 @@
-//! A simulated Story node (`syncguard-devnet node`): what `story` does that SyncGuard can
+//! A simulated Story node (`syncguard devnet node`): what `story` does that SyncGuard can
 //! see or break.
 //!
 //! - Reads `<home>/config/priv_validator_key.json` and `<home>/data/priv_validator_state.json`
@@ -49,7 +49,7 @@ use crate::vote::VoteType;
 /// Voting power shown in `/status` by a node that runs the validator key.
 pub const VALIDATOR_VOTING_POWER: u64 = 10;
 
-/// Options of `syncguard-devnet node`.
+/// Options of `syncguard devnet node`.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
     /// CometBFT home: `config/priv_validator_key.json`, `data/priv_validator_state.json`.
@@ -92,6 +92,9 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// Another node runs on this home, or the home's lock or pid file failed.
+    #[error("{0}")]
+    Home(#[from] crate::ctl::CtlError),
     /// The HTTP client could not be built.
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
@@ -253,9 +256,8 @@ async fn double_sign_check(
 
 /// Run a node until SIGTERM/SIGINT (Ok) or a fatal error.
 pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
-    if let Err(e) = crate::ctl::claim_pid_file(&opts.home) {
-        tracing::warn!(error = %e, "pid file not written: stop and status may not see this node");
-    }
+    // First thing: one node per home (a duplicate exits here, touching nothing).
+    let _claim = crate::ctl::claim_home(&opts.home)?;
     let (key, state) = preflight(&opts.home)?;
     let check = crate::comet_config::read_double_sign_check_height(&opts.home)?;
     tracing::info!(
@@ -304,6 +306,7 @@ pub async fn run_node(opts: NodeOptions) -> Result<(), NodeError> {
         moniker: opts.node_id.clone(),
         address: key.address_hex(),
         pub_key_b64: key.public_key().to_base64(),
+        pub_key_type: key.key_type().pub_key_type(),
         voting_power: if is_validator {
             VALIDATOR_VOTING_POWER
         } else {

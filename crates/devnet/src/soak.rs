@@ -489,8 +489,7 @@ pub struct SoakArgs {
     /// `--keep`), e.g. `info,syncguard=debug` to see every peer look that outlasts a round.
     #[arg(long, value_name = "FILTER", default_value = "info")]
     pub log_filter: String,
-    /// The syncguard binary running the daemons (default: this program, or
-    /// $SYNCGUARD_BIN / target/<profile>/syncguard for syncguard-devnet).
+    /// The syncguard binary running the daemons (default: this program).
     #[arg(long)]
     pub syncguard_bin: Option<PathBuf>,
 }
@@ -588,7 +587,7 @@ pub async fn run(mut opts: SoakOptions) -> Result<(SoakSummary, Vec<RunReport>),
     Ok((summary, reports))
 }
 
-/// `syncguard devnet soak` / `syncguard-devnet soak`: exit 0 iff every run passed.
+/// `syncguard devnet soak`: exit 0 iff every run passed.
 /// `devnet_prefix` selects the devnet in this program (`["devnet"]` inside syncguard).
 pub async fn run_args(args: SoakArgs, devnet_prefix: &[&str]) -> Result<ExitCode, SoakError> {
     let (bin, launcher) = binaries(args.syncguard_bin.clone(), devnet_prefix)?;
@@ -615,9 +614,10 @@ pub async fn run_args(args: SoakArgs, devnet_prefix: &[&str]) -> Result<ExitCode
     })
 }
 
-/// The syncguard binary and the devnet launcher for an embedded command: inside `syncguard`
-/// (a non-empty prefix) this very program is both; inside `syncguard-devnet` the daemons'
-/// binary is `--syncguard-bin`, `$SYNCGUARD_BIN` or `target/<profile>/syncguard`.
+/// The syncguard binary and the devnet launcher: this very program is both (`syncguard`,
+/// the devnet behind `devnet_prefix`), unless `--syncguard-bin` names other daemons; with no
+/// prefix (a program that is only the devnet) the daemons are `$SYNCGUARD_BIN` or
+/// `target/<profile>/syncguard`.
 pub(crate) fn binaries(
     syncguard_bin: Option<PathBuf>,
     devnet_prefix: &[&str],

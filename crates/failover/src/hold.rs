@@ -246,13 +246,13 @@ impl Hold {
 /// "12 s", "1.5 s", "2 min 5 s".
 pub(crate) fn words_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 10_000 && ms % 1000 != 0 {
+    if ms < 10_000 && !ms.is_multiple_of(1000) {
         return format!("{:.1} s", d.as_secs_f64());
     }
     let s = d.as_secs();
     if s < 120 {
         format!("{s} s")
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{} min", s / 60)
     } else {
         format!("{} min {} s", s / 60, s % 60)

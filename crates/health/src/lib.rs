@@ -34,7 +34,7 @@ pub use evm::{EvmBlock, EvmClient, EvmSyncing};
 pub use round::NodeProbe;
 pub use rpc::{decode_answer, AnswerKind, ProbeError, ProbeErrorKind, SetupError};
 pub use verdict::{
-    evaluate, stall_bound_from_block_interval, DiskSeen, HealthParams, HealthState,
+    evaluate, stall_bound_from_block_interval, DiskSeen, EvmSeen, HealthParams, HealthState,
     RoundObservation, StateFileSeen, StateSyncSeen,
 };
 pub use witness::{fetch_witness, summarize_commits, HeightWitness, SignatureSeen, WitnessReport};

@@ -11,13 +11,14 @@ use std::time::Duration;
 use crate::comet::CometClient;
 use crate::evm::EvmClient;
 use crate::rpc::{self, SetupError};
-use crate::verdict::{DiskSeen, RoundObservation, StateFileSeen, StateSyncSeen};
+use crate::verdict::{DiskSeen, EvmSeen, RoundObservation, StateFileSeen, StateSyncSeen};
 
-/// Probes of one node: its CometBFT RPC, its EVM RPC and the disk of its state directory.
+/// Probes of one node: its CometBFT RPC, its EVM RPC (a Story node; none on a plain CometBFT
+/// chain) and the disk of its state directory.
 #[derive(Debug, Clone)]
 pub struct NodeProbe {
     comet: CometClient,
-    evm: EvmClient,
+    evm: Option<EvmClient>,
     state_dir: Option<PathBuf>,
     state_file: Option<PathBuf>,
     timeout: Duration,
@@ -30,7 +31,19 @@ impl NodeProbe {
         let http = rpc::build_http(comet_url, timeout)?;
         Ok(NodeProbe {
             comet: CometClient::with_http(http.clone(), comet_url, timeout)?,
-            evm: EvmClient::with_http(http, evm_url, timeout)?,
+            evm: Some(EvmClient::with_http(http, evm_url, timeout)?),
+            state_dir: None,
+            state_file: None,
+            timeout,
+        })
+    }
+
+    /// A node of a chain without an EVM (the `cometbft` chain profile): only `comet_url`.
+    pub fn comet_only(comet_url: &str, timeout: Duration) -> Result<Self, SetupError> {
+        let http = rpc::build_http(comet_url, timeout)?;
+        Ok(NodeProbe {
+            comet: CometClient::with_http(http, comet_url, timeout)?,
+            evm: None,
             state_dir: None,
             state_file: None,
             timeout,
@@ -53,49 +66,52 @@ impl NodeProbe {
         &self.comet
     }
 
-    pub fn evm(&self) -> &EvmClient {
-        &self.evm
+    /// The EVM client (`None` on a chain without an EVM).
+    pub fn evm(&self) -> Option<&EvmClient> {
+        self.evm.as_ref()
     }
 
     /// One round. `state_sync` is the daemon's own knowledge of its last state pull.
     pub async fn observe(&self, state_sync: StateSyncSeen) -> RoundObservation {
         let started = std::time::Instant::now();
-        let (
-            status,
-            net_info,
-            evm_block_number,
-            evm_syncing,
-            evm_peer_count,
-            evm_latest_block,
-            disk,
-            state_file,
-        ) = tokio::join!(
+        let (status, net_info, evm, disk, state_file) = tokio::join!(
             self.comet.status(),
             self.comet.net_info(),
-            self.evm.block_number(),
-            self.evm.syncing(),
-            self.evm.peer_count(),
-            self.evm.latest_block(),
+            self.evm_round(),
             self.disk(),
             self.state_file(),
         );
         tracing::debug!(
             elapsed_ms = started.elapsed().as_millis() as u64,
             comet = %self.comet.base_url(),
-            evm = %self.evm.url(),
+            evm = %self.evm.as_ref().map_or("none", EvmClient::url),
             "health round observed"
         );
         RoundObservation {
             status,
             net_info,
-            evm_block_number,
-            evm_syncing,
-            evm_peer_count,
-            evm_latest_block,
+            evm,
             state_sync,
             disk,
             state_file,
         }
+    }
+
+    /// The EVM node's four answers, all at once (none without an EVM).
+    async fn evm_round(&self) -> Option<EvmSeen> {
+        let evm = self.evm.as_ref()?;
+        let (block_number, syncing, peer_count, latest_block) = tokio::join!(
+            evm.block_number(),
+            evm.syncing(),
+            evm.peer_count(),
+            evm.latest_block(),
+        );
+        Some(EvmSeen {
+            block_number,
+            syncing,
+            peer_count,
+            latest_block,
+        })
     }
 
     /// The state file, read on a blocking thread under the round's timeout (like `disk`).

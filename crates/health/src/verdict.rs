@@ -129,13 +129,21 @@ pub enum StateFileSeen {
 pub struct RoundObservation {
     pub status: Result<CometStatus, ProbeError>,
     pub net_info: Result<NetInfo, ProbeError>,
-    pub evm_block_number: Result<u64, ProbeError>,
-    pub evm_syncing: Result<EvmSyncing, ProbeError>,
-    pub evm_peer_count: Result<u64, ProbeError>,
-    pub evm_latest_block: Result<EvmBlock, ProbeError>,
+    /// The EVM node's answers; `None` on a chain without one (the `cometbft` chain
+    /// profile): its checks are then absent, not failing.
+    pub evm: Option<EvmSeen>,
     pub state_sync: StateSyncSeen,
     pub disk: DiskSeen,
     pub state_file: StateFileSeen,
+}
+
+/// What one round saw of the EVM node (story-geth).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvmSeen {
+    pub block_number: Result<u64, ProbeError>,
+    pub syncing: Result<EvmSyncing, ProbeError>,
+    pub peer_count: Result<u64, ProbeError>,
+    pub latest_block: Result<EvmBlock, ProbeError>,
 }
 
 /// A height and when it was first seen (the last time it changed).
@@ -208,24 +216,26 @@ pub fn evaluate(
     checks.push(comet_block_time(status, now, params.stall_bound));
     checks.push(comet_peers(obs.net_info.as_ref(), params.min_peers));
 
-    // EVM.
-    checks.push(evm_reachable(obs.evm_block_number.as_ref()));
-    checks.push(evm_syncing(obs.evm_syncing.as_ref()));
-    let (height_check, mark) = height_growth(
-        names::EVM_HEIGHT,
-        next.evm_height,
-        obs.evm_block_number.as_ref().ok().copied(),
-        now,
-        params.stall_bound,
-    );
-    next.evm_height = mark;
-    checks.push(height_check);
-    checks.push(evm_block_time(
-        obs.evm_latest_block.as_ref(),
-        now,
-        params.stall_bound,
-    ));
-    checks.push(evm_peers(obs.evm_peer_count.as_ref(), params.min_evm_peers));
+    // EVM (a chain without one has no such checks).
+    if let Some(evm) = &obs.evm {
+        checks.push(evm_reachable(evm.block_number.as_ref()));
+        checks.push(evm_syncing(evm.syncing.as_ref()));
+        let (height_check, mark) = height_growth(
+            names::EVM_HEIGHT,
+            next.evm_height,
+            evm.block_number.as_ref().ok().copied(),
+            now,
+            params.stall_bound,
+        );
+        next.evm_height = mark;
+        checks.push(height_check);
+        checks.push(evm_block_time(
+            evm.latest_block.as_ref(),
+            now,
+            params.stall_bound,
+        ));
+        checks.push(evm_peers(evm.peer_count.as_ref(), params.min_evm_peers));
+    }
 
     // System.
     checks.push(state_sync_lag(params, obs.state_sync, now));

@@ -223,12 +223,12 @@ async fn story_hanging_endpoint_times_out_within_the_round() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     assert_eq!(
-        obs.evm_syncing.as_ref().unwrap_err().kind(),
+        evm(&obs).syncing.as_ref().unwrap_err().kind(),
         ProbeErrorKind::Timeout
     );
     // The others answered in the same round.
     assert_eq!(obs.net_info.as_ref().unwrap().n_peers, 5);
-    assert_eq!(obs.evm_block_number, Ok(101));
+    assert_eq!(evm(&obs).block_number, Ok(101));
     let hits = node.hits();
     assert_eq!(hits["comet:status"], 1, "no retry inside a round");
     assert_eq!(hits["evm:eth_syncing"], 1);
@@ -273,13 +273,13 @@ async fn story_http_500_and_garbage_bodies_are_distinct_failures() {
     let e = obs.net_info.as_ref().unwrap_err();
     assert_eq!(e.kind(), ProbeErrorKind::MalformedBody, "{e}");
     assert!(e.to_string().contains("garbage{"), "{e}");
-    let e = obs.evm_block_number.as_ref().unwrap_err();
+    let e = evm(&obs).block_number.as_ref().unwrap_err();
     assert_eq!(e.kind(), ProbeErrorKind::MalformedBody, "{e}");
     assert!(e.to_string().contains("0xZZ"), "{e}");
-    let e = obs.evm_latest_block.as_ref().unwrap_err();
+    let e = evm(&obs).latest_block.as_ref().unwrap_err();
     assert_eq!(e.kind(), ProbeErrorKind::MalformedBody, "{e}");
     assert!(matches!(
-        obs.evm_syncing,
+        evm(&obs).syncing,
         Err(ProbeError::Http { status: 502, .. })
     ));
 
@@ -376,7 +376,7 @@ async fn story_refused_connection_and_disk_error() {
         format!("status at {url}/status: connection refused (is the node running?)")
     );
     assert_eq!(
-        obs.evm_block_number.as_ref().unwrap_err().kind(),
+        evm(&obs).block_number.as_ref().unwrap_err().kind(),
         ProbeErrorKind::ConnectionRefused
     );
     let (state, r) = evaluate(&params(), HealthState::new(), &obs, t0() + secs(60));

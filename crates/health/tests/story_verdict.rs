@@ -24,21 +24,25 @@ fn bad_observation(kind: u8, height: u64, now: SystemTime) -> RoundObservation {
         }
         2 => o.net_info = Ok(NetInfo { n_peers: 0 }),
         3 => {
-            o.evm_syncing = Ok(EvmSyncing::Syncing {
+            o.evm.as_mut().expect("evm probed").syncing = Ok(EvmSyncing::Syncing {
                 current_block: Some(1),
                 highest_block: Some(2),
             })
         }
         4 => o.disk = DiskSeen::Free(10),
-        5 => o.evm_block_number = Err(timeout_error("eth_blockNumber")),
+        5 => {
+            o.evm.as_mut().expect("evm probed").block_number = Err(timeout_error("eth_blockNumber"))
+        }
         _ => {
             // Everything unreachable at once.
             o.status = Err(timeout_error("status"));
             o.net_info = Err(timeout_error("net_info"));
-            o.evm_block_number = Err(timeout_error("eth_blockNumber"));
-            o.evm_syncing = Err(timeout_error("eth_syncing"));
-            o.evm_peer_count = Err(timeout_error("net_peerCount"));
-            o.evm_latest_block = Err(timeout_error("eth_getBlockByNumber"));
+            o.evm.as_mut().expect("evm probed").block_number =
+                Err(timeout_error("eth_blockNumber"));
+            o.evm.as_mut().expect("evm probed").syncing = Err(timeout_error("eth_syncing"));
+            o.evm.as_mut().expect("evm probed").peer_count = Err(timeout_error("net_peerCount"));
+            o.evm.as_mut().expect("evm probed").latest_block =
+                Err(timeout_error("eth_getBlockByNumber"));
         }
     }
     o
@@ -327,7 +331,7 @@ fn story_unusable_state_file_fails_the_round_and_says_why() {
 fn story_evm_peer_count_unknown_only_for_method_not_found() {
     let p = params();
     let mut o = good_observation(100, t0());
-    o.evm_peer_count = Err(ProbeError::MethodNotFound {
+    o.evm.as_mut().expect("evm probed").peer_count = Err(ProbeError::MethodNotFound {
         url: "http://127.0.0.1:8545".into(),
         method: "net_peerCount".into(),
         code: -32601,
@@ -339,7 +343,7 @@ fn story_evm_peer_count_unknown_only_for_method_not_found() {
         CheckStatus::Unknown
     );
     assert!(!r.round_failed);
-    o.evm_peer_count = Err(timeout_error("net_peerCount"));
+    o.evm.as_mut().expect("evm probed").peer_count = Err(timeout_error("net_peerCount"));
     let (_, r) = evaluate(&p, HealthState::new(), &o, t0());
     assert_eq!(r.check(names::EVM_PEERS).unwrap().status, CheckStatus::Fail);
 }

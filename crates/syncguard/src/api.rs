@@ -499,6 +499,7 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
             "verdict": health.map(|r| r.verdict),
             "summary": health.map(|r| r.summary.clone()),
             "comet_height": height,
+            "chain_profile": v.chain_profile,
             "evm_height": readings.evm_height,
             "signing": signing_json(&v),
             "latest_height": v.failover.as_ref().and(v.own_peer_status.as_ref()).and_then(|p| p.latest_height),

@@ -68,6 +68,17 @@ pub enum Command {
     /// keys into a new directory. Never overwrites a file. The validator key itself is the
     /// operator's to provision.
     Init(InitArgs),
+    /// Write the manual pages, one per command, generated from these definitions (the
+    /// Debian package ships them; `scripts/build-deb.sh` runs this).
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing; pages in it are replaced).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -128,11 +128,12 @@ pub async fn run(
     for g in timing.guarantees() {
         tracing::info!("timing: {g}");
     }
-    let probe = NodeProbe::new(
-        &config.story.comet_rpc_url,
-        &config.story.evm_rpc_url,
-        timing.rpc_timeout,
-    )?
+    let story = &config.story;
+    let probe = if story.chain_profile.has_evm() {
+        NodeProbe::new(&story.comet_rpc_url, &story.evm_rpc_url, timing.rpc_timeout)?
+    } else {
+        NodeProbe::comet_only(&story.comet_rpc_url, timing.rpc_timeout)?
+    }
     .with_state_dir(state_path.parent().unwrap_or(Path::new("/")))
     .with_state_file(&state_path);
     let shared = Shared::new(NodeView::new(
@@ -140,6 +141,12 @@ pub async fn run(
         config.site_role(),
         wish,
     ));
+    shared.update(|v| {
+        v.chain_profile = match story.chain_profile {
+            syncguard_config::ChainProfile::Story => "story",
+            syncguard_config::ChainProfile::Cometbft => "cometbft",
+        }
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let peers = &config.communication.peers;
     if config.coordination.backend == Backend::Peer && peers.len() > 1 {

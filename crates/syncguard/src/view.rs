@@ -58,6 +58,8 @@ pub struct NodeView {
     /// (served as `signing.strip` by `/status`, see [`crate::signing_strip`]).
     #[serde(skip)]
     pub strip: Option<Strip>,
+    /// `story.chain_profile`: `story` (an EVM is checked) or `cometbft`.
+    pub chain_profile: &'static str,
     /// etcd mode: the lock and what etcd keeps beside it, at the last look.
     #[serde(skip)]
     pub etcd: Option<EtcdSeen>,
@@ -134,6 +136,7 @@ impl NodeView {
             last_deactivation: None,
             signing: SigningSeen::default(),
             strip: None,
+            chain_profile: "story",
             etcd: None,
         }
     }

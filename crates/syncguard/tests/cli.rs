@@ -228,3 +228,50 @@ fn every_command_has_help_and_the_binary_has_a_version() {
     assert_eq!(out.status.code(), Some(2), "clap rejects an unknown role");
     assert!(text(&out).contains("not a role"));
 }
+
+#[test]
+fn man_writes_one_page_per_visible_command_from_the_clap_definitions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = syncguard(&["man", "--dir", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    // The commands `--help` lists (hidden ones, like `man` itself, are not there).
+    let help = text(&syncguard(&["--help"]));
+    assert!(!help.contains("\n  man "), "man is hidden:\n{help}");
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("a Commands: section")
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(
+        commands.contains(&"story") && commands.contains(&"init"),
+        "{commands:?}"
+    );
+    for page in std::iter::once("syncguard.1".to_string())
+        .chain(commands.iter().map(|c| format!("syncguard-{c}.1")))
+        .chain([
+            "syncguard-config-check.1".to_string(),
+            "syncguard-state-verify.1".to_string(),
+        ])
+    {
+        assert!(pages.contains(&page), "no {page} in {pages:?}");
+    }
+    for hidden in ["syncguard-devnet.1", "syncguard-man.1"] {
+        assert!(
+            !pages.contains(&hidden.to_string()),
+            "{hidden} in {pages:?}"
+        );
+    }
+    // What --help says is in the page.
+    let page = std::fs::read_to_string(dir.path().join("syncguard-config-check.1")).expect("page");
+    assert!(page.contains("offline"), "{page}");
+    assert!(page.contains("Validate a config file"), "{page}");
+}

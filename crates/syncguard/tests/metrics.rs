@@ -94,6 +94,11 @@ async fn scrape_when(c: &Cluster, i: usize, ready: impl Fn(&Scrape) -> bool) -> 
 /// `promtool check metrics` on the body; fails naming the install script when promtool is
 /// not there.
 fn promtool_check(what: &str, body: &str) {
+    let how = "promtool not found: install it with `scripts/install-ops-tools.sh` (Debian \
+               package `prometheus`)";
+    if !syncguard_testkit::tools::available(syncguard_testkit::tools::runs("promtool"), how) {
+        return;
+    }
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())

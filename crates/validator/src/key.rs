@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use k256::ecdsa::signature::{Signer as _, Verifier as _};
-use k256::elliptic_curve::rand_core::{CryptoRngCore, OsRng};
+use k256::elliptic_curve::rand_core::{CryptoRngCore, OsRng, RngCore as _};
 use ripemd::Ripemd160;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -584,6 +584,18 @@ impl ValidatorKey {
                 bytes: sk.verifying_key().to_bytes().to_vec(),
             },
             secret: Secret::Ed25519(seed),
+        }
+    }
+
+    /// A fresh key of `key_type` from the OS RNG (placeholder keys, devnet).
+    pub fn generate(key_type: KeyType) -> Self {
+        match key_type {
+            KeyType::Secp256k1 => ValidatorKey::generate_secp256k1(),
+            KeyType::Ed25519 => {
+                let mut seed = Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(&mut seed[..]);
+                ValidatorKey::from_ed25519_seed(seed)
+            }
         }
     }
 

@@ -17,7 +17,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use syncguard_health::{
-    CometStatus, DiskSeen, EvmBlock, EvmSyncing, HealthParams, NetInfo, ProbeError,
+    CometStatus, DiskSeen, EvmBlock, EvmSeen, EvmSyncing, HealthParams, NetInfo, ProbeError,
     RoundObservation, StateFileSeen, StateSyncSeen,
 };
 
@@ -320,12 +320,14 @@ pub fn good_observation(height: u64, now: SystemTime) -> RoundObservation {
             voting_power: 10,
         }),
         net_info: Ok(NetInfo { n_peers: 5 }),
-        evm_block_number: Ok(height),
-        evm_syncing: Ok(EvmSyncing::NotSyncing),
-        evm_peer_count: Ok(3),
-        evm_latest_block: Ok(EvmBlock {
-            number: height,
-            timestamp: now - secs(1),
+        evm: Some(EvmSeen {
+            block_number: Ok(height),
+            syncing: Ok(EvmSyncing::NotSyncing),
+            peer_count: Ok(3),
+            latest_block: Ok(EvmBlock {
+                number: height,
+                timestamp: now - secs(1),
+            }),
         }),
         state_sync: StateSyncSeen::Last(now - secs(2)),
         disk: DiskSeen::Free(10 << 30),
@@ -343,4 +345,9 @@ pub fn timeout_error(method: &str) -> ProbeError {
         method: method.to_string(),
         timeout: Duration::from_millis(500),
     }
+}
+
+/// What a round saw of the EVM (a `story` profile round always probes it).
+pub fn evm(obs: &RoundObservation) -> &EvmSeen {
+    obs.evm.as_ref().expect("the story profile probes the EVM")
 }

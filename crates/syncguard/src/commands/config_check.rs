@@ -44,6 +44,7 @@ pub fn run(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
         };
         let timing = loaded.config.timing_with(n);
         println!("With these settings:");
+        println!("  - {}", profile_line(&loaded.config.story));
         for g in timing.guarantees() {
             println!("  - {g}");
         }
@@ -59,5 +60,20 @@ pub fn run(path: &Path, offline: bool) -> anyhow::Result<ExitCode> {
             eprintln!("  - {e}");
         }
         Ok(ExitCode::from(EXIT_INVALID))
+    }
+}
+
+/// What the chain profile makes SyncGuard watch, in words.
+fn profile_line(story: &syncguard_config::StoryConfig) -> String {
+    match story.chain_profile {
+        syncguard_config::ChainProfile::Story => format!(
+            "chain profile `story`: CometBFT at {} and story-geth at {} are both checked",
+            story.comet_rpc_url, story.evm_rpc_url
+        ),
+        syncguard_config::ChainProfile::Cometbft => format!(
+            "chain profile `cometbft`: only CometBFT at {} is checked (no EVM checks; \
+             story.evm_rpc_url is not used)",
+            story.comet_rpc_url
+        ),
     }
 }

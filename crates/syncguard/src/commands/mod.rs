@@ -4,6 +4,7 @@ mod admin;
 mod config_check;
 mod files;
 mod init;
+mod man;
 mod story;
 mod switchover;
 mod witness;
@@ -35,5 +36,6 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Takeover(args) => admin::takeover(&args),
         Command::Unfence(args) => admin::unfence(&args),
         Command::Init(args) => init::run(&args),
+        Command::Man(args) => man::run(&args.dir),
     }
 }

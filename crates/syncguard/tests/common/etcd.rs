@@ -36,7 +36,7 @@ pub fn options() -> Option<EtcdClusterOptions> {
     Some(EtcdClusterOptions::new(
         env!("CARGO_BIN_EXE_syncguard"),
         etcd,
-        Launcher::locate().expect("syncguard-devnet binary (cargo test --workspace builds it)"),
+        Launcher::with_prefix(env!("CARGO_BIN_EXE_syncguard"), ["devnet"]),
     ))
 }
 

@@ -18,7 +18,7 @@ pub const TOKEN: &str = "test-admin-token-0123456789";
 pub fn options() -> ClusterOptions {
     let mut opts = ClusterOptions::new(
         env!("CARGO_BIN_EXE_syncguard"),
-        Launcher::locate().expect("syncguard-devnet binary (cargo test --workspace builds it)"),
+        Launcher::with_prefix(env!("CARGO_BIN_EXE_syncguard"), ["devnet"]),
     );
     opts.admin_token = Some(TOKEN.to_string());
     opts

@@ -8,11 +8,12 @@ use syncguard_devnet::{Devnet, DevnetOptions, Launcher, OffenseKind, RpcFault, R
 use syncguard_health::{fetch_witness, CometClient, EvmClient, EvmSyncing, ProbeError};
 use syncguard_validator::{verify_state, Hrs, SignState, Step, ValidatorKey};
 
-const BIN: &str = env!("CARGO_BIN_EXE_syncguard-devnet");
+/// The devnet runs inside the product's binary: `syncguard devnet …`.
+const BIN: &str = env!("CARGO_BIN_EXE_syncguard");
 const T: Duration = Duration::from_secs(20);
 
 fn opts(hosts: usize, block_ms: u64) -> DevnetOptions {
-    let mut o = DevnetOptions::new(Launcher::new(BIN));
+    let mut o = DevnetOptions::new(Launcher::with_prefix(BIN, ["devnet"]));
     o.hosts = hosts;
     o.block_time = Duration::from_millis(block_ms);
     o.node_restart = Duration::from_millis(100);
@@ -60,6 +61,7 @@ fn install_validator_key(devnet: &Devnet, i: usize) {
 fn run_node_directly(home: &Path) -> std::process::Output {
     Command::new(BIN)
         .args([
+            "devnet",
             "node",
             "--chain",
             "http://127.0.0.1:9",
@@ -575,5 +577,45 @@ fn alive(pid: i32) -> bool {
             .and_then(|(_, rest)| rest.split_whitespace().next())
             .is_some_and(|state| state != "Z" && state != "X"),
         Err(_) => false,
+    }
+}
+
+/// Two `ctl start`s racing on one home (the soak's recovery and a daemon's actuator did, seed
+/// 5027) leave one node, and `ctl stop` stops it: the loser never overwrites the pid file, so
+/// no node runs unseen (before: the loser claimed the pid file, failed to bind the RPC port
+/// and died; the winner ran on, and every later stop, kill and status missed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devnet_racing_starts_leave_one_node_that_stop_stops() {
+    let devnet = Devnet::start(opts(1, 100)).await.unwrap();
+    let h = devnet.host(0).unwrap().clone();
+    let start = || async {
+        tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&h.start_command)
+            .output()
+            .await
+            .unwrap()
+    };
+    for round in 0..5 {
+        devnet.stop_node(0).await.unwrap();
+        let (x, y) = tokio::join!(start(), start());
+        for out in [&x, &y] {
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        until("the node's RPC", || async {
+            comet(&h.comet_rpc_url).status().await.ok()
+        })
+        .await;
+        assert!(devnet.node_running(0).await.unwrap(), "round {round}");
+        devnet.stop_node(0).await.unwrap();
+        assert!(!devnet.node_running(0).await.unwrap(), "round {round}");
+        assert!(
+            comet(&h.comet_rpc_url).status().await.is_err(),
+            "round {round}: a node still answers after ctl stop"
+        );
     }
 }

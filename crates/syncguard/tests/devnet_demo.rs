@@ -1,17 +1,19 @@
 //! `syncguard demo` end to end through the library: the real `syncguard` binary (two daemons
 //! over mutual TLS) on a devnet of real processes, judged by the devnet's ledger.
 //!
-//! Needs `target/<profile>/syncguard` (built by `cargo test --workspace`, or `cargo build -p
-//! syncguard`) or `$SYNCGUARD_BIN`.
+//! The binary is the one cargo built for this test; it also runs the devnet (`syncguard
+//! devnet …`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use syncguard_devnet::cluster::locate_syncguard;
 use syncguard_devnet::demo::{run, DemoOptions, DemoSummary, Scenario};
 use syncguard_devnet::Launcher;
 
-const DEVNET_BIN: &str = env!("CARGO_BIN_EXE_syncguard-devnet");
+/// The devnet as the product's binary runs it: `syncguard devnet …`.
+fn devnet() -> Launcher {
+    Launcher::with_prefix(env!("CARGO_BIN_EXE_syncguard"), ["devnet"])
+}
 
 /// One demo at a time: each runs a chain, four nodes' worth of processes and two daemons, and
 /// their timings (failover windows of 1.5 s) must not suffer from a neighbour's load.
@@ -20,10 +22,10 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// Runs a scenario, echoing progress to stderr (shown when a test fails) and keeping it.
 async fn play(scenario: Scenario, json: bool) -> (DemoSummary, Vec<String>, Duration) {
     let _turn = ONE_AT_A_TIME.lock().await;
-    let bin = locate_syncguard().expect("the syncguard binary (cargo build -p syncguard)");
+    let bin = env!("CARGO_BIN_EXE_syncguard");
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&lines);
-    let mut opts = DemoOptions::new(bin, Launcher::new(DEVNET_BIN));
+    let mut opts = DemoOptions::new(bin, devnet());
     opts.scenario = scenario;
     opts.json = json;
     opts.out = Box::new(move |l: &str| {
@@ -102,9 +104,9 @@ async fn devnet_demo_both_started_active_end_with_one_signer() {
     assert!(s.events[0].new_signer.is_some());
 }
 
-/// `syncguard devnet …` is the devnet CLI behind a prefix: a stand-in program that drops
-/// its first argument `devnet` and runs the devnet shows that the harness (chain, geths,
-/// every host's start/stop/status commands) works through `Launcher::with_prefix`.
+/// `syncguard devnet …` is the devnet CLI behind a prefix: a wrapper program that checks its
+/// first argument is `devnet` (and runs `syncguard devnet …`) shows that the harness (chain,
+/// geths, every host's start/stop/status commands) passes the prefix everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_demo_devnet_runs_behind_a_subcommand_prefix() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -114,7 +116,8 @@ async fn devnet_demo_devnet_runs_behind_a_subcommand_prefix() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n[ \"$1\" = devnet ] || {{ echo \"not devnet: $1\" >&2; exit 64; }}\nshift\nexec '{DEVNET_BIN}' \"$@\"\n"
+            "#!/bin/sh\n[ \"$1\" = devnet ] || {{ echo \"not devnet: $1\" >&2; exit 64; }}\nshift\nexec '{}' devnet \"$@\"\n",
+            env!("CARGO_BIN_EXE_syncguard")
         ),
     )
     .expect("write wrapper");

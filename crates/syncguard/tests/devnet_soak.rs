@@ -4,17 +4,14 @@
 //! 200 ms (never going back) and by recovery once the faults stop. Longer runs:
 //! `syncguard devnet soak --runs N --seed S`.
 //!
-//! Needs `target/<profile>/syncguard` (built by `cargo test --workspace`, or `cargo build -p
-//! syncguard`) or `$SYNCGUARD_BIN`. The disk-full fault needs root (a tmpfs); without it that
+//! The binary is the one cargo built for this test (the daemons and, as `syncguard devnet
+//! …`, the devnet). The disk-full fault needs root (a tmpfs); without it that
 //! fault is recorded as skipped.
 
 use std::time::{Duration, Instant};
 
-use syncguard_devnet::cluster::locate_syncguard;
 use syncguard_devnet::soak::{run, SoakOptions, Verdict};
 use syncguard_devnet::Launcher;
-
-const DEVNET_BIN: &str = env!("CARGO_BIN_EXE_syncguard-devnet");
 
 /// Fixed so a CI failure is replayed exactly: `syncguard devnet soak --runs 4 --seed 836
 /// --fault-seconds 18`, every fault kind (mute included).
@@ -23,8 +20,9 @@ const RUNS: u32 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn double_sign_soak_seeded_runs_of_random_faults_stay_safe_and_recover() {
-    let bin = locate_syncguard().expect("the syncguard binary (cargo build -p syncguard)");
-    let mut opts = SoakOptions::new(bin, Launcher::new(DEVNET_BIN));
+    let bin = env!("CARGO_BIN_EXE_syncguard");
+    let devnet = Launcher::with_prefix(bin, ["devnet"]);
+    let mut opts = SoakOptions::new(bin, devnet);
     opts.runs = RUNS;
     opts.seed = SEED;
     opts.fault_time = Duration::from_secs(18);
