@@ -242,7 +242,8 @@ impl Strip {
 
     /// Whether `height` is on the strip.
     pub fn shows(&self, height: u64) -> bool {
-        self.last().is_some_and(|last| (self.first..=last).contains(&height))
+        self.last()
+            .is_some_and(|last| (self.first..=last).contains(&height))
     }
 
     /// The cells as letters ([`Cell::letter`]), oldest first.
@@ -491,7 +492,11 @@ mod tests {
         assert_eq!(strip.height_at(at(3_000)), Some(6));
         assert_eq!(strip.height_at(at(3_700)), Some(7));
         assert_eq!(strip.height_at(at(4_000)), Some(8));
-        assert_eq!(strip.height_at(at(4_001)), Some(9), "after every block read: the newest");
+        assert_eq!(
+            strip.height_at(at(4_001)),
+            Some(9),
+            "after every block read: the newest"
+        );
         // Heights start at 1; an empty chain has no strip.
         assert_eq!(log.strip(3, 100).first, 1);
         assert_eq!(log.strip(0, 100), Strip::default());

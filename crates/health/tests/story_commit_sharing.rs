@@ -77,7 +77,11 @@ fn asked_twice(asked: &Asked) -> Vec<(u64, u32)> {
 }
 
 fn check(asked: &Asked, witness: &syncguard_health::WitnessReport, last_signed: Option<u64>) {
-    assert_eq!(asked_twice(asked), vec![], "heights asked twice (height, times)");
+    assert_eq!(
+        asked_twice(asked),
+        vec![],
+        "heights asked twice (height, times)"
+    );
     let all = asked.lock().unwrap().len();
     assert_eq!(all, 40, "the round's 40 commits, each once");
     assert_eq!(witness.latest_height, HEAD - 1);

@@ -172,7 +172,8 @@ mod tests {
             record(109_000, RecordKind::RoleChange, Role::Promoting, vec![112]),
         ]);
         let m = markers(&v, v.strip.as_ref().unwrap());
-        let got: Vec<(u64, Role, &str)> = m.iter().map(|m| (m.height, m.role, m.placed_by)).collect();
+        let got: Vec<(u64, Role, &str)> =
+            m.iter().map(|m| (m.height, m.role, m.placed_by)).collect();
         assert_eq!(
             got,
             vec![

@@ -52,7 +52,12 @@ mod tests {
             assert!(HTML.contains(path), "the page fetches {path}");
         }
         // The strip has a legend, a text alternative and a title on every cell.
-        for needle in ["class=\"legend\"", "role=\"img\"", "aria-label", "col.title ="] {
+        for needle in [
+            "class=\"legend\"",
+            "role=\"img\"",
+            "aria-label",
+            "col.title =",
+        ] {
             assert!(HTML.contains(needle), "the strip lacks {needle}");
         }
         // Small: one file, well under what a phone fetches without noticing.

@@ -108,7 +108,10 @@ fn evm_results() -> HashMap<String, Value> {
                 .unwrap_or_else(|| panic!("{name}: no `{prefix}` line"));
             serde_json::from_str(l).unwrap_or_else(|e| panic!("{name}: {e}"))
         };
-        let method = line(">> ")["method"].as_str().unwrap_or_default().to_string();
+        let method = line(">> ")["method"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         out.insert(method, line("<< ")["result"].clone());
     }
     out
@@ -125,7 +128,8 @@ struct Request {
     head: u64,
     /// The node's earliest height then.
     earliest: u64,
-    /// How many times the node had been stopped (a stop cuts the requests in flight).
+    /// Marks of the node's stops: two for each (one before it closes, one after it has
+    /// closed), so a request counted between them may have been cut by the stop.
     stops: u64,
 }
 
@@ -292,12 +296,15 @@ async fn other(State(chain): State<Shared>, OriginalUri(uri): OriginalUri) -> Re
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
+/// The accept loop of a [`Switch`] that is on, and its open connections.
+type Front = (JoinHandle<()>, Arc<Mutex<Vec<AbortHandle>>>);
+
 /// A TCP front on a fixed loopback port that forwards to `target` while on; off, nothing
 /// listens there (connections are refused) and the open ones are closed — a stopped node.
 struct Switch {
     addr: SocketAddr,
     target: SocketAddr,
-    front: tokio::sync::Mutex<Option<(JoinHandle<()>, Arc<Mutex<Vec<AbortHandle>>>)>>,
+    front: tokio::sync::Mutex<Option<Front>>,
 }
 
 impl Switch {
@@ -313,10 +320,7 @@ impl Switch {
         switch
     }
 
-    fn serve(
-        listener: TcpListener,
-        target: SocketAddr,
-    ) -> (JoinHandle<()>, Arc<Mutex<Vec<AbortHandle>>>) {
+    fn serve(listener: TcpListener, target: SocketAddr) -> Front {
         let conns: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let kept = conns.clone();
         let accept = tokio::spawn(async move {
@@ -434,7 +438,15 @@ impl StandIn {
             loop {
                 let on = !flag.exists();
                 if was_on && !on {
-                    chain.stops.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    // A request counted between the two marks may have been cut by the stop.
+                    chain
+                        .stops
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    switch.set(false).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    chain
+                        .stops
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 was_on = on;
                 switch.set(on).await;
@@ -465,8 +477,11 @@ fn free_port() -> u16 {
 fn key_store(dir: &Path) -> (PathBuf, String) {
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join("priv_validator_key.json");
-    std::fs::write(&path, fixture("privval/privval_key_secp256k1_cometbft_docs.json"))
-        .expect("key store");
+    std::fs::write(
+        &path,
+        fixture("privval/privval_key_secp256k1_cometbft_docs.json"),
+    )
+    .expect("key store");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let address = syncguard_validator::ValidatorKey::load_public(&path)
         .expect("the fixture key loads")
@@ -588,8 +603,11 @@ failover:
         placeholder = placeholder.display(),
         flag = flag.display(),
     );
-    std::fs::write(dir.join("config/config.toml"), "double_sign_check_height = 0\n")
-        .expect("config.toml");
+    std::fs::write(
+        dir.join("config/config.toml"),
+        "double_sign_check_height = 0\n",
+    )
+    .expect("config.toml");
     let path = dir.join("config-story.yaml");
     std::fs::write(&path, config).expect("write config");
     node.follow_commands(dir);
@@ -605,8 +623,10 @@ failover:
 }
 
 fn bin() -> PathBuf {
-    std::env::var_os("SYNCGUARD_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_syncguard")), PathBuf::from)
+    std::env::var_os("SYNCGUARD_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_syncguard")),
+        PathBuf::from,
+    )
 }
 
 fn daemon_log(dir: &Path) -> String {
@@ -797,7 +817,10 @@ fn check(requests: &[Request], from: usize, mode: Mode) -> Result<Tally, String>
     // when they began (heights the node had, below its head, not asked before).
     let starts = round_starts(requests, from);
     if starts.len() < 4 {
-        broken.push(format!("too few steady rounds: {}", starts.len().saturating_sub(1)));
+        broken.push(format!(
+            "too few steady rounds: {}",
+            starts.len().saturating_sub(1)
+        ));
         return Err(broken.join("\n"));
     }
     let t = tally(requests, from);
@@ -880,7 +903,11 @@ async fn story_rpc_economy_a_round_costs_its_probes_plus_the_new_blocks_commits(
     let strip = &status["node"]["signing"]["strip"];
     let cells = strip["cells"].as_str().unwrap_or_default();
     assert_eq!(cells.len(), 100, "{strip:#}");
-    assert_eq!(cells.trim_end_matches('?').trim_start_matches('S'), "", "{strip:#}");
+    assert_eq!(
+        cells.trim_end_matches('?').trim_start_matches('S'),
+        "",
+        "{strip:#}"
+    );
     assert!(cells.ends_with("S?"), "{strip:#}");
     let requests = node.chain.requests();
     let tally = check(&requests, from, Mode::Monitor).unwrap_or_else(|why| {
@@ -899,7 +926,10 @@ async fn story_rpc_economy_a_round_costs_its_probes_plus_the_new_blocks_commits(
         tally.table()
     );
     let (most, made) = tally.max_commits;
-    assert!(most <= made + 2, "{most} commits in a round that made {made} blocks");
+    assert!(
+        most <= made + 2,
+        "{most} commits in a round that made {made} blocks"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -965,7 +995,12 @@ fn proc_sample(pid: u32) -> (u64, u64, u64) {
     // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     (kb("VmRSS:"), kb("VmHWM:"), ticks(11) + ticks(12))
 }
 
@@ -1021,7 +1056,9 @@ async fn story_rpc_economy_bench_at_the_seed_intervals() {
     let t = tally(&requests, from);
     let failed = requests[from..]
         .iter()
-        .filter(|r| r.key == "GET /commit" && r.height.is_some_and(|h| h < r.earliest || h >= r.head))
+        .filter(|r| {
+            r.key == "GET /commit" && r.height.is_some_and(|h| h < r.earliest || h >= r.head)
+        })
         .count() as u64;
     if std::env::var_os("SYNCGUARD_BENCH_DUMP").is_some() {
         // What was asked, round by round: the head, then the commits (`!` = refused).
@@ -1037,7 +1074,12 @@ async fn story_rpc_economy_bench_at_the_seed_intervals() {
                     format!("{h}{}", if refused { "!" } else { "" })
                 })
                 .collect();
-            println!("head {} (earliest {}): {}", round[0].head, round[0].earliest, asked.join(" "));
+            println!(
+                "head {} (earliest {}): {}",
+                round[0].head,
+                round[0].earliest,
+                asked.join(" ")
+            );
         }
     }
     let cpu_s = (cpu1 - cpu0) as f64 / clock_ticks() as f64;

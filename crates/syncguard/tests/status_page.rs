@@ -13,8 +13,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{assert_no_double_sign, options, start, OrPanic};
-use serde_json::Value;
 use rustix::process::{kill_process_group, Pid, Signal};
+use serde_json::Value;
 use syncguard_devnet::Cluster;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -316,21 +316,31 @@ fn dom_columns(dom: &str) -> Vec<Column> {
 /// signed cell after them, and signed cells from there on (a vote that misses its block now
 /// and then is allowed). `Err` says what is missing.
 fn failover_shape(first: u64, cells: &[char], active_at: u64) -> Result<(), String> {
-    let i = usize::try_from(active_at.checked_sub(first).ok_or("marker before the strip")?)
-        .map_err(|e| e.to_string())?;
+    let i = usize::try_from(
+        active_at
+            .checked_sub(first)
+            .ok_or("marker before the strip")?,
+    )
+    .map_err(|e| e.to_string())?;
     let at = *cells.get(i).ok_or("marker after the strip")?;
     if at != 'S' {
-        return Err(format!("the marker's height {active_at} is `{at}`, not signed"));
+        return Err(format!(
+            "the marker's height {active_at} is `{at}`, not signed"
+        ));
     }
     let before: String = cells[..i].iter().collect();
     let before = before.trim_end_matches('?');
     let without_run = before.trim_end_matches('M');
     let run = before.len() - without_run.len();
     if run < 2 {
-        return Err(format!("no run of missed cells before the marker ({before:?})"));
+        return Err(format!(
+            "no run of missed cells before the marker ({before:?})"
+        ));
     }
     if !without_run.trim_end_matches('?').ends_with('S') {
-        return Err(format!("no signed cells before the missed run ({before:?})"));
+        return Err(format!(
+            "no signed cells before the missed run ({before:?})"
+        ));
     }
     let after = cells[i..].iter().filter(|c| **c == 'S').count();
     if after < 4 {
@@ -440,7 +450,12 @@ async fn story_status_page_signing_strip_shows_a_crash_failover_in_chromium() {
     for pair in cols.windows(2) {
         assert_eq!(pair[1].height, pair[0].height + 1, "{}", explain());
     }
-    assert_eq!(newest.seen, '?', "the newest height is not known yet\n{}", explain());
+    assert_eq!(
+        newest.seen,
+        '?',
+        "the newest height is not known yet\n{}",
+        explain()
+    );
     for col in &cols {
         assert!(
             col.title.starts_with(&format!("height {}: ", col.height)),
@@ -454,10 +469,16 @@ async fn story_status_page_signing_strip_shows_a_crash_failover_in_chromium() {
         .filter(|c| c.roles.as_deref().is_some_and(|r| r.contains("active")))
         .collect();
     let Some(marker) = active.last() else {
-        panic!("no role-change marker with `active` on the strip\n{}", explain());
+        panic!(
+            "no role-change marker with `active` on the strip\n{}",
+            explain()
+        );
     };
     assert!(
-        marker.flag.as_deref().is_some_and(|f| f.starts_with("node-b ") && f.contains("active")),
+        marker
+            .flag
+            .as_deref()
+            .is_some_and(|f| f.starts_with("node-b ") && f.contains("active")),
         "the marker names the new holder: {marker:?}"
     );
     assert!(marker.title.contains("node-b → active"), "{marker:?}");
@@ -528,10 +549,22 @@ fn story_status_page_failover_shape_is_what_the_strip_must_show() {
     let cells = |s: &str| s.chars().collect::<Vec<char>>();
     assert_eq!(failover_shape(10, &cells("SSSSMMMSSSS?"), 17), Ok(()));
     assert_eq!(failover_shape(10, &cells("??SSMM?SSSS?"), 17), Ok(()));
-    assert!(failover_shape(10, &cells("SSSSMMMSSSS?"), 16).is_err(), "marker on a missed cell");
-    assert!(failover_shape(10, &cells("MMMMMMMSSSS?"), 17).is_err(), "never signed before");
-    assert!(failover_shape(10, &cells("SSSSSSMSSSS?"), 17).is_err(), "one missed only");
-    assert!(failover_shape(10, &cells("SSSSMMMS????"), 17).is_err(), "not signing after");
+    assert!(
+        failover_shape(10, &cells("SSSSMMMSSSS?"), 16).is_err(),
+        "marker on a missed cell"
+    );
+    assert!(
+        failover_shape(10, &cells("MMMMMMMSSSS?"), 17).is_err(),
+        "never signed before"
+    );
+    assert!(
+        failover_shape(10, &cells("SSSSSSMSSSS?"), 17).is_err(),
+        "one missed only"
+    );
+    assert!(
+        failover_shape(10, &cells("SSSSMMMS????"), 17).is_err(),
+        "not signing after"
+    );
     let attrs = attributes("<div class=\"col mark\" data-height=\"7\" title=\"a > b\"><span>");
     assert_eq!(attrs.len(), 3);
     assert_eq!(attrs[2], ("title".to_string(), "a > b".to_string()));
