@@ -133,8 +133,10 @@ impl<A: Arbiter + serde::Serialize> Core<A> {
                 .map(|h| format!(" (height {h})"))
                 .unwrap_or_default()
         );
+        // The first height it signed: where the role moved, on the signing strip.
+        let heights = signed_at.into_iter().collect();
         self.c
-            .record_as(now, RecordKind::RoleChange, tag, why, Vec::new());
+            .record_as(now, RecordKind::RoleChange, tag, why, heights);
         if answer {
             self.a.answer_started(&mut self.c, epoch, now);
         }

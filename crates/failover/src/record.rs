@@ -19,7 +19,8 @@ pub struct Record {
     pub epoch: u64,
     /// Why, in words.
     pub why: String,
-    /// The heights that matter (signatures seen, fence height, ...), for machines.
+    /// The heights that matter (signatures seen, the fence height of a promotion, the first
+    /// height signed after an activation, ...), for machines and the signing strip.
     pub heights: Vec<u64>,
     /// What happened, for metrics and alerts (`other` for progress notes).
     #[serde(default)]

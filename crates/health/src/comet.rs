@@ -25,6 +25,9 @@ pub struct CometStatus {
     pub network: String,
     pub moniker: String,
     pub latest_block_height: u64,
+    /// The lowest height whose block (and commit) the node still has: 1 on an archive node,
+    /// higher on a pruned or state-synced one (0 when the node does not say).
+    pub earliest_block_height: u64,
     /// None when the node has no block yet (CometBFT then reports Go's zero time).
     pub latest_block_time: Option<SystemTime>,
     pub catching_up: bool,
@@ -181,6 +184,7 @@ pub(crate) fn parse_status(result: Value) -> Result<CometStatus, ParseError> {
         network: raw.node_info.network,
         moniker: raw.node_info.moniker,
         latest_block_height: raw.sync_info.latest_block_height,
+        earliest_block_height: raw.sync_info.earliest_block_height,
         latest_block_time,
         catching_up: raw.sync_info.catching_up,
         validator_address: raw.validator_info.address,
@@ -253,6 +257,8 @@ struct RawNodeInfo {
 struct RawSyncInfo {
     #[serde(deserialize_with = "de_u64")]
     latest_block_height: u64,
+    #[serde(default, deserialize_with = "de_u64_or_null")]
+    earliest_block_height: u64,
     #[serde(default)]
     latest_block_time: String,
     catching_up: bool,
@@ -363,6 +369,7 @@ mod tests {
     fn story_status_fixtures_parse() {
         let s = parse_status(fixture_result("tmrs_v0_38_status.json")).unwrap();
         assert_eq!(s.latest_block_height, 232);
+        assert_eq!(s.earliest_block_height, 1);
         assert!(!s.catching_up);
         assert_eq!(
             s.validator_address,

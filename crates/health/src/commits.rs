@@ -1,11 +1,19 @@
 //! The chain's commits, each read once: which carry the validator's signature, and when
 //! each block was made. One [`CommitLog`] per daemon feeds the failover core's chain report
 //! (its own signatures, every round), the witness (only the commits not read yet are
-//! fetched), and the signing view on `/status` and `/metrics`.
+//! fetched), the signing view on `/status` and `/metrics`, and the signing strip of the
+//! status page ([`Strip`]).
 //!
 //! Only **canonical** commits are kept: the node's newest commit (`/commit` of its latest
 //! height) is its own "seen" commit, which a late precommit may still join, so it is read
-//! again once the next block has made it canonical. The log is pure; [`ChainReader`] fetches.
+//! again once the next block has made it canonical. Heights below the node's
+//! `earliest_block_height` (a pruned or state-synced node) are never asked for: the node
+//! does not have them, and asking again every round would cost up to `per_round` failed
+//! calls each time; they stay unread (Unknown, never Absent). The log is pure;
+//! [`ChainReader`] fetches, one reader at a time (the health loop's catch-up, a witness), so
+//! the two never ask for the same commit. A steady health round thus costs the node its
+//! probes, the commits of the blocks made since the round before, and — on a passive asking
+//! the chain as witness — one more `/status` (`crates/syncguard/tests/rpc_economy.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,6 +42,8 @@ pub struct CommitLog {
     address: String,
     seen: BTreeMap<u64, Entry>,
     keep: u64,
+    /// The lowest height the node still has (its `earliest_block_height`; 1 until told).
+    floor: u64,
 }
 
 /// What the log says about the validator's signing up to a height.
@@ -57,15 +67,22 @@ impl CommitLog {
             address: address.trim().to_string(),
             seen: BTreeMap::new(),
             keep: keep.max(1),
+            floor: 1,
         }
     }
 
-    /// Heights of `[lo, hi]` not read yet, newest first.
+    /// The node's `earliest_block_height` as its `/status` last said (0: not said).
+    pub fn set_floor(&mut self, earliest: u64) {
+        self.floor = earliest.max(1);
+    }
+
+    /// Heights of `[lo, hi]` not read yet that the node still has, newest first.
     pub fn missing(&self, lo: u64, hi: u64) -> Vec<u64> {
+        let lo = lo.max(self.floor);
         if lo > hi {
             return Vec::new();
         }
-        (lo.max(1)..=hi)
+        (lo..=hi)
             .rev()
             .filter(|h| !self.seen.contains_key(h))
             .collect()
@@ -158,14 +175,113 @@ impl CommitLog {
             fastest_block,
         }
     }
+
+    /// The strip of the `n` heights ending at `latest` (the node's newest, whose commit is not
+    /// canonical yet, so its cell is always Unknown).
+    pub fn strip(&self, latest: u64, n: u64) -> Strip {
+        if latest == 0 || n == 0 {
+            return Strip::default();
+        }
+        let first = latest.saturating_sub(n - 1).max(1);
+        let (cells, times) = (first..=latest)
+            .map(|h| match self.seen.get(&h) {
+                Some(e) if e.signed => (Cell::Signed, e.time),
+                Some(e) => (Cell::Missed, e.time),
+                None => (Cell::Unknown, None),
+            })
+            .unzip();
+        Strip {
+            first,
+            cells,
+            times,
+        }
+    }
 }
 
-/// Reads commits into a shared [`CommitLog`].
+/// What the commit log knows of one height.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// The canonical commit carries the validator's signature.
+    Signed,
+    /// The canonical commit was read and does not carry it.
+    Missed,
+    /// Not known yet: the newest height (its commit is not canonical yet), or a commit not
+    /// read (a failed read, a height the node no longer has).
+    Unknown,
+}
+
+impl Cell {
+    /// One letter: `S` signed, `M` missed, `?` not known yet.
+    pub fn letter(self) -> char {
+        match self {
+            Cell::Signed => 'S',
+            Cell::Missed => 'M',
+            Cell::Unknown => '?',
+        }
+    }
+}
+
+/// The validator's signing over the last heights, oldest first: one [`Cell`] per height, and
+/// each block's time where its commit was read (to place a moment on the strip).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strip {
+    /// The oldest height shown (0 when the strip is empty).
+    pub first: u64,
+    /// One cell per height from `first`.
+    pub cells: Vec<Cell>,
+    /// The block time of each height, where its commit was read.
+    pub times: Vec<Option<SystemTime>>,
+}
+
+impl Strip {
+    /// The newest height shown.
+    pub fn last(&self) -> Option<u64> {
+        let n = u64::try_from(self.cells.len()).ok()?;
+        (n > 0).then(|| self.first + n - 1)
+    }
+
+    /// Whether `height` is on the strip.
+    pub fn shows(&self, height: u64) -> bool {
+        self.last()
+            .is_some_and(|last| (self.first..=last).contains(&height))
+    }
+
+    /// The cells as letters ([`Cell::letter`]), oldest first.
+    pub fn letters(&self) -> String {
+        self.cells.iter().map(|c| c.letter()).collect()
+    }
+
+    /// The chain's newest height at the instant `t`, as far as the strip knows: the highest
+    /// height whose block time is at or before `t`, or — when `t` is later than every block
+    /// time read — the strip's last height. `None` when `t` precedes every block time read
+    /// (the moment lies before the strip).
+    pub fn height_at(&self, t: SystemTime) -> Option<u64> {
+        let timed: Vec<(u64, SystemTime)> = (self.first..)
+            .zip(&self.times)
+            .filter_map(|(h, time)| time.map(|time| (h, time)))
+            .collect();
+        let (_, newest) = timed.last()?;
+        if t > *newest {
+            return self.last();
+        }
+        timed
+            .iter()
+            .rev()
+            .find(|(_, time)| *time <= t)
+            .map(|(h, _)| *h)
+    }
+}
+
+/// Reads commits into a shared [`CommitLog`]. One read at a time (the health loop's
+/// catch-up, a witness): the second waits for the first, then asks only what the first did
+/// not read — two readers never ask the node for the same commit.
 #[derive(Debug, Clone)]
 pub struct ChainReader {
     client: CometClient,
     log: Arc<Mutex<CommitLog>>,
     per_round: u64,
+    /// Held while a reader decides what to ask and asks it.
+    turn: Arc<Mutex<()>>,
 }
 
 impl ChainReader {
@@ -177,28 +293,48 @@ impl ChainReader {
             client,
             log: Arc::new(Mutex::new(CommitLog::new(address, keep))),
             per_round: per_round.max(1),
+            turn: Arc::new(Mutex::new(())),
         }
     }
 
-    /// After a health round that saw `latest`: reads the canonical commits not read yet
-    /// (up to `latest − 1`, the newest `per_round` of them) and returns the signing view.
-    pub async fn catch_up(&self, latest: u64) -> SigningView {
+    /// After a health round whose `/status` said `latest` and `earliest` (its
+    /// `earliest_block_height`): reads the canonical commits not read yet (up to
+    /// `latest − 1`, the newest `per_round` of them, none below `earliest`) and returns the
+    /// signing view. No call of its own but the new commits.
+    pub async fn catch_up(&self, latest: u64, earliest: u64) -> SigningView {
         let hi = latest.saturating_sub(1);
         let lo = hi.saturating_sub(self.per_round.saturating_sub(1));
-        let wanted = self.log.lock().await.missing(lo, hi);
+        let _turn = self.turn.lock().await;
+        let wanted = {
+            let mut log = self.log.lock().await;
+            log.set_floor(earliest);
+            log.missing(lo, hi)
+        };
         self.fetch(wanted).await;
         self.log.lock().await.signing(hi)
     }
 
     /// The witness of the last `n` canonical commits: `/status` for the latest height, then
-    /// only the commits not read yet. Fails only when `/status` fails.
+    /// only the commits not read yet. Fails only when `/status` fails. The head is asked once
+    /// it is this reader's turn, so a wait for a catch-up under way never makes it older.
     pub async fn witness(&self, n: u64) -> Result<WitnessReport, ProbeError> {
-        let latest = self.client.status().await?.latest_block_height;
-        let hi = latest.saturating_sub(1);
+        let _turn = self.turn.lock().await;
+        let status = self.client.status().await?;
+        let hi = status.latest_block_height.saturating_sub(1);
         let lo = hi.saturating_sub(n.saturating_sub(1));
-        let wanted = self.log.lock().await.missing(lo, hi);
+        let wanted = {
+            let mut log = self.log.lock().await;
+            log.set_floor(status.earliest_block_height);
+            log.missing(lo, hi)
+        };
         self.fetch(wanted).await;
         Ok(self.log.lock().await.window(hi, n))
+    }
+
+    /// The signing strip of the `n` heights ending at `latest`, from what was read, without
+    /// reading.
+    pub async fn strip(&self, latest: u64, n: u64) -> Strip {
+        self.log.lock().await.strip(latest, n)
     }
 
     /// The signing view from what was read, without reading.
@@ -318,5 +454,52 @@ mod tests {
         }
         assert_eq!(log.missing(1, 20).len(), 14);
         assert!(log.missing(15, 20).is_empty());
+    }
+
+    #[test]
+    fn story_commit_log_never_asks_for_heights_the_node_has_pruned() {
+        let mut log = CommitLog::new(ME, 100);
+        log.set_floor(50);
+        assert_eq!(log.missing(45, 52), vec![52, 51, 50]);
+        assert!(log.missing(10, 49).is_empty());
+        // Not said (0): every height from 1.
+        log.set_floor(0);
+        assert_eq!(log.missing(0, 2), vec![2, 1]);
+        // What was read below a later floor stays known.
+        log.record(40, &commit(40, true, true));
+        log.set_floor(60);
+        assert_eq!(log.window(40, 1).heights[0].seen, SignatureSeen::Signed);
+    }
+
+    #[test]
+    fn story_commit_log_strip_shows_signed_missed_and_unknown_with_block_times() {
+        let mut log = CommitLog::new(ME, 100);
+        for h in 1..=8 {
+            if h != 5 {
+                log.record(h, &commit(h, h <= 3 || h >= 7, true));
+            }
+        }
+        let strip = log.strip(9, 6);
+        assert_eq!((strip.first, strip.last()), (4, Some(9)));
+        // 4 missed, 5 not read, 6 missed, 7–8 signed, 9 (the newest) not canonical yet.
+        assert_eq!(strip.letters(), "M?MSS?");
+        assert!(strip.shows(4) && strip.shows(9) && !strip.shows(3) && !strip.shows(10));
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + Duration::from_millis(ms);
+        // Block h was made at h × 500 ms: 4 at 2.0 s, 6 at 3.0 s, 7 at 3.5 s, 8 at 4.0 s.
+        assert_eq!(strip.height_at(at(1_999)), None, "before the strip");
+        assert_eq!(strip.height_at(at(2_000)), Some(4));
+        assert_eq!(strip.height_at(at(2_999)), Some(4), "5 was not read");
+        assert_eq!(strip.height_at(at(3_000)), Some(6));
+        assert_eq!(strip.height_at(at(3_700)), Some(7));
+        assert_eq!(strip.height_at(at(4_000)), Some(8));
+        assert_eq!(
+            strip.height_at(at(4_001)),
+            Some(9),
+            "after every block read: the newest"
+        );
+        // Heights start at 1; an empty chain has no strip.
+        assert_eq!(log.strip(3, 100).first, 1);
+        assert_eq!(log.strip(0, 100), Strip::default());
+        assert_eq!(Strip::default().last(), None);
     }
 }

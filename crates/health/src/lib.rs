@@ -9,9 +9,9 @@
 //! - `verdict` — PURE: [`HealthParams`], [`RoundObservation`], [`HealthState`] and
 //!   [`evaluate`] `(state, observation, now) -> (state, report)` with hysteresis.
 //! - `round` — [`NodeProbe`]: one health round, every call at once, each under the timeout.
-//! - `commits` — [`CommitLog`] / [`ChainReader`]: every canonical commit read once; the
-//!   validator's signatures and block times for the failover core's chain report, the
-//!   witness and the signing view.
+//! - `commits` — [`CommitLog`] / [`ChainReader`]: every canonical commit read once (none
+//!   the node has pruned); the validator's signatures and block times for the failover
+//!   core's chain report, the witness, the signing view and the signing [`Strip`].
 //! - `witness` — the chain as witness: did the validator sign any of the last N commits?
 //!   [`fetch_witness`] fetches, [`summarize_commits`] / [`WitnessReport`] judge (pure).
 //!
@@ -29,7 +29,7 @@ mod witness;
 
 pub use checks::{names, Check, CheckStatus, HealthReport, Verdict};
 pub use comet::{BlockIdFlag, CometClient, CometStatus, Commit, CommitSig, NetInfo};
-pub use commits::{ChainReader, CommitLog, SigningView};
+pub use commits::{Cell, ChainReader, CommitLog, SigningView, Strip};
 pub use evm::{EvmBlock, EvmClient, EvmSyncing};
 pub use round::NodeProbe;
 pub use rpc::{decode_answer, AnswerKind, ProbeError, ProbeErrorKind, SetupError};

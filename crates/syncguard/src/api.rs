@@ -474,6 +474,13 @@ fn hrs_json(h: Option<Hrs>) -> Value {
     }
 }
 
+/// The validator's signing as the commits show it, with the strip of the last heights.
+fn signing_json(v: &NodeView) -> Value {
+    let mut signing = json!(v.signing);
+    signing["strip"] = crate::signing_strip::strip_json(v);
+    signing
+}
+
 /// The cluster as this node sees it: itself and its peer.
 async fn status(State(shared): State<Shared>) -> Json<Value> {
     let v = shared.snapshot();
@@ -494,7 +501,7 @@ async fn status(State(shared): State<Shared>) -> Json<Value> {
             "comet_height": height,
             "chain_profile": v.chain_profile,
             "evm_height": readings.evm_height,
-            "signing": v.signing,
+            "signing": signing_json(&v),
             "latest_height": v.failover.as_ref().and(v.own_peer_status.as_ref()).and_then(|p| p.latest_height),
             "state": hrs_json(v.local_state),
             "replica": hrs_json(v.replica),

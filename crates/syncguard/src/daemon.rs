@@ -735,20 +735,27 @@ async fn health_loop(
             st.latest_block_time
                 .map(|t| now.duration_since(t).unwrap_or(Duration::ZERO))
         });
-        let latest = obs.status.as_ref().ok().map(|st| st.latest_block_height);
+        let head = obs
+            .status
+            .as_ref()
+            .ok()
+            .map(|st| (st.latest_block_height, st.earliest_block_height));
         if let Some(tx) = &events {
             let _ = tx
                 .send(Event::LocalHealth(local_health(&report, &state, block_age)))
                 .await;
         }
-        if let (Some(chain), Some(latest)) = (&chain, latest) {
-            let seen = chain.catch_up(latest).await;
+        if let (Some(chain), Some((latest, earliest))) = (&chain, head) {
+            let seen = chain.catch_up(latest, earliest).await;
+            // The status page's strip, from the same log (no call of its own).
+            let strip = chain.strip(latest, crate::signing_strip::HEIGHTS).await;
             shared.update(|v| {
                 v.signing = SigningSeen {
                     validator_last_signed: seen.last_signed,
                     validator_missed_in_row: seen.missed_in_row,
                     checked_height: Some(seen.upto),
-                }
+                };
+                v.strip = Some(strip);
             });
             if let Some(tx) = &events {
                 let report = ChainReport {

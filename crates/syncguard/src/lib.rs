@@ -18,6 +18,8 @@
 //!   gauges read from the view at scrape time by a pure mapping.
 //! - `status_page` — `GET /`: one self-contained HTML page refreshing from `/status`,
 //!   `/health` and `/events`.
+//! - `signing_strip` — `signing.strip` of `/status` (pure): the last heights signed / missed /
+//!   not yet known, from the commit log, and the role changes as markers at their heights.
 //! - `alerting` — what is alerted (pure): the machine's records, and edges of the view's
 //!   conditions (health, peer, state sync, missed blocks) found by a watcher task.
 //! - `sd_notify` — systemd readiness and watchdog keep-alives.
@@ -45,5 +47,6 @@ pub mod peer_api;
 mod peer_poll;
 pub mod preflight;
 pub mod sd_notify;
+pub mod signing_strip;
 pub mod status_page;
 pub mod view;

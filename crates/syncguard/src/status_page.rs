@@ -1,7 +1,10 @@
 //! `GET /`: a small self-contained status page (one HTML file with its CSS and vanilla JS,
 //! compiled into the binary: no CDN, no build step). The page fetches `/status`, `/health`
 //! and `/events` from the same origin every 2 s and shows the cluster (this node and its
-//! peer), every health check, the heights, the epoch and the event timeline, newest first.
+//! peer), the signing strip (the last heights signed / missed / not yet known, with this
+//! node's role changes flagged at their heights: `signing.strip` of `/status`, see
+//! [`crate::signing_strip`]), every health check, the heights, the epoch and the event
+//! timeline, newest first.
 //!
 //! The page inserts every value as text, never as markup, and the Content-Security-Policy
 //! forbids anything from elsewhere: a hostile string in a reason or a node id stays text.
@@ -48,5 +51,16 @@ mod tests {
         for path in ["\"/status\"", "\"/health\"", "\"/events\""] {
             assert!(HTML.contains(path), "the page fetches {path}");
         }
+        // The strip has a legend, a text alternative and a title on every cell.
+        for needle in [
+            "class=\"legend\"",
+            "role=\"img\"",
+            "aria-label",
+            "col.title =",
+        ] {
+            assert!(HTML.contains(needle), "the strip lacks {needle}");
+        }
+        // Small: one file, well under what a phone fetches without noticing.
+        assert!(HTML.len() < 24 * 1024, "{} bytes", HTML.len());
     }
 }

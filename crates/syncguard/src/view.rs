@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use syncguard_config::{NodeRole, SiteRole};
 use syncguard_failover::{PeerStatus, Record, Status};
-use syncguard_health::HealthReport;
+use syncguard_health::{HealthReport, Strip};
 use syncguard_validator::Hrs;
 
 use crate::metrics::Metrics;
@@ -54,6 +54,10 @@ pub struct NodeView {
     pub last_deactivation: Option<StepTable>,
     /// What the chain says about the validator's signing (from the commit log, each round).
     pub signing: SigningSeen,
+    /// The last heights, signed / missed / not yet known, from the commit log each round
+    /// (served as `signing.strip` by `/status`, see [`crate::signing_strip`]).
+    #[serde(skip)]
+    pub strip: Option<Strip>,
     /// `story.chain_profile`: `story` (an EVM is checked) or `cometbft`.
     pub chain_profile: &'static str,
     /// etcd mode: the lock and what etcd keeps beside it, at the last look.
@@ -131,6 +135,7 @@ impl NodeView {
             last_activation: None,
             last_deactivation: None,
             signing: SigningSeen::default(),
+            strip: None,
             chain_profile: "story",
             etcd: None,
         }

@@ -264,11 +264,11 @@ async fn validator_signing_monitor_reads_the_devnet_chain_into_the_view_and_metr
     let reader = ChainReader::new(client.clone(), c.devnet.validator_address(), 100, 50);
     let start = Instant::now();
     let seen = loop {
-        let latest = match client.status().await {
-            Ok(st) => st.latest_block_height,
+        let (latest, earliest) = match client.status().await {
+            Ok(st) => (st.latest_block_height, st.earliest_block_height),
             Err(e) => panic!("status of the devnet node: {e}"),
         };
-        let s = reader.catch_up(latest).await;
+        let s = reader.catch_up(latest, earliest).await;
         if s.last_signed.is_some() || start.elapsed() > SETTLE {
             break s;
         }

@@ -312,6 +312,7 @@ pub fn good_observation(height: u64, now: SystemTime) -> RoundObservation {
             network: "story".into(),
             moniker: "node-a".into(),
             latest_block_height: height,
+            earliest_block_height: 1,
             latest_block_time: Some(now - secs(1)),
             catching_up: false,
             validator_address: "2DD9F44FD9067555C322243C3C913BA7B51D2BE0".into(),
