@@ -222,11 +222,18 @@ async fn failover_operator_flapping_primary_never_takes_the_role_back() {
             c.describe().await
         );
     }
-    assert_eq!(c.epoch(1).await, Some(epoch), "no handover happened");
+    // node-b may have offered the role and resumed it at a new epoch when its own node
+    // looked unhealthy on a loaded host (node-a refuses while it flaps): what matters is that
+    // node-a never held the role and never asked for it.
+    assert!(c.epoch(1).await >= Some(epoch));
     let events = events(&c, 0).await;
     assert!(
         !events.contains("fallback: this primary"),
         "no fallback request: {events}"
+    );
+    assert!(
+        !events.contains("active at epoch"),
+        "node-a never became active: {events}"
     );
     // Steady again: after a full grace period the primary does take the role back.
     c.wait_roles(["active", "passive"], FAILOVER)
