@@ -241,6 +241,9 @@ impl<A: Arbiter + Serialize> Core<A> {
             Timer::GraceEnds,
             c.last_fallback_request.map(|at| at + t.handover_timeout),
         );
+        // Found by the timers-alone property: an unhealthy holder whose offer was refused
+        // offers again when this ends — a decision made by time alone.
+        timers.set_opt(Timer::BackoffEnds, c.handover_backoff_until);
         self.a.timers(c, &mut timers);
         timers
     }

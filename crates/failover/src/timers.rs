@@ -40,11 +40,13 @@ pub enum Timer {
     /// The primary site's grace period ends, or its request for the role may be repeated
     /// (fallback).
     GraceEnds,
+    /// After a refused handover, the holder may offer the role again (its node unhealthy).
+    BackoffEnds,
 }
 
 impl Timer {
     /// Every timer.
-    pub const ALL: [Timer; 10] = [
+    pub const ALL: [Timer; 11] = [
         Timer::AnswerDeadline,
         Timer::RetryStop,
         Timer::WitnessExpires,
@@ -55,6 +57,7 @@ impl Timer {
         Timer::ChainAgesOut,
         Timer::PromotionOverdue,
         Timer::GraceEnds,
+        Timer::BackoffEnds,
     ];
 }
 

@@ -196,6 +196,43 @@ fn double_sign_never_in_random_worlds() {
     safe_and_recovered("double_sign_never_in_random_worlds", CASES, config());
 }
 
+/// A world the random ones found (CI, seed 8316889716784951485): a holder whose handover
+/// was refused takes the role back; sick later, it may offer again only once the refusal's
+/// backoff ends — a decision made by time alone, so the backoff's end must be a timer (it
+/// was not: the holder stayed put until some input woke it).
+#[test]
+fn failover_timers_refused_handover_backoff_ends_on_its_own_timer() {
+    let cfg = SimConfig {
+        seed: 8316889716784951485,
+        backend: Backend::Pair,
+        drive: Drive::Timers,
+        profile: Profile::PAIR,
+        wishes: vec![Wish::Passive, Wish::Passive],
+        primary: Some(0),
+        link_up_at_start: true,
+        loss: 0.09121461549892043,
+        dup: 0.0,
+        act_fail: 0.0,
+        deact_fail: 0.0,
+        faults: vec![
+            (56986, Fault::Sick { node: 0, ms: 4115 }),
+            (10102, Fault::Switchover { at: 0, to: 1 }),
+            (8055, Fault::Mute { node: 1, ms: 16946 }),
+        ],
+        quiet_at_ms: 80000,
+        end_ms: 150000,
+        max_delay_ms: 1500,
+        fast_chain: false,
+        max_start_delay_ms: 100,
+        max_stop_ms: 1500,
+        unreadable: 0.03,
+    };
+    let mut w = World::new(cfg);
+    w.run();
+    let (safe, recovered) = (check_safety(&w), check_recovery(&w));
+    assert!(safe.is_ok() && recovered.is_ok(), "{safe:?} {recovered:?}");
+}
+
 /// Every world of `worlds` (`n` of them) is safe and recovers once the faults stop.
 fn safe_and_recovered(name: &'static str, n: u32, worlds: impl Strategy<Value = SimConfig>) {
     let tally = Tally::new(name);
