@@ -429,3 +429,40 @@ fn failover_sim_profiles_derive() {
     let _ = Profile::PAIR.timing();
     assert_eq!(Backend::Lease { nodes: 3 }.nodes(), 3);
 }
+
+/// KNOWN DOUBLE SIGN, found by `double_sign_never_in_random_worlds` in the last CI run of
+/// 2026-12-06 (seed 7849181164459595): node a, cut off for 16 s, grants b's claim when the
+/// link heals (b activates at epoch 1, signing from 50); a then fails over 0.8 s later as "the
+/// designated standby for epoch 1", its peer still counted unreachable since the cut, and its
+/// late-start wait — "earliest check in 19 s" one second before — no longer holding: heights
+/// 53–55 signed by both. Ignored so CI stays meaningful until it is fixed; run it with
+/// `cargo test -p syncguard-failover --test failover_props -- --ignored`.
+#[test]
+#[ignore = "known double sign (granted claim, then an unplanned failover): fix first"]
+fn double_sign_known_world_granted_claim_then_failover() {
+    let cfg = SimConfig {
+        seed: 7849181164459595,
+        backend: Backend::Pair,
+        drive: Drive::Timers,
+        profile: Profile::PAIR,
+        wishes: vec![Wish::Passive, Wish::Active],
+        primary: Some(0),
+        link_up_at_start: true,
+        loss: 0.14438660470691725,
+        dup: 0.0,
+        act_fail: 0.0,
+        deact_fail: 0.0,
+        faults: vec![(1602, Fault::Cut { node: 0, ms: 16000 })],
+        quiet_at_ms: 80000,
+        end_ms: 150000,
+        max_delay_ms: 300,
+        fast_chain: true,
+        max_start_delay_ms: 100,
+        max_stop_ms: 1500,
+        unreadable: 0.03,
+    };
+    let mut w = World::new(cfg);
+    w.run();
+    let safe = check_safety(&w);
+    assert!(safe.is_ok(), "{safe:?}");
+}
