@@ -208,6 +208,7 @@ mod tests {
                 stalled,
                 why: None,
                 block_age: age,
+                recovering: false,
             },
             now,
         );

@@ -535,7 +535,10 @@ impl<A: Arbiter + Serialize> Core<A> {
             }
         };
         let c = &mut self.c;
-        match c.witness.state(&c.params.timing, now, cand.not_before) {
+        match c
+            .witness
+            .state(&c.params.timing, now, cand.not_before, c.chain.last_signed)
+        {
             WitnessState::Missing => {
                 let t = c.params.timing.clone();
                 if let Some(ask) =
@@ -567,7 +570,10 @@ impl<A: Arbiter + Serialize> Core<A> {
 
     fn consider_handover(&mut self, now: Duration) {
         let c = &self.c;
-        if !c.local_fresh(now) || c.local.healthy {
+        // A node whose verdict is recovering is back within a few rounds: handing over
+        // then moves the role for nothing (after a chain-wide halt both nodes recover, one a
+        // round before the other).
+        if !c.local_fresh(now) || c.local.healthy || c.local.recovering {
             return;
         }
         if c.handover_backoff_until.is_some_and(|t| now < t) {

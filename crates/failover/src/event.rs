@@ -100,6 +100,11 @@ pub struct LocalHealth {
     /// chain" (`Timing::stall_age`).
     #[serde(default)]
     pub block_age: Option<Duration>,
+    /// Still unhealthy by the verdict's hysteresis, but the last rounds were good: the node
+    /// is coming back (after a chain-wide halt, every node is). Not a reason to hand the
+    /// role over — the peer is likely only one round ahead in the same recovery.
+    #[serde(default)]
+    pub recovering: bool,
 }
 
 /// The validator's signatures in the commits the local node serves, from a reader that

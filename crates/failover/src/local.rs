@@ -23,6 +23,8 @@ pub(crate) struct LocalView {
     pub(crate) height_grew_at: Option<Duration>,
     /// The age of the node's newest block at the last round (S4's "follows no chain").
     pub(crate) block_age: Option<Duration>,
+    /// Unhealthy, but the last rounds were good (`LocalHealth::recovering`).
+    pub(crate) recovering: bool,
 }
 
 /// What [`LocalView::fit`] proved: this node's node may carry the role at `height`. Only
@@ -51,6 +53,7 @@ impl LocalView {
         self.stalled = h.stalled;
         self.why = h.why;
         self.block_age = h.block_age;
+        self.recovering = !h.healthy && h.recovering;
         self.healthy_since = if h.healthy {
             Some(self.healthy_since.unwrap_or(now))
         } else {
@@ -129,6 +132,7 @@ mod tests {
             stalled,
             why: (!healthy).then(|| "CometBFT catching up".into()),
             block_age: None,
+            recovering: false,
         }
     }
 

@@ -212,13 +212,33 @@ impl WitnessView {
     /// after `not_before`, at most one round old) whose newest commits form a clean run long
     /// enough in blocks and in block time that any node that may have signed before it has
     /// stopped. A signature below a long enough run does not block: that is the old holder's
-    /// last one.
-    pub(crate) fn state(&self, t: &Timing, now: Duration, not_before: Duration) -> WitnessState {
+    /// last one. `last_signed`, the validator's newest signature the own node's commits have
+    /// shown since (the chain view): a report is only as new as its question, and a holder
+    /// that started after it was asked is seen there first — at or above the run's first
+    /// height, the run is not clean.
+    pub(crate) fn state(
+        &self,
+        t: &Timing,
+        now: Duration,
+        not_before: Duration,
+        last_signed: Option<u64>,
+    ) -> WitnessState {
         let Some(w) = &self.last else {
             return WitnessState::Missing;
         };
         if w.requested_at < not_before || now.saturating_sub(w.requested_at) > t.round {
             return WitnessState::Missing;
+        }
+        let run_from = w
+            .clean
+            .first()
+            .map_or(w.latest_height.saturating_add(1), |&(h, _)| h);
+        if let Some(signed) = last_signed.filter(|&s| s >= run_from) {
+            return WitnessState::Blocked(Hold::WitnessSigned {
+                last: signed,
+                latest: w.latest_height.max(signed),
+                heights: vec![signed],
+            });
         }
         let times: Vec<Duration> = w.clean.iter().map(|&(_, t)| t).collect();
         let short = match t.clean_run_suffices(&times) {
@@ -306,23 +326,23 @@ mod tests {
         );
         w.observe(report(id, 100, n, &[], &[], 1_000));
         assert!(matches!(
-            w.state(&t, Duration::from_secs(1), Duration::ZERO),
+            w.state(&t, Duration::from_secs(1), Duration::ZERO, None),
             WitnessState::Clean(c) if c.hi() == 100
         ));
         // Stale a round later, and never for a wait that ended after the question.
         assert!(matches!(
-            w.state(&t, Duration::from_secs(3), Duration::ZERO),
+            w.state(&t, Duration::from_secs(3), Duration::ZERO, None),
             WitnessState::Missing
         ));
         assert!(matches!(
-            w.state(&t, Duration::from_secs(1), Duration::from_secs(2)),
+            w.state(&t, Duration::from_secs(1), Duration::from_secs(2), None),
             WitnessState::Missing
         ));
         // The same count of clean blocks made fast is short: ask for more next time.
         let (id, n2) = asked(&mut w, &t);
         w.observe(report(id, 100, n2, &[], &[], 50));
         assert!(matches!(
-            w.state(&t, Duration::from_secs(1), Duration::ZERO),
+            w.state(&t, Duration::from_secs(1), Duration::ZERO, None),
             WitnessState::Blocked(Hold::WitnessShort { .. })
         ));
         let (_, more) = asked(&mut w, &t);
@@ -336,14 +356,31 @@ mod tests {
         let (id, n) = asked(&mut w, &t);
         w.observe(report(id, 100, n, &[98], &[], 1_000));
         assert!(matches!(
-            w.state(&t, Duration::from_secs(1), Duration::ZERO),
+            w.state(&t, Duration::from_secs(1), Duration::ZERO, None),
             WitnessState::Blocked(Hold::WitnessSigned { last: 98, .. })
         ));
         let (id, n) = asked(&mut w, &t);
         w.observe(report(id, 100, n, &[], &[99], 1_000));
         assert!(matches!(
-            w.state(&t, Duration::from_secs(1), Duration::ZERO),
+            w.state(&t, Duration::from_secs(1), Duration::ZERO, None),
             WitnessState::Blocked(Hold::WitnessIncomplete { .. })
+        ));
+        // Clean as read, but the own node's commits have since shown a signature at or
+        // above the run (a holder that started after the question): not clean.
+        let (id, n) = asked(&mut w, &t);
+        w.observe(report(id, 100, n, &[], &[], 1_000));
+        let at = Duration::from_secs(1);
+        assert!(matches!(
+            w.state(&t, at, Duration::ZERO, Some(101)),
+            WitnessState::Blocked(Hold::WitnessSigned { last: 101, .. })
+        ));
+        assert!(matches!(
+            w.state(&t, at, Duration::ZERO, Some(100 - n + 1)),
+            WitnessState::Blocked(Hold::WitnessSigned { .. })
+        ));
+        assert!(matches!(
+            w.state(&t, at, Duration::ZERO, Some(100 - n)),
+            WitnessState::Clean(_)
         ));
         // An answer to another question is ignored.
         let (id, n) = asked(&mut w, &t);

@@ -10,28 +10,15 @@ use syncguard_failover::{
 };
 use syncguard_validator::Step;
 
-/// Loses the peer and runs rounds until the machine asks the chain (or `max` rounds pass).
-fn lose_until_witness(n: &mut Node, max: u64) -> Vec<Action> {
-    let mut all = Vec::new();
-    for _ in 0..max {
-        let acts = n.rounds(1, None);
-        let asked = witness_request(&acts).is_some();
-        all.extend(acts);
-        if asked {
-            return all;
-        }
-    }
-    all
-}
-
 #[test]
 fn double_sign_unplanned_failover_promotes_with_fence_h_plus_2() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     assert!(witness_request(&acts).is_some(), "b must check the chain");
     let h = b.height;
     let acts = b.answer_witness(&acts, &[], &[]);
-    let (epoch, cause, fence, handed) = activation(&acts).expect("promotion");
+    let (epoch, cause, fence, handed) =
+        activation(&acts).unwrap_or_else(|| panic!("{:#?}", records(&acts)));
     assert_eq!(epoch, 2, "epoch + 1");
     assert_eq!(cause, ActivationCause::Failover);
     assert_eq!(fence, hrs(h as i64 + 2, 0, Step::None), "S3: (H + 2, 0, 0)");
@@ -77,7 +64,7 @@ fn double_sign_no_promotion_before_the_failover_window() {
 #[test]
 fn double_sign_no_promotion_while_the_validator_signs_on_chain() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let latest = b.height;
     let acts = b.answer_witness(&acts, &[latest - 2], &[]);
     assert!(!has_activate(&acts));
@@ -110,7 +97,7 @@ fn double_sign_no_promotion_while_the_validator_signs_on_chain() {
 #[test]
 fn double_sign_incomplete_witness_is_no_evidence() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let latest = b.height;
     let acts = b.answer_witness(&acts, &[], &[latest - 1]);
     assert!(!has_activate(&acts));
@@ -125,7 +112,7 @@ fn double_sign_incomplete_witness_is_no_evidence() {
 #[test]
 fn double_sign_stale_or_foreign_witness_is_ignored() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let id = witness_request(&acts).expect("asked");
     // An answer to another request proves nothing.
     let latest = b.height;
@@ -214,7 +201,7 @@ fn double_sign_fresh_cluster_both_blind_exactly_one_may_take_the_role() {
     assert!(!b.m.has_standby_right());
     let mut promoted = [false, false];
     for (i, n) in [&mut a, &mut b].into_iter().enumerate() {
-        let acts = lose_until_witness(n, 60);
+        let acts = n.lose_until_witness(60);
         if witness_request(&acts).is_some() {
             let acts = n.answer_witness(&acts, &[], &[]);
             promoted[i] = has_activate(&acts);
@@ -228,7 +215,7 @@ fn double_sign_fence_is_never_below_a_state_seen() {
     let mut b = standby_of_active(1);
     let replica = hrs(b.height as i64 + 50, 1, Step::Prevote);
     b.feed(Event::StateSeen { hrs: replica });
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let acts = b.answer_witness(&acts, &[], &[]);
     let (_, _, fence, _) = activation(&acts).expect("promotion");
     assert_eq!(fence, replica, "max(seen, H + 2)");
@@ -257,7 +244,7 @@ fn double_sign_equal_epochs_are_resolved_by_the_tie_break() {
     assert!(said(&acts, RecordKind::Alert, "SPLIT BRAIN"));
     // b, in the same situation, stops.
     let mut b = standby_of_active(2);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let acts = b.answer_witness(&acts, &[], &[]);
     assert_eq!(activation(&acts).map(|x| x.0), Some(3));
     b.feed(activated(3));
@@ -269,7 +256,7 @@ fn double_sign_equal_epochs_are_resolved_by_the_tie_break() {
 #[test]
 fn double_sign_promoting_node_aborts_when_the_role_moved_on() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     let acts = b.answer_witness(&acts, &[], &[]);
     assert!(has_activate(&acts));
     // The partition heals mid-activation: a is active under a newer epoch.
@@ -578,7 +565,7 @@ fn double_sign_wish_active_stays_passive_while_the_validator_signs() {
 #[test]
 fn double_sign_failed_activation_is_stopped_again() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     b.answer_witness(&acts, &[], &[]);
     let acts = b.feed(Event::Actuator(
         syncguard_failover::ActuatorResult::Activated {
@@ -686,7 +673,7 @@ fn double_sign_two_standby_rights_are_reconciled() {
 #[test]
 fn double_sign_epoch_that_cannot_be_persisted_stops_the_activation() {
     let mut b = standby_of_active(1);
-    let acts = lose_until_witness(&mut b, 10);
+    let acts = b.lose_until_witness(10);
     b.answer_witness(&acts, &[], &[]);
     let acts = b.feed(Event::EpochPersistFailed {
         epoch: 2,

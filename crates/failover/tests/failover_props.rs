@@ -430,15 +430,15 @@ fn failover_sim_profiles_derive() {
     assert_eq!(Backend::Lease { nodes: 3 }.nodes(), 3);
 }
 
-/// KNOWN DOUBLE SIGN, found by `double_sign_never_in_random_worlds` in the last CI run of
-/// 2026-12-06 (seed 7849181164459595): node a, cut off for 16 s, grants b's claim when the
-/// link heals (b activates at epoch 1, signing from 50); a then fails over 0.8 s later as "the
-/// designated standby for epoch 1", its peer still counted unreachable since the cut, and its
-/// late-start wait — "earliest check in 19 s" one second before — no longer holding: heights
-/// 53–55 signed by both. Ignored so CI stays meaningful until it is fixed; run it with
-/// `cargo test -p syncguard-failover --test failover_props -- --ignored`.
+/// Found by `double_sign_never_in_random_worlds` in a CI run (seed 7849181164459595): node
+/// a, cut off for 16 s, grants b's claim when the link heals (b activates at epoch 1, signing
+/// from 50) while its own look at b's status API still fails; a then failed over 0.8 s later
+/// as "the designated standby for epoch 1", its peer counted unreachable since the cut, on a
+/// witness asked before b's first signature — heights 53–55 signed by both. Two rules close
+/// it, each alone enough here: a message from the peer is contact (`Pair::heard_from`), and
+/// a witness run is not clean once the own node's commits show a signature at or above it
+/// (`WitnessView::state`). The mutant without both double-signs.
 #[test]
-#[ignore = "known double sign (granted claim, then an unplanned failover): fix first"]
 fn double_sign_known_world_granted_claim_then_failover() {
     let cfg = SimConfig {
         seed: 7849181164459595,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use common::*;
 use syncguard_failover::{
-    step, Action, ActivationCause, Event, HandoverOutcome, Machine, MessageBody, NodeId,
-    OperatorCommand, Params, ParamsError, PeerMessage, PeerObservation, RecordKind, RequestKind,
-    Role, VerifyReport, Wish,
+    step, Action, ActivationCause, Event, HandoverOutcome, LocalHealth, Machine, MessageBody,
+    NodeId, OperatorCommand, Params, ParamsError, PeerMessage, PeerObservation, RecordKind,
+    RequestKind, Role, VerifyReport, Wish,
 };
 use syncguard_validator::Step;
 
@@ -75,6 +75,40 @@ fn failover_handover_on_local_failure_full_sequence() {
     assert_eq!(b.m.held_role(), Role::Active);
     assert!(a.m.has_standby_right());
     assert!(!b.m.has_standby_right());
+}
+
+/// After a chain-wide halt both nodes recover through the verdict's hysteresis, one maybe
+/// a round before the other: the active whose verdict is still unhealthy but recovering
+/// keeps the role (the mutant without `LocalView::recovering` hands over here — seen in a CI
+/// run of `double_sign_scenario_chain_wide_halt_changes_nothing`).
+#[test]
+fn failover_no_handover_while_the_own_verdict_is_recovering() {
+    let mut a = active_node(2);
+    a.rounds(1, Some(status("b", Role::Passive, 2)));
+    let round = |a: &mut Node, recovering: bool| {
+        a.advance_ms(1_000);
+        a.height += 1;
+        let h = a.height;
+        a.feed(Event::LocalHealth(LocalHealth {
+            healthy: false,
+            latest_height: Some(h),
+            stalled: false,
+            why: Some("unhealthy, recovering (1 of 3 good rounds before healthy)".into()),
+            block_age: Some(Duration::from_millis(200)),
+            recovering,
+        }))
+    };
+    for _ in 0..3 {
+        let acts = round(&mut a, true);
+        assert!(!has_deactivate(&acts), "{:#?}", records(&acts));
+        let mut b = status("b", Role::Passive, 2);
+        b.latest_height = Some(a.height);
+        a.sees(b);
+    }
+    assert_eq!(a.m.held_role(), Role::Active);
+    // A failed round again (no longer recovering): the handover rule applies.
+    let acts = round(&mut a, false);
+    assert!(has_deactivate(&acts), "{:#?}", records(&acts));
 }
 
 #[test]
@@ -244,11 +278,9 @@ fn failover_fallback_request_is_honoured_only_for_the_primary() {
 }
 
 fn lose_until_promoted(n: &mut Node) -> Vec<Action> {
-    for _ in 0..10 {
-        let acts = n.rounds(1, None);
-        if witness_request(&acts).is_some() {
-            return n.answer_witness(&acts, &[], &[]);
-        }
+    let acts = n.lose_until_witness(20);
+    if witness_request(&acts).is_some() {
+        return n.answer_witness(&acts, &[], &[]);
     }
     Vec::new()
 }
@@ -632,4 +664,42 @@ fn failover_operator_switchover_target_within_two_rounds_of_blocks_is_caught_up(
         a.m.switchover_check(&NodeId::new("b"), a.now)
             .expect_err("3 blocks behind");
     assert!(why.contains("b is behind"), "{why}");
+}
+
+/// Found by the random worlds (seed 7849181164459595): a message from the peer is contact
+/// even while its status API does not answer — a granted claim most of all, after which the
+/// peer starts signing. The mutant without `Pair::heard_from` asks the chain at once here.
+#[test]
+fn double_sign_a_claim_heard_from_an_unreachable_peer_restarts_the_loss_clock() {
+    // a, the standby of epoch 3, has not reached b's status API for longer than the window
+    // (its witness questions unanswered) when b's claim for epoch 4 arrives.
+    let mut a = Node::new("a", "b", true);
+    a.boot(Wish::Passive, 3, Some(true));
+    a.rounds(1, Some(status("b", Role::Passive, 3)));
+    a.rounds(6, None);
+    let claim = MessageBody::RoleRequest {
+        kind: RequestKind::Claim,
+    };
+    let grant = a.feed(msg("b", 4, claim));
+    assert!(
+        matches!(
+            sent(&grant).first().map(|m| &m.body),
+            Some(MessageBody::RoleReply { granted: true, .. })
+        ),
+        "{grant:?}"
+    );
+    // b starts at once: its signature is on a's chain from the next round on (which ends
+    // the late-start wait), and its status API still does not answer.
+    a.last_signed = Some(a.height + 1);
+    let acts = a.rounds(2, None);
+    assert!(
+        witness_request(&acts).is_none() && !has_activate(&acts),
+        "the grant was contact: a whole window from it before the chain is even asked: \
+         {acts:?}"
+    );
+    assert!(
+        said(&acts, RecordKind::Refusal, "has been unreachable for 1 s"),
+        "{:#?}",
+        records(&acts)
+    );
 }

@@ -41,6 +41,7 @@ fn health(height: u64) -> EtcdEvent {
         stalled: false,
         why: None,
         block_age: None,
+        recovering: false,
     })
 }
 
@@ -664,6 +665,7 @@ mod operator_paths {
             stalled: false,
             why: None,
             block_age: None,
+            recovering: false,
         })
     }
 

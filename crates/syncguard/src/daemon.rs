@@ -694,6 +694,7 @@ async fn supervise_health(
                         stalled: true,
                         why: Some(why),
                         block_age: None,
+                        recovering: false,
                     };
                     let _ = tx.send(Event::LocalHealth(down)).await;
                 }
@@ -820,6 +821,7 @@ fn local_health(
         stalled: failing(names::COMET_HEIGHT) || failing(names::COMET_REACHABLE),
         why: (!report.healthy).then(|| report.summary.clone()),
         block_age,
+        recovering: report.verdict == Verdict::Recovering,
     }
 }
 

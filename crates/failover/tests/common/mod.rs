@@ -96,6 +96,7 @@ impl Node {
             stalled: false,
             why: None,
             block_age: Some(Duration::from_millis(200)),
+            recovering: false,
         }))
     }
 
@@ -107,6 +108,7 @@ impl Node {
             stalled,
             why: (!healthy).then(|| "CometBFT catching up".to_string()),
             block_age: (!stalled).then(|| Duration::from_millis(200)),
+            recovering: false,
         }))
     }
 
@@ -159,7 +161,8 @@ impl Node {
     }
 
     /// Answers the latest `RequestWitness` (in `acts`, else the latest ever asked) with a
-    /// window ending at the current height.
+    /// window ending at the current height, signed at `signed` and at the last signature
+    /// this node's chain reports showed.
     pub fn answer_witness(
         &mut self,
         acts: &[Action],
@@ -170,9 +173,29 @@ impl Node {
             .or_else(|| witness_request_sized(&self.all))
             .expect("a witness request");
         let latest = self.height;
+        // The chain this node's reports showed: its last signature is in the window too.
+        let mut signed = signed.to_vec();
+        signed.extend(self.last_signed);
         self.feed(Event::Witness(report_window(
-            id, latest, blocks, signed, unknown,
+            id, latest, blocks, &signed, unknown,
         )))
+    }
+
+    /// Loses the peer and runs rounds until the machine asks the chain at a height where the
+    /// commits since the old holder's last signature are a clean run long enough (or `max`
+    /// rounds pass). Returns everything asked for.
+    pub fn lose_until_witness(&mut self, max: u64) -> Vec<Action> {
+        let need = clean_run(self);
+        let mut all = Vec::new();
+        for _ in 0..max {
+            let acts = self.rounds(1, None);
+            let asked = witness_request(&acts).is_some();
+            all.extend(acts);
+            if asked && self.height.saturating_sub(self.last_signed.unwrap_or(0)) >= need {
+                return all;
+            }
+        }
+        all
     }
 
     pub fn records(&self) -> Vec<Record> {
@@ -187,6 +210,20 @@ pub fn report(id: u64, latest: u64, signed: &[u64], unknown: &[u64]) -> WitnessR
 
 /// The commits a witness of the test timing reads (`Timing::witness_request_blocks`).
 pub const WINDOW: u64 = 11;
+
+/// The fewest clean commits, `BLOCK_TIME_MS` apart, a witness of `n`'s timing accepts
+/// (`Timing::clean_run_suffices`).
+pub fn clean_run(n: &Node) -> u64 {
+    let t = &n.m.params().timing;
+    let times = |k: u64| -> Vec<Duration> {
+        (0..k)
+            .map(|i| Duration::from_millis(i * BLOCK_TIME_MS))
+            .collect()
+    };
+    (1..1_000)
+        .find(|&k| t.clean_run_suffices(&times(k)).is_ok())
+        .expect("a clean run long enough exists")
+}
 
 pub fn report_window(
     id: u64,
@@ -378,6 +415,8 @@ pub fn active_node(epoch: u64) -> Node {
     ));
     assert!(has_activate(&acts), "claim granted must activate: {acts:?}");
     a.feed(activated(epoch));
+    // A verified activation: the validator's signature is on chain at the current height.
+    a.last_signed = Some(a.height);
     assert_eq!(a.m.held_role(), Role::Active);
     a
 }

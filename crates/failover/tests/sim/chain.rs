@@ -158,6 +158,7 @@ impl World {
             stalled: stalled_flag || story_down,
             why: (!node.verdict).then(|| "simulated failure".to_string()),
             block_age,
+            recovering: false,
         });
         let inc = node.inc;
         self.deliver(n, inc, ev);

@@ -158,10 +158,11 @@ impl Pair {
         if stuck.is_none() && lost_for < c.round() {
             return Err(None); // one missed look is not news yet
         }
-        let last_seen = match self.peer.last_seen {
-            Some((role, epoch)) => format!("was last seen {role} at epoch {epoch}"),
-            None => "has not been seen since this node started".to_string(),
-        };
+        let last_seen = self
+            .peer
+            .last_seen
+            .clone()
+            .unwrap_or_else(|| "has not been seen since this node started".to_string());
         if !c.has_standby_right() {
             return Err(Some(Hold::NoRight { peer, last_seen }));
         }

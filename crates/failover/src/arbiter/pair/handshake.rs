@@ -29,6 +29,7 @@ impl Pair {
             c.record(now, RecordKind::Refusal, why);
             return;
         }
+        self.heard_from(c, &m, now);
         match m.body {
             MessageBody::HandoverOffer { final_state } => {
                 self.on_offer(c, m.epoch, final_state, now)

@@ -60,8 +60,8 @@ pub(crate) struct PeerView {
     unreachable_reason: Option<String>,
     lost_since: Option<Duration>,
     height_at_loss: Option<u64>,
-    /// Role and epoch at the last good look, for words.
-    last_seen: Option<(Role, u64)>,
+    /// What was last known of it, in words ("was last seen passive at epoch 0").
+    last_seen: Option<String>,
     /// The epoch at which the peer was last seen promoting or active.
     seen_holding: Option<u64>,
     passive_since: Option<Duration>,
@@ -163,7 +163,7 @@ impl Pair {
         self.peer.lost_since = None;
         self.peer.height_at_loss = None;
         self.peer.unreachable_reason = None;
-        self.peer.last_seen = Some((st.role, st.epoch));
+        self.peer.last_seen = Some(format!("was last seen {} at epoch {}", st.role, st.epoch));
         c.adopt_epoch(st.epoch);
         if st.role.may_sign() {
             self.peer.passive_since = None;
@@ -223,6 +223,27 @@ impl Pair {
         }
         c.fence.see(st.last_state);
         self.peer.status = Some(st);
+    }
+
+    /// A message from the peer is contact, even while its status API does not answer: the
+    /// loss clock restarts now, so an unplanned failover waits a whole window from the last
+    /// sign of life — a claim granted, an offer or a reply heard is a peer that may act on
+    /// it (start signing) the moment after.
+    pub(super) fn heard_from(&mut self, c: &Common, m: &PeerMessage, now: Duration) {
+        if self.peer.lost_since.is_some() {
+            self.peer.lost_since = Some(now);
+            self.peer.height_at_loss = c.local.latest_height;
+        }
+        let what = match &m.body {
+            MessageBody::HandoverOffer { .. } => "offering a handover".to_string(),
+            MessageBody::HandoverReply { outcome, .. } => {
+                format!("answering a handover ({outcome:?})").to_lowercase()
+            }
+            MessageBody::RoleRequest { kind } => format!("asking for the role ({})", kind.name()),
+            MessageBody::RoleReply { granted: true, .. } => "granting a claim".to_string(),
+            MessageBody::RoleReply { granted: false, .. } => "declining a request".to_string(),
+        };
+        self.peer.last_seen = Some(format!("was last heard from {what} at epoch {}", m.epoch));
     }
 
     /// Whether the peer can take the role in a planned handover right now.
