@@ -5,7 +5,10 @@
 //! - **S4, quiet** ([`quiet`]): an active whose node follows no chain, or whose signatures
 //!   no longer reach the commits (an asymmetric cut), must stop when it also lost contact;
 //! - **the late start** ([`LateStart`]): after a change of holder the new holder may start
-//!   signing late; the wait ends at its first signature on chain.
+//!   signing late; its first signature on chain ends that danger, but until its activation
+//!   is verified it cannot fence itself (S4 acts on an active), so the wait then ends at the
+//!   latest when an unverified activation must have rolled back — at once when the peer
+//!   reports itself active (verified).
 
 use std::time::Duration;
 
@@ -39,6 +42,12 @@ pub(crate) struct LateStart {
     /// The epoch a holder may start under; the peer reporting itself active at this epoch
     /// or later has finished (and verified) its activation.
     pub(crate) epoch: u64,
+    /// When this node first saw the validator signing above `above`: the holder started by
+    /// then, so an activation that is never verified has rolled back within
+    /// `verify_deadline + stop_bound` of it (found by the random worlds, seed
+    /// 14115127191125930243: a holder muted right after its first signature, its activation
+    /// unverified until the deadline, signed unseen while it could not fence itself).
+    pub(crate) signing_seen: Option<Duration>,
 }
 
 impl ChainView {
@@ -58,12 +67,19 @@ impl ChainView {
                 None
             }
             (
-                Some(LateStart {
-                    above: Some(above), ..
-                }),
+                Some(
+                    m @ LateStart {
+                        above: Some(above),
+                        signing_seen: None,
+                        ..
+                    },
+                ),
                 Some(signed),
             ) if signed > above => {
-                self.late_start = None;
+                self.late_start = Some(LateStart {
+                    signing_seen: Some(now),
+                    ..m
+                });
                 Some(format!(
                     "the chain shows the validator signing at height {signed}, above every \
                      height known when the role moved ({above})"
@@ -89,12 +105,47 @@ impl ChainView {
             at: now,
             above,
             epoch,
+            signing_seen: None,
         });
     }
 
-    /// Until when an unplanned promotion must wait for a possible late start, if at all.
-    pub(crate) fn late_start_until(&self, settle: Duration) -> Option<Duration> {
-        self.late_start.map(|m| m.at + settle)
+    /// Until when an unplanned promotion must wait for a possible late start, if at all:
+    /// `settle` from the change of holder (its whole activation, roll-back included), or —
+    /// once it was seen signing — until an unverified activation has rolled back, whichever
+    /// comes first.
+    pub(crate) fn late_start_until(&self, t: &Timing) -> Option<Duration> {
+        self.late_start.map(|m| {
+            let settled = m.at + t.settle;
+            match m.signing_seen {
+                Some(seen) => settled.min(seen + t.verify_deadline + t.stop_bound),
+                None => settled,
+            }
+        })
+    }
+
+    /// Whether the holder was seen signing (its late start excluded, its verification not
+    /// yet known).
+    pub(crate) fn holder_seen_signing(&self) -> bool {
+        self.late_start.is_some_and(|m| m.signing_seen.is_some())
+    }
+
+    /// Why the wait of [`ChainView::late_start_until`] holds, in words.
+    pub(crate) fn late_start_words(&self, t: &Timing) -> String {
+        if self.holder_seen_signing() {
+            format!(
+                "the role moved recently and the new holder, seen signing, has not been seen \
+                 active yet: until its activation is verified it cannot stop itself on a cut, \
+                 so an unverified activation must have rolled back first (at most {} after its \
+                 first signature)",
+                words_duration(t.verify_deadline + t.stop_bound)
+            )
+        } else {
+            format!(
+                "the role moved recently and the new holder has not been seen signing yet, so \
+                 a late start must be excluded: its activation takes at most {}",
+                words_duration(t.settle)
+            )
+        }
     }
 }
 
@@ -261,8 +312,17 @@ mod tests {
         assert_eq!(chain.observe(report(100, Some(99)), s(2)), None);
         assert_eq!(chain.late_start.and_then(|m| m.above), Some(100));
         assert_eq!(chain.observe(report(101, Some(100)), s(3)), None);
+        let t = t();
+        assert_eq!(chain.late_start_until(&t), Some(s(1) + t.settle));
         assert!(chain.observe(report(102, Some(101)), s(4)).is_some());
-        assert!(chain.late_start.is_none());
-        assert_eq!(chain.late_start_until(s(20)), None);
+        // Seen signing: not over before an unverified activation has rolled back.
+        assert!(chain.holder_seen_signing());
+        let rolled_back = s(4) + t.verify_deadline + t.stop_bound;
+        assert_eq!(
+            chain.late_start_until(&t),
+            Some(rolled_back.min(s(1) + t.settle))
+        );
+        // Said once.
+        assert!(chain.observe(report(103, Some(102)), s(5)).is_none());
     }
 }

@@ -256,6 +256,21 @@ impl Common {
         self.chain.may_start(now, epoch, known);
     }
 
+    /// The holder of `epoch` reports its activation verified (`who`, in words): it runs and,
+    /// being active, fences itself on a cut — no late start and no unverified activation is
+    /// pending any more.
+    pub(crate) fn holder_verified(&mut self, epoch: u64, who: &str, now: Duration) {
+        if self.chain.late_start.is_none_or(|m| epoch < m.epoch) {
+            return;
+        }
+        self.chain.late_start = None;
+        let why = format!(
+            "{who}, its activation verified: the new holder is running, no late start is \
+             pending — from now on an unplanned failover needs only the window and the witness"
+        );
+        self.record(now, RecordKind::Info, why);
+    }
+
     /// Orders the validator stopped.
     pub(crate) fn deactivate(&mut self, reason: String) {
         self.out.push(Action::Deactivate { reason });

@@ -151,6 +151,7 @@ impl<A: Arbiter + Serialize> Core<A> {
             last_state: self.c.fence.highest_seen,
             standby_right: self.c.has_standby_right(),
             wants_role: self.c.boot_claim_pending,
+            peer_lost: self.a.reports_peer_lost(&self.c, self.c.last_now),
         }
     }
 
@@ -230,7 +231,7 @@ impl<A: Arbiter + Serialize> Core<A> {
         );
         timers.set_opt(Timer::HealthAgesOut, aged(c.local.at));
         timers.set_opt(Timer::ChainAgesOut, aged(c.chain.at));
-        timers.set_opt(Timer::WaitEnds, c.chain.late_start_until(t.settle));
+        timers.set_opt(Timer::WaitEnds, c.chain.late_start_until(t));
         timers.set_opt(
             Timer::GraceEnds,
             c.local
@@ -330,11 +331,16 @@ impl<A: Arbiter + Serialize> Core<A> {
         c.deactivate(why);
     }
 
-    /// The wait for a late start is over: say so once, with the evidence.
+    /// The new holder was seen signing: no late start is pending. Say so once, with the
+    /// evidence and what still bounds the wait.
     pub(crate) fn late_start_excluded(&mut self, now: Duration, evidence: String) {
+        let t = &self.c.params.timing;
         let why = format!(
-            "{evidence}: the new holder is running, no late start is pending — from now on an \
-             unplanned failover needs only the window and the witness"
+            "{evidence}: the new holder is running, no late start is pending; until its \
+             activation is verified it cannot fence itself, so an unplanned failover also \
+             waits until it is seen active or an unverified activation has rolled back (at \
+             most {})",
+            crate::hold::words_duration(t.verify_deadline + t.stop_bound)
         );
         self.c.record(now, RecordKind::Info, why);
     }

@@ -165,6 +165,12 @@ pub struct PeerStatus {
     /// ask for the role as soon as the chain is clean, so a passive peer leaves it the claim.
     #[serde(default)]
     pub wants_role: bool,
+    /// Two-node mode: its own looks at its peer (the receiver of this status) fail now. The
+    /// receiver, though it reaches this node, then counts contact as lost (S4): a one-way
+    /// loss must not leave a silent active signing while this node counts towards a
+    /// failover.
+    #[serde(default)]
+    pub peer_lost: bool,
 }
 
 impl PeerStatus {

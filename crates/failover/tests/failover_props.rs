@@ -181,7 +181,12 @@ fn check_recovery(w: &World) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// `n` cases, or `SYNCGUARD_SIM_CASES` when set (a longer hunt than CI's).
 fn cases(n: u32) -> ProptestConfig {
+    let n = std::env::var("SYNCGUARD_SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(n);
     ProptestConfig {
         cases: n,
         ..ProptestConfig::default()
@@ -202,31 +207,22 @@ fn double_sign_never_in_random_worlds() {
 /// was not: the holder stayed put until some input woke it).
 #[test]
 fn failover_timers_refused_handover_backoff_ends_on_its_own_timer() {
-    let cfg = SimConfig {
-        seed: 8316889716784951485,
-        backend: Backend::Pair,
-        drive: Drive::Timers,
-        profile: Profile::PAIR,
-        wishes: vec![Wish::Passive, Wish::Passive],
-        primary: Some(0),
-        link_up_at_start: true,
+    known_world(SimConfig {
         loss: 0.09121461549892043,
-        dup: 0.0,
-        act_fail: 0.0,
-        deact_fail: 0.0,
         faults: vec![
             (56986, Fault::Sick { node: 0, ms: 4115 }),
             (10102, Fault::Switchover { at: 0, to: 1 }),
             (8055, Fault::Mute { node: 1, ms: 16946 }),
         ],
-        quiet_at_ms: 80000,
-        end_ms: 150000,
         max_delay_ms: 1500,
-        fast_chain: false,
         max_start_delay_ms: 100,
-        max_stop_ms: 1500,
-        unreadable: 0.03,
-    };
+        ..SimConfig::calm(8316889716784951485, [Wish::Passive, Wish::Passive])
+    });
+}
+
+/// One world a random run found, kept as a fixed test: safe, and recovered once the faults
+/// stop.
+fn known_world(cfg: SimConfig) {
     let mut w = World::new(cfg);
     w.run();
     let (safe, recovered) = (check_safety(&w), check_recovery(&w));
@@ -440,29 +436,54 @@ fn failover_sim_profiles_derive() {
 /// (`WitnessView::state`). The mutant without both double-signs.
 #[test]
 fn double_sign_known_world_granted_claim_then_failover() {
-    let cfg = SimConfig {
-        seed: 7849181164459595,
-        backend: Backend::Pair,
-        drive: Drive::Timers,
-        profile: Profile::PAIR,
-        wishes: vec![Wish::Passive, Wish::Active],
-        primary: Some(0),
-        link_up_at_start: true,
+    known_world(SimConfig {
         loss: 0.14438660470691725,
-        dup: 0.0,
-        act_fail: 0.0,
-        deact_fail: 0.0,
         faults: vec![(1602, Fault::Cut { node: 0, ms: 16000 })],
-        quiet_at_ms: 80000,
-        end_ms: 150000,
-        max_delay_ms: 300,
         fast_chain: true,
         max_start_delay_ms: 100,
-        max_stop_ms: 1500,
-        unreadable: 0.03,
-    };
-    let mut w = World::new(cfg);
-    w.run();
-    let safe = check_safety(&w);
-    assert!(safe.is_ok(), "{safe:?}");
+        ..SimConfig::calm(7849181164459595, [Wish::Passive, Wish::Active])
+    });
+}
+
+/// Found by a longer hunt (`SYNCGUARD_SIM_CASES=150000`, seed 14115127191125930243): node a
+/// claims (b grants) as the link is cut; a starts signing, its first signatures reach the
+/// chain, then it is muted — its activation, unverified, runs to its deadline, and while
+/// promoting a node cannot fence itself. b saw the first signature, ended its late-start
+/// wait there, and failed over on the window and a clean witness: heights 50–52 signed by
+/// both. The wait now also lasts until an unverified activation has rolled back
+/// (`ChainView::late_start_until`); the mutant that ends it at the first signature fails here.
+#[test]
+fn double_sign_known_world_muted_while_its_activation_is_unverified() {
+    known_world(SimConfig {
+        loss: 0.03927856360476877,
+        act_fail: 0.18721782542946036,
+        deact_fail: 0.09887019641816147,
+        faults: vec![
+            (9602, Fault::Cut { node: 0, ms: 10000 }),
+            (7852, Fault::StoryCrash { node: 1, ms: 2749 }),
+            (11004, Fault::Mute { node: 0, ms: 8566 }),
+        ],
+        fast_chain: true,
+        max_start_delay_ms: 100,
+        ..SimConfig::calm(14115127191125930243, [Wish::Active, Wish::Active])
+    });
+}
+
+/// Found by the random worlds while fixing the two above (seed 13762885580385790690): no cut
+/// at all, but a lossy link — b's looks at a fail four rounds in a row while a's looks at b
+/// get through. a, muted (its votes miss the commits), still sees its peer and does not
+/// fence; b counts a lost for the window, the witness is clean, b fails over: height 67
+/// signed by both. A passive that lost its peer now says so in its status, and an active
+/// whose peer has lost it counts contact as lost for S4 (`lost_peer`).
+#[test]
+fn double_sign_known_world_one_way_loss_and_a_muted_active() {
+    known_world(SimConfig {
+        loss: 0.19905349194351543,
+        faults: vec![
+            (31052, Fault::Mute { node: 0, ms: 16949 }),
+            (45834, Fault::Mute { node: 0, ms: 9167 }),
+        ],
+        max_start_delay_ms: 100,
+        ..SimConfig::calm(13762885580385790690, [Wish::Passive, Wish::Active])
+    });
 }

@@ -382,11 +382,48 @@ fn coordination_machine_unadvancing_or_unhealthy_node_does_not_try() {
     assert!(m.last_why().contains("no new block"), "{}", m.last_why());
 }
 
+/// `booted`, and the last holder (n9) was seen reporting itself active at epoch 0: its
+/// activation was verified, so nothing is pending from it — the promotion order alone counts.
+fn booted_after_a_verified_holder(id: &str, prio: u32) -> EtcdMachine {
+    use syncguard_failover::{Event, LockHolder, LockState, LockView as Core, NodeId, PeerStatus};
+    let mut m = booted(id, prio, 0);
+    let n9 = PeerStatus {
+        node_id: NodeId::new("n9"),
+        role: Role::Active,
+        paused: false,
+        epoch: 0,
+        healthy: true,
+        latest_height: Some(91),
+        is_primary_site: false,
+        last_state: None,
+        standby_right: false,
+        wants_role: false,
+        peer_lost: false,
+    };
+    let st = LockState {
+        holder: Some(LockHolder {
+            node_id: NodeId::new("n9"),
+            epoch: 0,
+        }),
+        members: vec![n9],
+        ..LockState::default()
+    };
+    let view = Core::Seen(st);
+    m.feed(
+        Event::Lock {
+            asked_at: ms(40),
+            view,
+        },
+        ms(40),
+    );
+    m
+}
+
 #[test]
 fn coordination_machine_passives_wait_in_priority_order() {
     // n0 (rank 0) asks for the witness within its jitter; n2 (rank 2) not before 2 s.
-    let (_, t0) = to_witness(&mut booted("n0", 0, 0), ms(0));
-    let (_, t2) = to_witness(&mut booted("n2", 2, 0), ms(0));
+    let (_, t0) = to_witness(&mut booted_after_a_verified_holder("n0", 0), ms(0));
+    let (_, t2) = to_witness(&mut booted_after_a_verified_holder("n2", 2), ms(0));
     assert!(t0 < ms(1000), "{t0:?}");
     assert!(t2 >= ms(2000), "{t2:?}");
 }
@@ -714,6 +751,7 @@ mod operator_paths {
             last_state: None,
             standby_right: false,
             wants_role: false,
+            peer_lost: false,
         }
     }
 

@@ -578,6 +578,7 @@ mod tests {
             last_state: Some(Hrs::new(119, 0, Step::Precommit)),
             standby_right: false,
             wants_role: false,
+            peer_lost: false,
         }
     }
 

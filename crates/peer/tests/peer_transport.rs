@@ -83,6 +83,7 @@ fn routers(me: &str, inbox: Inbox) -> (Router, Router) {
                             last_state: Some(Hrs::new(99, 0, Step::Precommit)),
                             standby_right: false,
                             wants_role: false,
+                            peer_lost: false,
                         };
                         Json(Envelope::new(me, 7, status).unwrap())
                     }

@@ -679,6 +679,7 @@ mod tests {
                 last_state: None,
                 standby_right: true,
                 wants_role: false,
+                peer_lost: false,
             }),
             peer_unreachable_for_ms: unreachable,
             standby_right: false,

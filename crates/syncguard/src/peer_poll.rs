@@ -129,6 +129,7 @@ mod tests {
             latest_height: Some(87),
             last_state: None,
             wants_role: false,
+            peer_lost: false,
         }
     }
 

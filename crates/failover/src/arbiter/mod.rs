@@ -146,6 +146,13 @@ pub trait Arbiter: std::fmt::Debug + Clone {
     /// validator signing then prevented a double sign (for metrics and alerts).
     fn lost_peer(&self, c: &Common, now: Duration) -> bool;
 
+    /// Whether this node's own looks at its peer fail now (two-node), published in its
+    /// status so that a peer which still reaches it counts contact as lost too (S4 on a
+    /// one-way loss). Only this node's own looks: never the peer's flag echoed back.
+    fn reports_peer_lost(&self, _c: &Common, _now: Duration) -> bool {
+        false
+    }
+
     /// The new holder of a planned handover is active: answer the old one (two-node).
     fn answer_started(&mut self, c: &mut Common, epoch: u64, now: Duration);
 

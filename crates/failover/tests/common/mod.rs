@@ -198,6 +198,23 @@ impl Node {
         all
     }
 
+    /// Rounds with the peer lost, every witness question answered clean (the chain as this
+    /// node's reports showed it), until it promotes (when) or `max` rounds pass.
+    pub fn lost_until_promoted(&mut self, max: u64) -> Option<Duration> {
+        for _ in 0..max {
+            let acts = self.rounds(1, None);
+            let acts = if witness_request(&acts).is_some() {
+                self.answer_witness(&acts, &[], &[])
+            } else {
+                acts
+            };
+            if has_activate(&acts) {
+                return Some(self.now);
+            }
+        }
+        None
+    }
+
     pub fn records(&self) -> Vec<Record> {
         records(&self.all)
     }
@@ -260,6 +277,7 @@ pub fn status(id: &str, role: Role, epoch: u64) -> PeerStatus {
         last_state: None,
         standby_right: false,
         wants_role: false,
+        peer_lost: false,
     }
 }
 

@@ -64,18 +64,15 @@ impl Lease {
         let (since, height_then) = *self.free_since.get_or_insert((now, None));
         let height_then = height_then.or(c.local.latest_height);
         self.free_since = Some((since, height_then));
-        let settle = c.params.timing.settle;
-        let late = c.chain.late_start_until(settle);
+        let late = c.chain.late_start_until(&c.params.timing);
         let not_before = self.turn_after(c, since);
         if now < not_before {
             if late.is_some_and(|l| now < l) {
                 return Err(Some(Hold::Waiting {
                     until: not_before,
                     wait_why: format!(
-                        "the lock is free, but the role moved recently and its last holder has \
-                         not been seen signing yet, so a late start must be excluded: an \
-                         activation takes at most {}",
-                        words_duration(settle)
+                        "the lock is free, but {}",
+                        c.chain.late_start_words(&c.params.timing)
                     ),
                 }));
             }
@@ -102,7 +99,7 @@ impl Lease {
     /// promotion order, counted from the moment the lock is free and any late start is
     /// excluded — so that nodes held back by the same late start still try in order.
     pub(super) fn turn_after(&self, c: &Common, since: Duration) -> Duration {
-        let late = c.chain.late_start_until(c.params.timing.settle);
+        let late = c.chain.late_start_until(&c.params.timing);
         late.map_or(since, |l| l.max(since)) + self.wait_turn(c)
     }
 

@@ -40,7 +40,7 @@ use crate::params::{Params, ParamsError};
 use crate::phase::{DemoteCause, Pending, Phase};
 use crate::record::{RecordKind, RecordTag};
 use crate::timers::{Timer, Timers};
-use crate::types::{HandedState, NodeId};
+use crate::types::{HandedState, NodeId, Role};
 use crate::witness::CleanWitness;
 
 pub use order::{JitterNotBelowStep, PromotionOrder};
@@ -216,6 +216,18 @@ impl Lease {
                 c.holder_may_start(now);
             }
             c.adopt_epoch(h.epoch);
+            // Its own status says active at its epoch: its activation is verified.
+            let verified = st
+                .members
+                .iter()
+                .find(|m| m.node_id == h.node_id && m.role == Role::Active && m.epoch >= h.epoch);
+            if let Some(m) = verified {
+                let who = format!(
+                    "the lock holder {} reports itself active at epoch {}",
+                    m.node_id, m.epoch
+                );
+                c.holder_verified(m.epoch, &who, now);
+            }
         }
         if matches!(c.phase, Phase::Active { .. }) {
             self.answer_request(c, &st, now);

@@ -182,17 +182,13 @@ impl Pair {
         // A holder that may still start late (after a grant, an offer, a refused offer, this
         // node's start) must have had time to show on chain — unless the chain already shows
         // it signing (see `chain.rs`).
-        let settle = c.params.timing.settle;
-        let late = c.chain.late_start_until(settle);
+        let late = c.chain.late_start_until(&c.params.timing);
         let not_before = (lost + w).max(late.unwrap_or(Duration::ZERO));
         if now < not_before {
             let wait_why = match late {
-                Some(t) if t > lost + w => format!(
-                    "{how}; the role moved recently and the new holder has not been seen \
-                     signing yet, so a late start must be excluded: its activation takes at \
-                     most {}",
-                    words_duration(settle)
-                ),
+                Some(t) if t > lost + w => {
+                    format!("{how}; {}", c.chain.late_start_words(&c.params.timing))
+                }
                 _ => how,
             };
             return Err(Some(Hold::Waiting {

@@ -225,6 +225,9 @@ impl Pair {
                 c.grab_right(epoch);
                 let why = format!("handover complete: {to} is active at epoch {epoch}");
                 c.record(now, RecordKind::RoleChange, why);
+                // "Started" is sent once the target's activation is verified.
+                let who = format!("{to} answered that it is active at epoch {epoch}");
+                c.holder_verified(epoch, &who, now);
             }
             HandoverOutcome::Refused => {
                 c.handover_backoff_until =

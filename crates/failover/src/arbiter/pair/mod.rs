@@ -70,6 +70,9 @@ pub(crate) struct PeerView {
     /// a lost peer.
     promoting_since: Option<(u64, Duration, Option<u64>)>,
     mismatch: Option<NodeId>,
+    /// Since when the peer's status has said that its looks at this node fail
+    /// (`PeerStatus::peer_lost`): contact is lost for S4 although this node reaches it.
+    lost_me_since: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +166,11 @@ impl Pair {
         self.peer.lost_since = None;
         self.peer.height_at_loss = None;
         self.peer.unreachable_reason = None;
+        self.peer.lost_me_since = if st.peer_lost {
+            Some(self.peer.lost_me_since.unwrap_or(now))
+        } else {
+            None
+        };
         self.peer.last_seen = Some(format!("was last seen {} at epoch {}", st.role, st.epoch));
         c.adopt_epoch(st.epoch);
         if st.role.may_sign() {
@@ -181,16 +189,13 @@ impl Pair {
         } else {
             self.peer.promoting_since = None;
         }
-        if st.role == Role::Active && c.chain.late_start.is_some_and(|m| st.epoch >= m.epoch) {
+        if st.role == Role::Active {
             // An activation ends only once verified on chain.
-            c.chain.late_start = None;
-            let why = format!(
-                "peer {} reports itself active at epoch {}, its activation verified: the new \
-                 holder is running, no late start is pending — from now on an unplanned \
-                 failover needs only the window and the witness",
+            let who = format!(
+                "peer {} reports itself active at epoch {}",
                 st.node_id, st.epoch
             );
-            c.record(now, RecordKind::Info, why);
+            c.holder_verified(st.epoch, &who, now);
         }
         if matches!(st.role, Role::Promoting | Role::Active) {
             if self.peer.seen_holding != Some(st.epoch) {
@@ -244,6 +249,18 @@ impl Pair {
             MessageBody::RoleReply { granted: false, .. } => "declining a request".to_string(),
         };
         self.peer.last_seen = Some(format!("was last heard from {what} at epoch {}", m.epoch));
+    }
+
+    /// Since when this node's own looks at its peer have failed (or been silent).
+    fn own_contact_lost_since(&self, c: &Common, now: Duration) -> Option<Duration> {
+        match self.peer.last_at {
+            None => Some(c.boot_at),
+            Some(at) if !c.is_fresh(Some(at), now) => Some(self.peer.lost_since.unwrap_or(at)),
+            Some(_) if self.peer.status.is_none() && self.peer.mismatch.is_none() => {
+                self.peer.lost_since
+            }
+            Some(_) => None,
+        }
     }
 
     /// Whether the peer can take the role in a planned handover right now.
@@ -333,17 +350,23 @@ impl Arbiter for Pair {
         }
     }
 
-    /// Since when this node has had no contact with its peer: an unreachable peer, and also
-    /// silence of the peer check itself (it may be broken).
+    /// Since when this node has had no contact with its peer: an unreachable peer, silence of
+    /// the peer check itself (it may be broken), or a peer that says it cannot reach this
+    /// node (contact is only contact both ways).
     fn contact_lost_since(&self, c: &Common, now: Duration) -> Option<Duration> {
-        match self.peer.last_at {
-            None => Some(c.boot_at),
-            Some(at) if !c.is_fresh(Some(at), now) => Some(self.peer.lost_since.unwrap_or(at)),
-            Some(_) if self.peer.status.is_none() && self.peer.mismatch.is_none() => {
-                self.peer.lost_since
-            }
-            Some(_) => None,
+        let own = self.own_contact_lost_since(c, now);
+        let theirs = self
+            .peer
+            .lost_me_since
+            .filter(|_| self.fresh_peer(c, now).is_some());
+        match (own, theirs) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
+    }
+
+    fn reports_peer_lost(&self, c: &Common, now: Duration) -> bool {
+        self.peer.last_at.is_some() && self.own_contact_lost_since(c, now).is_some()
     }
 
     fn candidacy(&mut self, c: &mut Common, now: Duration) -> Result<Candidate, Option<Hold>> {
