@@ -482,7 +482,7 @@ pub async fn run(mut opts: BenchOptions) -> Result<BenchReport, SoakError> {
     let margin = priority_margin(&t, opts.block_time);
     // The timing model's bounds: a crash is replaced within its decision (the window, or
     // the witness's clean run in block time) + the node's restart + 2 blocks — after a
-    // change of holder too, once the new holder's first signature is on chain.
+    // change of holder too, once the new holder is seen active (its activation verified).
     let crash_bound = model.crash_bound(copts.devnet.node_restart).as_secs_f64();
     let mut report = BenchReport {
         runs: opts.runs,

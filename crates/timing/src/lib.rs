@@ -627,8 +627,11 @@ impl Timing {
         ));
         out.push(format!(
             "after a change of holder, a crash is recovered as fast as above once the new \
-             holder's first signature is on chain; if none shows, the passive waits at most {} \
-             (the holder's activation, verification and roll-back)",
+             holder is seen active (its activation verified); seen signing but not active, the \
+             passive waits until an unverified activation has rolled back ({} after its first \
+             signature); if nothing shows, at most {} (the holder's activation, verification \
+             and roll-back)",
+            Secs(self.verify_deadline + self.stop_bound),
             Secs(self.settle)
         ));
         out.push(format!(
@@ -683,7 +686,7 @@ impl Timing {
             r("dsc_wait", self.dsc_wait, "(N + 2) × 2 B + slack, N = double_sign_check_height", "a target waits for N clean blocks, or CometBFT refuses to start"),
             r("activation_bound", self.activation_bound, "dsc_wait + stop + kill + write + verify_deadline + stop + kill", "the longest promotion, roll-back included"),
             r("handover_timeout", self.handover_timeout, "request_timeout + activation_bound + slack", "an old holder waits for the target's whole activation"),
-            r("settle", self.settle, "request_timeout + activation_bound + observe_lag + slack", "the longest post-handover wait (ends earlier at the new holder's first signature)"),
+            r("settle", self.settle, "request_timeout + activation_bound + observe_lag + slack", "the longest post-handover wait (ends when the new holder is seen active, or verify_deadline + stop_bound after its first signature)"),
             r("watchdog", self.watchdog, "I + 2 × rpc_timeout + slack", "systemd kills a hung SyncGuard (WatchdogSec), BindsTo stops story (TimeoutStopSec = stop_timeout)"),
         ]
     }
