@@ -590,6 +590,10 @@ story:
   node_role: "passive"
   is_primary_site: false
   block_interval: {block_ms}
+  # The stand-in starts at once: a short start bounds how long an activation may stay
+  # unverified, so the wait after its start (the chain shows the validator signing, the
+  # holder never seen active) ends within a few seconds and the witness runs.
+  start_timeout: 2
 failover:
   health_check_interval: {round}
 {communication}logging:
