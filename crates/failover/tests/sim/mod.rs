@@ -226,6 +226,9 @@ impl World {
 
     /// Runs every event up to `t` (inclusive); the clock then reads `t`.
     pub fn run_until(&mut self, t: u64) {
+        // Events at one instant, counted: a world whose time stops advancing (a timer asked
+        // for again at the instant it fires) fails with its trace instead of hanging.
+        let mut same = (u64::MAX, 0u32);
         while let Some((&(at, s), _)) = self.queue.iter().next() {
             if at > t {
                 break;
@@ -233,6 +236,17 @@ impl World {
             let Some(ev) = self.queue.remove(&(at, s)) else {
                 break;
             };
+            same = if same.0 == at {
+                (at, same.1 + 1)
+            } else {
+                (at, 1)
+            };
+            assert!(
+                same.1 < 100_000,
+                "LIVELOCK: 100,000 events at t={at} ms, time does not advance ({:?})\n{}",
+                self.cfg,
+                self.trace_text()
+            );
             self.advance(at);
             self.step(ev);
         }
