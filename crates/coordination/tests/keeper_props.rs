@@ -125,7 +125,14 @@ fn timing_strategy() -> impl Strategy<Value = LeaseTiming> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+    // `coordination_holder_survives_losses_shorter_than_the_slack` rejects the timings whose
+    // slack fits no burst (about a third of them): proptest's default of 1,024 rejects made it
+    // fail on unlucky seeds (seen in CI), so the budget is raised.
+    #![proptest_config(ProptestConfig {
+        cases: 2_000,
+        max_global_rejects: 100_000,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn coordination_holder_fences_before_anybody_else_can_acquire(
