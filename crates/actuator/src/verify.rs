@@ -57,8 +57,8 @@ pub(crate) async fn verify(
     params: &VerifyParams,
     rec: &mut Recorder,
 ) -> Result<Verified, NotVerified> {
-    let deadline = Instant::now() + params.timeout;
     let t = Instant::now();
+    let deadline = t + params.timeout;
     let head = match wait_for_address(comet, address, deadline, params).await {
         Ok((height, detail)) => {
             rec.push(Step::VerifyAddress, t, StepOutcome::Ok, detail);
