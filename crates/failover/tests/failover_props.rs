@@ -128,6 +128,11 @@ impl Tally {
 
     fn count(&self, w: &World) {
         self.worlds.set(self.worlds.get() + 1);
+        if self.worlds.get().is_multiple_of(10_000)
+            && std::env::var_os("SYNCGUARD_SIM_CASES").is_some()
+        {
+            eprintln!("{}: {} worlds", self.name, self.worlds.get()); // a long hunt's progress
+        }
         self.double_signs
             .set(self.double_signs.get() + w.double_signs() as u64);
         self.sim_ms.set(self.sim_ms.get() + w.now);

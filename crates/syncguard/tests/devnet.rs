@@ -170,9 +170,17 @@ async fn devnet_validator_node_signs_monotonically_and_commits_show_it() {
         .await
         .unwrap();
     assert!(w.signed_recently(), "{w:#?}");
-    let c = comet(&b.comet_rpc_url).commit(head - 1).await.unwrap();
-    assert!(c.canonical);
-    assert!(c.signed_by(&validator), "{c:#?}");
+    // One of the last commits carries the validator's signature (a vote that came late under
+    // load misses one commit: CI saw head - 1 without it once).
+    let mut commits = Vec::new();
+    for h in (head - 3)..head {
+        commits.push(comet(&b.comet_rpc_url).commit(h).await.unwrap());
+    }
+    assert!(commits.iter().all(|c| c.canonical), "{commits:#?}");
+    assert!(
+        commits.iter().any(|c| c.signed_by(&validator)),
+        "{commits:#?}"
+    );
     // History before the validator started is unsigned.
     assert!(!comet(&b.comet_rpc_url)
         .commit(2)

@@ -144,6 +144,11 @@ pub struct World {
     pub probes: u64,
     /// `Drive::Timers`: wake-ups between timers that changed something (a missing timer).
     pub timer_gaps: Vec<String>,
+    /// The most events any one simulated second held.
+    pub busiest_second: u32,
+    /// Events run so far.
+    pub events: u64,
+    started: std::time::Instant,
 }
 
 impl World {
@@ -172,6 +177,9 @@ impl World {
             both_live_ms: 0,
             probes: 0,
             timer_gaps: Vec::new(),
+            busiest_second: 0,
+            events: 0,
+            started: std::time::Instant::now(),
             cfg,
         };
         w.start();
@@ -226,9 +234,10 @@ impl World {
 
     /// Runs every event up to `t` (inclusive); the clock then reads `t`.
     pub fn run_until(&mut self, t: u64) {
-        // Events at one instant, counted: a world whose time stops advancing (a timer asked
-        // for again at the instant it fires) fails with its trace instead of hanging.
-        let mut same = (u64::MAX, 0u32);
+        // Events per simulated second, counted: a world whose time stops advancing (a timer
+        // asked for again at the instant it fires) or crawls (a wake-up every millisecond)
+        // fails with its trace instead of hanging. In 200,000 lease worlds no second held 1,500.
+        let mut second = (u64::MAX, 0u32);
         while let Some((&(at, s), _)) = self.queue.iter().next() {
             if at > t {
                 break;
@@ -236,21 +245,53 @@ impl World {
             let Some(ev) = self.queue.remove(&(at, s)) else {
                 break;
             };
-            same = if same.0 == at {
-                (at, same.1 + 1)
+            second = if second.0 == at / 1000 {
+                (second.0, second.1 + 1)
             } else {
-                (at, 1)
+                (at / 1000, 1)
             };
+            self.busiest_second = self.busiest_second.max(second.1);
+            self.events += 1;
+            if self.events.is_multiple_of(1_000) {
+                self.check_wall_time(at);
+            }
             assert!(
-                same.1 < 100_000,
-                "LIVELOCK: 100,000 events at t={at} ms, time does not advance ({:?})\n{}",
+                self.events < 3_000_000,
+                "CRAWL: 3,000,000 events by t={at} ms ({:?})\n{}",
                 self.cfg,
                 self.trace_text()
             );
+            assert!(
+                second.1 < 20_000,
+                "LIVELOCK: 20,000 events within one simulated second at t={at} ms ({:?})\n{}",
+                self.cfg,
+                self.trace_text()
+            );
+            if second.1 > 19_950 {
+                self.log(format!("EVENT {ev:?}")); // the last ones, for the failure's trace
+            }
             self.advance(at);
             self.step(ev);
         }
         self.advance(t.max(self.now));
+    }
+
+    /// A hunting aid: `SYNCGUARD_SIM_WORLD_SECS=N` fails a world that has taken more than N
+    /// seconds of real time, with its config and trace (a world normally takes milliseconds).
+    fn check_wall_time(&self, at: u64) {
+        let limit = std::env::var("SYNCGUARD_SIM_WORLD_SECS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(limit) = limit {
+            let took = self.started.elapsed();
+            assert!(
+                took.as_secs() < limit,
+                "SLOW: {took:?} of real time, {} events, t={at} ms ({:?})\n{}",
+                self.events,
+                self.cfg,
+                self.trace_text()
+            );
+        }
     }
 
     fn advance(&mut self, t: u64) {
