@@ -492,3 +492,27 @@ fn double_sign_known_world_one_way_loss_and_a_muted_active() {
         ..SimConfig::calm(13762885580385790690, [Wish::Passive, Wish::Active])
     });
 }
+
+/// Found by a 300,000-world lease hunt (seed 545493950444867462; a liveness failure, no
+/// double sign): n1, the primary site, self-fenced in a cut and came back; its fallback request
+/// reached the holder n0 while n0 still saw it fenced — declined, and the clearing of the
+/// request got lost. n1 re-put it every handover timeout, so the request never looked gone to
+/// n0, which answers a request once: no fallback for 86 s, and the one that finally came was
+/// still starting when the world ended. A request still there one repeat after its answer is
+/// now asked again (`Lease::answer_request`); the mutant that answers once fails here.
+#[test]
+fn failover_known_world_declined_fallback_request_is_answered_again() {
+    known_world(SimConfig {
+        primary: Some(1),
+        loss: 0.039750777620399136,
+        dup: 0.021634465080555627,
+        act_fail: 0.13578752058396953,
+        deact_fail: 0.005071079718267671,
+        faults: vec![(26488, Fault::Cut { node: 1, ms: 5292 })],
+        max_delay_ms: 1500,
+        max_start_delay_ms: 523,
+        max_stop_ms: 650,
+        unreadable: 0.03,
+        ..SimConfig::lease_calm(545493950444867462, 3)
+    });
+}

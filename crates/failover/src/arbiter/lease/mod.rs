@@ -86,8 +86,10 @@ pub struct Lease {
     /// etcd shows it stored: looks asked before it, or before the write landed, do not undo
     /// it.
     pause_sent: Option<(Duration, bool)>,
-    /// The request last answered (by the holder), so it is answered once.
-    answered_request: Option<(NodeId, RequestKind)>,
+    /// The request last answered (by the holder) and when, so it is answered once — until
+    /// the requester's repeat comes (`handover_timeout` later): a declined request whose
+    /// clearing got lost, then re-put, is asked again and must be answered again.
+    answered_request: Option<((NodeId, RequestKind), Duration)>,
     /// The takeover's target: the epoch of the gone holder's lock to remove first.
     takeover_release: Option<u64>,
 }
@@ -438,10 +440,15 @@ impl Lease {
             return;
         };
         let key = (r.from.clone(), r.kind);
-        if r.from == c.params.node_id || self.answered_request.as_ref() == Some(&key) {
+        let repeat = c.params.timing.handover_timeout;
+        let answered = self
+            .answered_request
+            .as_ref()
+            .is_some_and(|(k, at)| *k == key && now.saturating_sub(*at) < repeat);
+        if r.from == c.params.node_id || answered {
             return;
         }
-        self.answered_request = Some(key);
+        self.answered_request = Some((key, now));
         let from = r.from.clone();
         let deny = if c.paused {
             Some("automation is paused".to_string())
